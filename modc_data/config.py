@@ -1,0 +1,304 @@
+"""Typed params: the one place that knows the shape of ``params.yaml``.
+
+``load_params(path)`` reads a profile (a whole params file) and validates it. Every model forbids
+unknown keys, so a typo fails before any work starts with the field's dotted path, the bad value
+and what is allowed (``ParamsError``). Stages call ``load_params`` first and use only their block.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PARAMS_FILE = "params.yaml"
+
+
+class ParamsError(ValueError):
+    """A params file that does not validate; the message names each bad field."""
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- generate (Countdown)
+class SplitSizes(_Block):
+    train: int = Field(40_000, gt=0, description="training problems")
+    validation: int = Field(2_000, gt=0)
+    test: int = Field(2_000, gt=0)
+
+
+class CountdownParams(_Block):
+    n_numbers: int = Field(3, ge=2, le=6, description="input numbers per problem")
+    value_min: int = Field(1, ge=1)
+    value_max: int = Field(10, ge=1)
+    max_intermediate: int = Field(50, gt=0, description="cap on every intermediate result")
+    use_all_numbers: bool = Field(False, description="Stream-of-Search rule: every input used")
+    allow_nonpositive: bool = Field(False, description="allow zero/negative intermediates")
+    budget: int = Field(8, gt=0, description="node expansions per search")
+    heldout_targets: list[int] = Field(default_factory=list, description="targets only in test")
+    problems: SplitSizes = SplitSizes()
+    adversarial_per_side: int = Field(
+        150, gt=0, description="test_adversarial problems per side (only-DFS / only-BFS)"
+    )
+    workers: int = Field(2, ge=1, description="processes for generation")
+
+    @model_validator(mode="after")
+    def _range(self) -> CountdownParams:
+        if self.value_max < self.value_min:
+            raise ValueError(f"value_max ({self.value_max}) must be >= value_min ({self.value_min})")
+        return self
+
+
+# --------------------------------------------------------------------------- labels and mixes
+class RandomLabelParams(_Block):
+    n_modes: int = Field(2, ge=2)
+    seed: int = 7
+
+
+class LabelsParams(_Block):
+    random: RandomLabelParams = RandomLabelParams()
+    # mix name -> {mode: share}; shares must sum to 1. Rows of every label source are drawn
+    # from the search-algorithm rows under one of these mixes.
+    mixes: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {"balanced": {"dfs": 0.5, "bfs": 0.5}}
+    )
+
+    @field_validator("mixes")
+    @classmethod
+    def _shares(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for name, shares in v.items():
+            if not shares:
+                raise ValueError(f"mix {name!r} lists no modes")
+            if any(s < 0 for s in shares.values()):
+                raise ValueError(f"mix {name!r} has a negative share")
+            if abs(sum(shares.values()) - 1.0) > 1e-6:
+                raise ValueError(f"mix {name!r} shares sum to {sum(shares.values())}, expected 1")
+        return v
+
+
+# --------------------------------------------------------------------------- validation
+class ValidationParams(_Block):
+    tolerance: float = Field(0.1, ge=0, le=1, description="allowed |share - declared share|")
+    min_rows_per_mode: int = Field(20, ge=1, description="per mode and split")
+    source_tolerance: dict[str, float] = Field(
+        default_factory=dict, description="per label source override of tolerance"
+    )
+    data_docs: bool = Field(True, description="also build GX's HTML data docs")
+
+
+# --------------------------------------------------------------------------- arms and jobs
+class ArmParams(_Block):
+    """One (label source, mix) dataset that models are trained on and evaluated."""
+
+    label_source: Literal["search_algorithm", "random", "gradient_cluster", "teacher_id"]
+    mix: str
+    standard_from: str | None = Field(
+        None, description="arm whose standard model is reused (same training rows)"
+    )
+
+
+class TrainJobParams(_Block):
+    arm: str
+    variant: Literal["standard", "experts", "prefix"]
+    steps: int | None = Field(None, gt=0, description="override train.steps")
+    lr: float | None = Field(None, gt=0, description="override train.lr")
+
+
+# --------------------------------------------------------------------------- model and training
+class ScratchModelParams(_Block):
+    hidden_size: int = Field(128, gt=0)
+    num_hidden_layers: int = Field(4, gt=0)
+    num_attention_heads: int = Field(4, gt=0)
+    intermediate_size: int = Field(512, gt=0)
+    max_position_embeddings: int = Field(160, gt=0)
+
+
+class LoraParams(_Block):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+
+
+class PretrainedModelParams(_Block):
+    name_or_path: str = "Qwen/Qwen2.5-0.5B"
+    lora: LoraParams = LoraParams()
+    trust_remote_code: bool = False
+
+
+class ModelParams(_Block):
+    base: Literal["scratch", "pretrained"] = "scratch"
+    scratch: ScratchModelParams = ScratchModelParams()
+    pretrained: PretrainedModelParams = PretrainedModelParams()
+
+
+class TrainParams(_Block):
+    steps: int = Field(600, gt=0, description="optimizer steps of the standard model")
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(2e-3, gt=0)
+    warmup_steps: int = Field(30, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    bf16: Literal["auto", "on", "off"] = "auto"
+    save_every: int = Field(200, gt=0, description="checkpoint interval in steps")
+    eval_batches: int = Field(8, gt=0, description="validation batches for the final eval loss")
+    threads: int = Field(2, ge=1)
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- sampling, evaluation
+class SampleParams(_Block):
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    n: int = Field(64, gt=0, description="samples per (problem, model, mode)")
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(100, gt=0)
+    batch_size: int = Field(512, gt=0, description="sequences per generate call")
+    splits: list[str] = Field(default_factory=lambda: ["test", "test_adversarial"])
+    max_problems: int | None = Field(None, gt=0, description="cap per split (first by id)")
+    openai_base_url: str | None = None
+    seed: int = 0
+
+
+class EvaluateParams(_Block):
+    bootstrap: int = Field(1000, gt=0, description="bootstrap resamples over problems")
+    ci: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- gradient clusters
+class GradientClusterParams(_Block):
+    reference_arm: str = "search_algorithm-balanced"
+    mixes: list[str] = Field(default_factory=lambda: ["balanced"])
+    projection_dim: int = Field(1024, gt=0)
+    n_clusters: int | Literal["auto"] = 2
+    auto_range: list[int] = Field(default_factory=lambda: [2, 3, 4])
+    n_init: int = Field(10, gt=0)
+    chunk_size: int = Field(32, gt=0, description="examples per vmap call")
+    max_examples: int | None = Field(None, gt=0)
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- teachers
+class TeacherParams(_Block):
+    name: str
+    kind: Literal["model", "dataset"]
+    # kind == model
+    path: str | None = Field(None, description="checkpoint dir, Hub id, or arm job path")
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    prompt_template: str = "{prompt}"
+    mode: str | None = Field(None, description="mode token to sample a prefix teacher under")
+    # kind == dataset
+    dataset: str | None = None
+    config: str | None = None
+    split: str = "train"
+    prompt_column: str = "prompt"
+    solution_column: str = "solution"
+    teacher_column: str = "teacher"
+    answer_column: str | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TeacherParams:
+        if self.kind == "model" and not self.path:
+            raise ValueError(f"teacher {self.name!r}: kind 'model' needs 'path'")
+        if self.kind == "dataset" and not self.dataset:
+            raise ValueError(f"teacher {self.name!r}: kind 'dataset' needs 'dataset'")
+        return self
+
+
+class DistillParams(_Block):
+    teachers: list[TeacherParams] = Field(default_factory=list)
+    pool_problems: int = Field(2000, gt=0, description="training problems distilled")
+    n: int = Field(4, gt=0, description="samples per (problem, teacher)")
+    keep_per_teacher: int = Field(1, gt=0)
+    balance: Literal["none", "downsample", "per_problem"] = "downsample"
+    validation_problems: int = Field(200, gt=0)
+    temperature: float = Field(1.0, ge=0)
+
+
+# --------------------------------------------------------------------------- publish
+class PublishParams(_Block):
+    target: Literal["local", "hub"] = "local"
+    namespace: str = "modc"
+    local_dir: str = "artifacts/hub"
+    endpoint: str | None = None
+    private: bool = False
+    license: str = "apache-2.0"
+    dataset_mix: str = Field("balanced", description="mix published as each source's config")
+
+
+# --------------------------------------------------------------------------- whole file
+class Params(_Block):
+    seed: int = 1234
+    task: Literal["countdown", "math"] = "countdown"
+    countdown: CountdownParams = CountdownParams()
+    labels: LabelsParams = LabelsParams()
+    validation: ValidationParams = ValidationParams()
+    arms: dict[str, ArmParams] = Field(default_factory=dict)
+    train_jobs: dict[str, TrainJobParams] = Field(default_factory=dict)
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    sample: SampleParams = SampleParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    gradient_cluster: GradientClusterParams = GradientClusterParams()
+    distill: DistillParams = DistillParams()
+    publish: PublishParams = PublishParams()
+
+    @model_validator(mode="after")
+    def _references(self) -> Params:
+        for key, job in self.train_jobs.items():
+            if job.arm not in self.arms:
+                raise ValueError(
+                    f"train_jobs.{key}.arm: unknown arm {job.arm!r}; arms are {sorted(self.arms)}"
+                )
+        for key, arm in self.arms.items():
+            if arm.label_source != "teacher_id" and arm.mix not in self.labels.mixes:
+                raise ValueError(
+                    f"arms.{key}.mix: unknown mix {arm.mix!r}; mixes are {sorted(self.labels.mixes)}"
+                )
+            if arm.standard_from is not None and arm.standard_from not in self.arms:
+                raise ValueError(f"arms.{key}.standard_from: unknown arm {arm.standard_from!r}")
+        return self
+
+    def standard_arm(self, arm: str) -> str:
+        """Arm whose standard model serves ``arm`` (itself unless ``standard_from`` is set)."""
+        return self.arms[arm].standard_from or arm
+
+    def jobs_of_arm(self, arm: str) -> dict[str, TrainJobParams]:
+        return {k: j for k, j in self.train_jobs.items() if j.arm == arm}
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid params ({err.error_count()} problem(s)):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        val = e.get("input")
+        shown = repr(val) if not isinstance(val, dict) else "{…}"
+        lines.append(f"  - {loc}: {e['msg']} (got {shown[:80]})")
+    return "\n".join(lines)
+
+
+def parse_params(data: dict[str, Any] | None, source: str = PARAMS_FILE) -> Params:
+    try:
+        return Params.model_validate(data or {})
+    except ValidationError as err:
+        raise ParamsError(_format_errors(err, source)) from None
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate a params file; raises ParamsError naming every bad field."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: params file not found (run from the repo root)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ParamsError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return parse_params(data, str(path))

@@ -1,0 +1,36 @@
+"""How a (prompt, completion, mode) triple becomes token ids, for training and for sampling.
+
+The prompt and the completion are tokenized separately and concatenated, so the prompt's ids at
+sampling time are exactly the ids the model was trained on (no merge across the boundary), and
+the loss mask is simply "every id after the prompt". A prefix model sees its mode token, a single
+added special token, in front of the prompt.
+"""
+
+from __future__ import annotations
+
+from modc_data.schema import mode_token
+
+IGNORE_INDEX = -100
+
+
+def prompt_text(prompt: str, mode: str | None = None) -> str:
+    """Model-side prompt: ``"<mode:dfs> " + prompt`` for a prefix model, else the prompt."""
+    return f"{mode_token(mode)} {prompt}" if mode is not None else prompt
+
+
+def encode_prompt(tokenizer, prompt: str, mode: str | None = None) -> list[int]:
+    """Ids fed to ``generate``: optional BOS, then the (mode-prefixed) prompt."""
+    ids = tokenizer(prompt_text(prompt, mode), add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    return ([bos] if bos is not None else []) + list(ids)
+
+
+def encode_example(
+    tokenizer, prompt: str, completion: str, mode: str | None = None
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) for one training row; labels are IGNORE_INDEX over the prompt."""
+    p = encode_prompt(tokenizer, prompt, mode)
+    c = list(tokenizer(" " + completion, add_special_tokens=False)["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        c.append(tokenizer.eos_token_id)
+    return p + c, [IGNORE_INDEX] * len(p) + c

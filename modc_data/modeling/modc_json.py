@@ -1,0 +1,62 @@
+"""``modc.json``: what a checkpoint directory holds, for humans and for loaders.
+
+Written next to every checkpoint by training, read by sampling, publishing and ``ModCSampler``.
+A *group* directory (``.../experts``) holds one ``modc.json`` with ``variant: experts`` and one
+sub-directory per mode (``experts[mode]`` is its relative path), each a full expert checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+MODC_FILE = "modc.json"
+Variant = Literal["standard", "expert", "prefix", "experts"]
+
+
+@dataclass
+class ModcInfo:
+    variant: Variant
+    label_source: str
+    modes: list[str]  # the modes this checkpoint can be sampled under ([] for standard)
+    task: str = "countdown"
+    arm: str = ""
+    mode: str | None = None  # an expert's own mode
+    mode_tokens: dict[str, str] = field(default_factory=dict)  # prefix: mode -> special token
+    experts: dict[str, str] = field(default_factory=dict)  # group: mode -> relative dir
+    base: dict[str, Any] = field(default_factory=dict)  # kind, name_or_path, adapter
+    data_hash: str = ""
+    train: dict[str, Any] = field(default_factory=dict)  # steps, examples, tokens, eval_loss …
+    params: dict[str, Any] = field(default_factory=dict)
+    revision: dict[str, Any] = field(default_factory=dict)  # git commit, dvc.lock hash
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def write_modc(directory: str | Path, info: ModcInfo) -> Path:
+    """Write ``modc.json`` atomically (temp file + rename)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (MODC_FILE + ".tmp")
+    tmp.write_text(info.to_json())
+    os.replace(tmp, directory / MODC_FILE)
+    return directory / MODC_FILE
+
+
+def read_modc(directory: str | Path) -> ModcInfo:
+    """Read ``modc.json``; a missing or malformed file is a clear FileNotFoundError/ValueError."""
+    path = Path(directory) / MODC_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{directory}: no {MODC_FILE}; this is not a modc-data checkpoint "
+            "(train it with the train stage or pass a directory that has modc.json)"
+        )
+    try:
+        data = json.loads(path.read_text())
+        return ModcInfo(**data)
+    except (json.JSONDecodeError, TypeError) as err:
+        raise ValueError(f"{path}: malformed {MODC_FILE}: {err}") from None

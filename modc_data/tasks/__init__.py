@@ -1,0 +1,31 @@
+"""Tasks: how a problem becomes a prompt, and how a completion is scored.
+
+A problem is one row of ``problems.parquet`` (columns: problem_id, task, split, prompt, answer,
+category, meta (JSON)). ``get_task(name)`` returns an object with:
+- ``score(problem: Mapping, completion: str) -> tuple[str, bool]``: extracted answer, verdict;
+- ``detect_mode(completion: str) -> str | None``: which mode a completion follows, if knowable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Task(Protocol):
+    name: str
+
+    def score(self, problem: Any, completion: str) -> tuple[str, bool]: ...
+
+    def detect_mode(self, completion: str) -> str | None: ...
+
+
+def get_task(name: str, **rules: Any) -> Task:
+    if name == "countdown":
+        from modc_data.tasks.countdown import CountdownTask
+
+        return CountdownTask(**rules)
+    if name == "math":
+        from modc_data.tasks.math import MathTask
+
+        return MathTask(**rules)
+    raise ValueError(f"unknown task {name!r}; known tasks: countdown, math")
