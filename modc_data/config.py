@@ -34,7 +34,9 @@ class SplitSizes(_Block):
 class CountdownParams(_Block):
     n_numbers: int = Field(3, ge=2, le=6, description="input numbers per problem")
     value_min: int = Field(1, ge=1)
-    value_max: int = Field(10, ge=1)
+    # 1..20 with cap 50 and budget 8: ~98.6k distinct problems, ~24% only-DFS, ~25% only-BFS
+    # (1..10 holds only ~14k problems, too few for 40k training problems).
+    value_max: int = Field(20, ge=1)
     max_intermediate: int = Field(50, gt=0, description="cap on every intermediate result")
     use_all_numbers: bool = Field(False, description="Stream-of-Search rule: every input used")
     allow_nonpositive: bool = Field(False, description="allow zero/negative intermediates")
@@ -92,7 +94,11 @@ class ValidationParams(_Block):
 
 # --------------------------------------------------------------------------- arms and jobs
 class ArmParams(_Block):
-    """One (label source, mix) dataset that models are trained on and evaluated."""
+    """One (label source, mix) dataset that models are trained on and evaluated.
+
+    The key of an arm in ``params.arms`` is ``<label_source>-<mix>``; its dataset is
+    ``artifacts/datasets/<label_source>/<mix>.parquet``.
+    """
 
     label_source: Literal["search_algorithm", "random", "gradient_cluster", "teacher_id"]
     mix: str
@@ -100,12 +106,23 @@ class ArmParams(_Block):
         None, description="arm whose standard model is reused (same training rows)"
     )
 
+    @property
+    def key(self) -> str:
+        return f"{self.label_source}-{self.mix}"
+
 
 class TrainJobParams(_Block):
-    arm: str
+    """One DVC train stage: the standard model, all experts, or the prefix model of an arm."""
+
+    label_source: str
+    mix: str
     variant: Literal["standard", "experts", "prefix"]
     steps: int | None = Field(None, gt=0, description="override train.steps")
     lr: float | None = Field(None, gt=0, description="override train.lr")
+
+    @property
+    def arm(self) -> str:
+        return f"{self.label_source}-{self.mix}"
 
 
 # --------------------------------------------------------------------------- model and training
@@ -161,14 +178,33 @@ class SampleParams(_Block):
     batch_size: int = Field(512, gt=0, description="sequences per generate call")
     splits: list[str] = Field(default_factory=lambda: ["test", "test_adversarial"])
     max_problems: int | None = Field(None, gt=0, description="cap per split (first by id)")
-    openai_base_url: str | None = None
+    openai_base_url: str | None = Field(None, description="server URL for backend 'openai'")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> SampleParams:
+        # Fail when params load, not after the first model has been read.
+        if self.backend == "openai" and not self.openai_base_url:
+            raise ValueError(
+                "backend 'openai' needs openai_base_url (e.g. http://127.0.0.1:8000 for vllm serve)"
+            )
+        return self
 
 
 class EvaluateParams(_Block):
     bootstrap: int = Field(1000, gt=0, description="bootstrap resamples over problems")
     ci: float = Field(0.95, gt=0, lt=1)
     seed: int = 0
+    ks: list[int] | None = Field(None, description="budgets k; None: 1, 2, 4, … up to n")
+    collapse_mode: str = Field("bfs", description="detected mode whose per-problem share is shown")
+    verdict_min_k: int = Field(8, ge=1, description="verdict: ModC must win at every k >= this")
+
+    @field_validator("ks")
+    @classmethod
+    def _ks(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(k < 1 for k in v)):
+            raise ValueError(f"ks must be a non-empty list of budgets >= 1, got {v}")
+        return sorted(set(v)) if v is not None else None
 
 
 # --------------------------------------------------------------------------- gradient clusters
@@ -180,8 +216,24 @@ class GradientClusterParams(_Block):
     auto_range: list[int] = Field(default_factory=lambda: [2, 3, 4])
     n_init: int = Field(10, gt=0)
     chunk_size: int = Field(32, gt=0, description="examples per vmap call")
-    max_examples: int | None = Field(None, gt=0)
+    max_examples: int | None = Field(
+        None, gt=0, description="train rows labeled (seeded sample); the rest are left out"
+    )
     seed: int = 0
+    method: Literal["auto", "vmap", "loop"] = Field(
+        "auto", description="per-example gradients: vmap, loop, or vmap with loop fallback"
+    )
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of train rows scoring silhouette when n_clusters=auto"
+    )
+
+    @field_validator("n_clusters", "auto_range")
+    @classmethod
+    def _at_least_two(cls, v):
+        for c in v if isinstance(v, list) else [v]:
+            if c != "auto" and c < 2:
+                raise ValueError(f"cluster counts must be >= 2, got {c}")
+        return v
 
 
 # --------------------------------------------------------------------------- teachers
@@ -201,6 +253,9 @@ class TeacherParams(_Block):
     solution_column: str = "solution"
     teacher_column: str = "teacher"
     answer_column: str | None = None
+    include: list[str] | None = Field(
+        None, description="dataset: keep only these values of teacher_column (default: all)"
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> TeacherParams:
@@ -219,6 +274,35 @@ class DistillParams(_Block):
     balance: Literal["none", "downsample", "per_problem"] = "downsample"
     validation_problems: int = Field(200, gt=0)
     temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(1024, gt=0, description="tokens per teacher solution")
+    batch_size: int = Field(64, gt=0, description="sequences per generate call (hf backend)")
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- math problems
+class MathSourceParams(_Block):
+    """One dataset of math problems (Hub id, local file/dir or save_to_disk dir)."""
+
+    dataset: str
+    config: str | None = None
+    split: str = "train"
+    problem_column: str = "problem"
+    answer_column: str = Field("answer", description="gold answer, or a solution with \\boxed{}")
+    max_problems: int | None = Field(None, gt=0, description="first N rows only")
+
+
+class MathDataParams(_Block):
+    """Where task 'math' gets its problems: a training pool and a test set (MATH-500 style)."""
+
+    train: MathSourceParams = MathSourceParams(
+        dataset="DigitalLearningGmbH/MATH-lighteval", answer_column="solution"
+    )
+    test: MathSourceParams = MathSourceParams(dataset="HuggingFaceH4/MATH-500", split="test")
+    prompt_template: str = Field(
+        "Problem: {problem}\nPut the final answer in \\boxed{}.",
+        description="'{problem}' is replaced by the statement (plain replacement, not format)",
+    )
 
 
 # --------------------------------------------------------------------------- publish
@@ -247,22 +331,27 @@ class Params(_Block):
     evaluate: EvaluateParams = EvaluateParams()
     gradient_cluster: GradientClusterParams = GradientClusterParams()
     distill: DistillParams = DistillParams()
+    math: MathDataParams = MathDataParams()
     publish: PublishParams = PublishParams()
 
     @model_validator(mode="after")
     def _references(self) -> Params:
-        for key, job in self.train_jobs.items():
-            if job.arm not in self.arms:
-                raise ValueError(
-                    f"train_jobs.{key}.arm: unknown arm {job.arm!r}; arms are {sorted(self.arms)}"
-                )
         for key, arm in self.arms.items():
+            if key != arm.key:
+                raise ValueError(f"arms.{key}: key must be '<label_source>-<mix>' = {arm.key!r}")
             if arm.label_source != "teacher_id" and arm.mix not in self.labels.mixes:
                 raise ValueError(
                     f"arms.{key}.mix: unknown mix {arm.mix!r}; mixes are {sorted(self.labels.mixes)}"
                 )
             if arm.standard_from is not None and arm.standard_from not in self.arms:
                 raise ValueError(f"arms.{key}.standard_from: unknown arm {arm.standard_from!r}")
+        for key, job in self.train_jobs.items():
+            if job.arm not in self.arms:
+                raise ValueError(
+                    f"train_jobs.{key}: arm {job.arm!r} is not in arms {sorted(self.arms)}"
+                )
+            if key != f"{job.arm}-{job.variant}":
+                raise ValueError(f"train_jobs.{key}: key must be '{job.arm}-{job.variant}'")
         return self
 
     def standard_arm(self, arm: str) -> str:
@@ -271,6 +360,13 @@ class Params(_Block):
 
     def jobs_of_arm(self, arm: str) -> dict[str, TrainJobParams]:
         return {k: j for k, j in self.train_jobs.items() if j.arm == arm}
+
+    def model_key(self, arm: str, variant: str) -> str | None:
+        """Train-job key of ``variant`` for ``arm`` (standard may come from another arm)."""
+        if variant == "standard":
+            arm = self.standard_arm(arm)
+        key = f"{arm}-{variant}"
+        return key if key in self.train_jobs else None
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -1,0 +1,107 @@
+"""PNG figures of an ``EvaluationResult``: pass@k curves with CI bands, and mode-collapse histograms.
+
+What goes in: the result of ``report.evaluate`` and an output folder. What comes out: one
+``passk_<key>_<split>.png`` per (key, split) and one ``collapse_<key>_<split>.png`` per (key, split)
+with detected modes. Uses matplotlib's object API on the Agg canvas (no pyplot global state, no
+display needed).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from modc_data.evaluation.report import ARMS, EvaluationResult, SplitEvaluation
+from modc_data.schema import mode_slug
+
+_COLORS = {"standard": "#444444", "experts": "#1f77b4", "prefix": "#d62728"}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Render ``fig`` to ``path`` atomically (temp file in the same folder, then replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def passk_figure(key: str, ev: SplitEvaluation) -> Figure:
+    """pass@k vs k (log2 axis) for standard / experts / prefix with CI bands, plus dashed
+    full-budget curves of each single mode ("best single teacher")."""
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.add_subplot()
+    for arm in ARMS:
+        cur = ev.curves.get(arm)
+        if cur is None:
+            continue
+        color = _COLORS[arm]
+        label = arm if arm == "standard" else f"{arm} (ModC split)"
+        ax.plot(cur.k, cur.pass_at_k, marker="o", ms=3, color=color, label=label)
+        ax.fill_between(cur.k, cur.ci_low, cur.ci_high, color=color, alpha=0.2, linewidth=0)
+    styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]
+    for variant, per in ev.single_modes.items():
+        for j, (mode, cur) in enumerate(per.items()):
+            if cur.k:
+                ax.plot(
+                    cur.k,
+                    cur.pass_at_k,
+                    ls=styles[j % len(styles)],
+                    lw=1.2,
+                    color=_COLORS[variant],
+                    alpha=0.7,
+                    label=f"{variant}: {mode} only, full k",
+                )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (samples per problem)")
+    ax.set_ylabel("pass@k")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{key} — {ev.split} ({ev.n_problems} problems)")
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def collapse_figure(key: str, ev: SplitEvaluation) -> Figure:
+    """Histogram over problems of the share of samples in the collapse mode, per model."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    bins = np.linspace(0, 1, 11)
+    arms = [a for a in ARMS if ev.shares.get(a)]
+    # Grouped bars (one per model in each bin) so that no model's histogram hides another's.
+    ax.hist(
+        [ev.shares[a] for a in arms],
+        bins=bins,
+        color=[_COLORS[a] for a in arms],
+        label=[f"{a} ({len(ev.shares[a])} problems)" for a in arms],
+    )
+    mode = ev.collapse.get("mode", "?")
+    ax.set_xlabel(f"per-problem share of samples with detected mode '{mode}'")
+    ax.set_ylabel("problems")
+    ax.set_title(f"Mode collapse: {key} — {ev.split}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def write_figures(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
+    """Write every figure of ``result`` under ``out_dir``; returns the PNG paths."""
+    out = Path(out_dir)
+    paths = []
+    for key, per_split in result.keys.items():
+        for split, ev in per_split.items():
+            stem = f"{mode_slug(key)}_{mode_slug(split)}"
+            paths.append(_save(passk_figure(key, ev), out / f"passk_{stem}.png"))
+            if ev.shares:
+                paths.append(_save(collapse_figure(key, ev), out / f"collapse_{stem}.png"))
+    return paths

@@ -1,0 +1,677 @@
+"""Evaluate sampled completions: pass@k curves, ModC split, paired CIs, efficiency, mode collapse.
+
+What goes in:
+- ``samples`` (polars): one row per sampled completion with columns ``problem_id``, ``split``,
+  ``model``, ``variant`` ('standard' | 'experts' | 'prefix'), ``mode`` ('' for standard),
+  ``correct`` (bool) and ``detected_mode`` (str or null; Countdown: 'dfs' / 'bfs').
+- ``problems`` (polars): ``problem_id``, ``split`` and optionally ``category``
+  ('both' | 'only_dfs' | 'only_bfs' | 'neither').
+- ``arms``: arm name -> ``ArmSpec`` naming the model keys of its standard / experts / prefix
+  models and its modes.
+
+What comes out: ``EvaluationResult`` (``evaluate``), and on disk (``write_reports``):
+``summary.json``, ``details.json``, ``metrics.json``, ``plots/passk_<split>.csv``, ``results.md``
+and PNG figures. Every curve is the mean over problems of the per-problem unbiased estimator;
+CIs are percentile bootstraps over problems with one index matrix per split shared by all arms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from modc_data.evaluation.bootstrap import (
+    Interval,
+    paired_diff_interval,
+    percentile_interval,
+    resample_indices,
+)
+from modc_data.evaluation.passk import default_ks, pass_at_k_curve, pass_at_k_modc
+from modc_data.schema import SPLITS
+
+MODC_VARIANTS = ("experts", "prefix")
+ARMS = ("standard",) + MODC_VARIANTS
+# A problem counts as collapsed when this share or more of its samples use one detected mode.
+COLLAPSE_THRESHOLD = 0.9
+_SAMPLE_COLUMNS = {
+    "problem_id": pl.String,
+    "split": pl.String,
+    "model": pl.String,
+    "variant": pl.String,
+    "mode": pl.String,
+    "correct": pl.Boolean,
+    "detected_mode": pl.String,
+}
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """Which models make up one (label source, mix) comparison.
+
+    ``standard``/``experts``/``prefix``: values of the samples' ``model`` column; experts rows of
+    one arm share one model key and differ by ``mode``. ``modes``: the modes the budget is split
+    over (e.g. ('dfs', 'bfs')).
+    """
+
+    label_source: str
+    mix: str
+    standard: str
+    modes: tuple[str, ...]
+    experts: str | None = None
+    prefix: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.label_source}/{self.mix}"
+
+    def model_of(self, variant: str) -> str | None:
+        return {"standard": self.standard, "experts": self.experts, "prefix": self.prefix}[variant]
+
+
+@dataclass
+class Curve:
+    """pass@k over problems for budgets ``k``; ModC curves add the paired diff vs standard."""
+
+    k: list[int]
+    pass_at_k: list[float]
+    ci_low: list[float]
+    ci_high: list[float]
+    diff: list[float] | None = None
+    diff_ci_low: list[float] | None = None
+    diff_ci_high: list[float] | None = None
+    efficiency_ratio: float | None = None  # n / (smallest k reaching standard's pass@n)
+    k_to_match: int | None = None
+
+
+@dataclass
+class SplitEvaluation:
+    split: str
+    n: int  # largest budget evaluated (standard samples per problem unless ks says less)
+    n_problems: int
+    dropped_problems: int  # problems without samples from every model/mode of the arm
+    curves: dict[str, Curve]  # 'standard', 'experts', 'prefix' (those the arm has)
+    single_modes: dict[str, dict[str, Curve]]  # variant -> mode -> full-budget curve of one mode
+    collapse: dict[str, Any]  # summary statistics; {} when no detected modes
+    shares: dict[str, list[float]]  # variant -> per-problem share of the collapse mode
+    categories: dict[str, dict[str, Any]]  # category -> problems and pass@n per arm
+
+
+@dataclass
+class EvaluationResult:
+    keys: dict[str, dict[str, SplitEvaluation]]  # '<label_source>/<mix>' -> split -> evaluation
+    verdicts: dict[str, str]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- input checks
+def _check_inputs(samples: pl.DataFrame, problems: pl.DataFrame, arms: dict[str, ArmSpec]) -> None:
+    for col, dtype in _SAMPLE_COLUMNS.items():
+        if col not in samples.columns:
+            raise ValueError(f"samples: missing column {col!r} (expected {dtype}); was it sampled?")
+        if col == "detected_mode" and samples.schema[col] == pl.Null:
+            continue  # all-null column read back without a type
+        if samples.schema[col] != dtype:
+            raise ValueError(
+                f"samples: column {col!r} has type {samples.schema[col]}, expected {dtype}"
+            )
+    for col in ("problem_id", "split"):
+        if col not in problems.columns:
+            raise ValueError(f"problems: missing column {col!r}")
+    if samples["correct"].null_count():
+        raise ValueError("samples: column 'correct' has nulls; every sample needs a verdict")
+    bad = set(samples["variant"].unique().to_list()) - set(ARMS)
+    if bad:
+        raise ValueError(f"samples: unknown variant(s) {sorted(bad)}; allowed {list(ARMS)}")
+    if not arms:
+        raise ValueError("evaluate: no arms given")
+    present = samples.select("model", "variant").unique()
+    keys: dict[str, str] = {}
+    for name, spec in arms.items():
+        if spec.key in keys:
+            raise ValueError(
+                f"arms.{name}: key {spec.key!r} already used by arm {keys[spec.key]!r}"
+            )
+        keys[spec.key] = name
+        if not spec.modes:
+            raise ValueError(f"arms.{name}.modes: empty; list the modes the budget is split over")
+        for variant in ARMS:
+            model = spec.model_of(variant)
+            if model is None:
+                continue
+            rows = present.filter((pl.col("model") == model) & (pl.col("variant") == variant))
+            if rows.is_empty():
+                known = sorted(present["model"].unique().to_list())
+                raise ValueError(
+                    f"arms.{name}.{variant}: no {variant!r} samples of model {model!r} "
+                    f"(models in samples: {known}); sample it or fix the model key"
+                )
+            if variant != "standard":
+                have = set(
+                    samples.filter((pl.col("model") == model) & (pl.col("variant") == variant))[
+                        "mode"
+                    ]
+                    .unique()
+                    .to_list()
+                )
+                missing = [m for m in spec.modes if m not in have]
+                if missing:
+                    raise ValueError(
+                        f"arms.{name}.{variant}: model {model!r} has no samples for mode(s) "
+                        f"{missing} (has {sorted(have)})"
+                    )
+
+
+def _counts(samples: pl.DataFrame, collapse_mode: str) -> pl.DataFrame:
+    """One row per (model, variant, split, problem, mode): n, c and detected-mode counts."""
+    det = pl.col("detected_mode").cast(pl.String)
+    return samples.group_by("model", "variant", "split", "problem_id", "mode").agg(
+        n=pl.len(),
+        c=pl.col("correct").cast(pl.Int64).sum(),
+        n_det=det.is_not_null().cast(pl.Int64).sum(),
+        n_collapse=(det == collapse_mode).fill_null(False).cast(pl.Int64).sum(),
+        n_follow=(det == pl.col("mode")).fill_null(False).cast(pl.Int64).sum(),
+    )
+
+
+def _matrix(frame: pl.DataFrame, pids: list[str], modes: tuple[str, ...], col: str) -> np.ndarray:
+    """(P, M) array of ``col`` for problems ``pids`` and ``modes``; missing cells are 0."""
+    pos = {p: i for i, p in enumerate(pids)}
+    mpos = {m: j for j, m in enumerate(modes)}
+    out = np.zeros((len(pids), len(modes)), dtype=np.int64)
+    for p, m, v in frame.select("problem_id", "mode", col).iter_rows():
+        if p in pos and m in mpos:
+            out[pos[p], mpos[m]] = v
+    return out
+
+
+def _curve(values: np.ndarray, ks: list[int], idx: np.ndarray, ci: float) -> Curve:
+    """Curve of per-problem values (P, K) with bootstrap CIs from resample indices ``idx``."""
+    iv = percentile_interval(values, idx, ci)
+    return Curve(
+        k=list(ks), pass_at_k=_floats(iv.estimate), ci_low=_floats(iv.low), ci_high=_floats(iv.high)
+    )
+
+
+def _floats(a: np.ndarray) -> list[float]:
+    return [round(float(x), 6) for x in np.atleast_1d(a)]
+
+
+def _add_diff(curve: Curve, diff: Interval, std: Curve) -> None:
+    curve.diff = _floats(diff.estimate)
+    curve.diff_ci_low = _floats(diff.low)
+    curve.diff_ci_high = _floats(diff.high)
+    target = std.pass_at_k[-1]  # standard's pass@n
+    # Smallest budget at which the ModC arm matches standard's full-budget pass@n.
+    for k, v in zip(curve.k, curve.pass_at_k, strict=True):
+        if v >= target - 1e-9:
+            curve.k_to_match = k
+            curve.efficiency_ratio = round(std.k[-1] / k, 6)
+            break
+
+
+# --------------------------------------------------------------------------- evaluate
+def evaluate(
+    samples: pl.DataFrame,
+    problems: pl.DataFrame,
+    arms: dict[str, ArmSpec],
+    *,
+    ks: list[int] | None = None,
+    bootstrap: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    collapse_mode: str = "bfs",
+    verdict_min_k: int = 8,
+) -> EvaluationResult:
+    """pass@k of every arm's standard, experts-split and prefix-split models on every split.
+
+    ``ks``: budgets (default 1, 2, 4, … up to the standard model's samples per problem n).
+    ``bootstrap``: resamples over problems; ``ci``: CI level; ``seed``: bootstrap seed.
+    ``collapse_mode``: detected mode whose per-problem share measures collapse.
+    Raises ValueError naming the arm/field before any estimation when inputs do not fit.
+    """
+    _check_inputs(samples, problems, arms)
+    counts = _counts(samples, collapse_mode)
+    category = (
+        dict(problems.select("problem_id", "category").unique("problem_id").iter_rows())
+        if "category" in problems.columns
+        else {}
+    )
+    order = {s: i for i, s in enumerate(SPLITS)}
+    out: dict[str, dict[str, SplitEvaluation]] = {}
+    for name, spec in arms.items():
+        std_rows = counts.filter(
+            (pl.col("model") == spec.standard) & (pl.col("variant") == "standard")
+        )
+        splits = sorted(std_rows["split"].unique().to_list(), key=lambda s: (order.get(s, 99), s))
+        out[spec.key] = {
+            s: _evaluate_split(
+                name, spec, counts, s, ks, bootstrap, ci, seed, collapse_mode, category
+            )
+            for s in splits
+        }
+    verdicts = {key: _verdict(key, per_split, ci, verdict_min_k) for key, per_split in out.items()}
+    settings = {
+        "bootstrap": bootstrap,
+        "ci": ci,
+        "seed": seed,
+        "collapse_mode": collapse_mode,
+        "verdict_min_k": verdict_min_k,
+    }
+    return EvaluationResult(keys=out, verdicts=verdicts, settings=settings)
+
+
+def _evaluate_split(
+    name: str,
+    spec: ArmSpec,
+    counts: pl.DataFrame,
+    split: str,
+    ks: list[int] | None,
+    n_boot: int,
+    ci: float,
+    seed: int,
+    collapse_mode: str,
+    category: dict[str, str],
+) -> SplitEvaluation:
+    rows = counts.filter(pl.col("split") == split)
+    std = (
+        rows.filter((pl.col("model") == spec.standard) & (pl.col("variant") == "standard"))
+        .group_by("problem_id")
+        .agg(pl.col("n", "c", "n_det", "n_collapse").sum())
+    )
+    modc = {
+        v: rows.filter((pl.col("model") == spec.model_of(v)) & (pl.col("variant") == v))
+        for v in MODC_VARIANTS
+        if spec.model_of(v) is not None
+    }
+    # Paired comparisons need the same problems in every arm: keep problems every model covers
+    # in every mode.
+    all_pids = set(std["problem_id"].to_list())
+    common = set(all_pids)
+    for frame in modc.values():
+        all_pids |= set(frame["problem_id"].to_list())
+        hits = frame.group_by("problem_id").agg(hit=pl.col("mode").is_in(list(spec.modes)).sum())
+        common &= set(hits.filter(pl.col("hit") == len(spec.modes))["problem_id"].to_list())
+    pids = sorted(common)
+    if not pids:
+        raise ValueError(
+            f"arms.{name}: split {split!r} has no problem with samples from every model and mode"
+        )
+
+    std_n = _matrix(std.with_columns(mode=pl.lit("")), pids, ("",), "n")[:, 0]
+    std_c = _matrix(std.with_columns(mode=pl.lit("")), pids, ("",), "c")[:, 0]
+    n_max = int(std_n.min())
+    budgets = list(ks) if ks is not None else default_ks(n_max)
+    if budgets[-1] > n_max:
+        raise ValueError(
+            f"evaluate.ks: k={budgets[-1]} exceeds the {n_max} samples per problem of model "
+            f"{spec.standard!r} on split {split!r}; lower evaluate.ks or raise sample.n"
+        )
+    idx = resample_indices(len(pids), n_boot, seed)
+    std_vals = pass_at_k_curve(std_n, std_c, budgets)
+    curves: dict[str, Curve] = {}
+    curves["standard"] = _curve(std_vals, budgets, idx, ci)
+    single: dict[str, dict[str, Curve]] = {}
+    per_problem: dict[str, np.ndarray] = {"standard": std_vals}
+    mode_counts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for v, frame in modc.items():
+        n = _matrix(frame, pids, spec.modes, "n")
+        c = _matrix(frame, pids, spec.modes, "c")
+        mode_counts[v] = (n, c)
+        m = len(spec.modes)
+        ceil_share = -(-budgets[-1] // m)
+        if ceil_share > n.min():
+            raise ValueError(
+                f"arms.{name}.{v}: pass@{budgets[-1]} split over {m} modes needs {ceil_share} "
+                f"samples per mode, model {spec.model_of(v)!r} has {int(n.min())} on {split!r}"
+            )
+        vals = pass_at_k_modc(n, c, budgets)
+        per_problem[v] = vals
+        curves[v] = _curve(vals, budgets, idx, ci)
+        _add_diff(curves[v], paired_diff_interval(vals, std_vals, idx, ci), curves["standard"])
+        single[v] = {}
+        for j, mode in enumerate(spec.modes):
+            ks_m = [k for k in budgets if k <= n[:, j].min()]
+            single[v][mode] = _curve(pass_at_k_curve(n[:, j], c[:, j], ks_m), ks_m, idx, ci)
+
+    collapse, shares = _collapse(std, modc, pids, spec.modes, collapse_mode)
+    cats: dict[str, dict[str, Any]] = {}
+    labels = np.array([category.get(p) for p in pids], dtype=object)
+    for cat in sorted({c for c in labels if c is not None}):
+        mask = labels == cat
+        entry: dict[str, Any] = {"n_problems": int(mask.sum())}
+        for arm, vals in per_problem.items():
+            entry[arm] = round(float(vals[mask, -1].mean()), 6)
+        for v, (frame_n, frame_c) in mode_counts.items():
+            for j, mode in enumerate(spec.modes):
+                if budgets[-1] <= frame_n[mask, j].min():
+                    vals = pass_at_k_curve(frame_n[mask, j], frame_c[mask, j], [budgets[-1]])
+                    entry[f"{v}:{mode}"] = round(float(vals.mean()), 6)
+        cats[cat] = entry
+
+    return SplitEvaluation(
+        split=split,
+        n=budgets[-1],
+        n_problems=len(pids),
+        dropped_problems=len(all_pids) - len(pids),
+        curves=curves,
+        single_modes=single,
+        collapse=collapse,
+        shares=shares,
+        categories=cats,
+    )
+
+
+def _collapse(
+    std: pl.DataFrame,
+    modc: dict[str, pl.DataFrame],
+    pids: list[str],
+    modes: tuple[str, ...],
+    collapse_mode: str,
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Per-problem share of ``collapse_mode`` among samples with a detected mode, per variant,
+    and how often ModC samples follow the mode they were asked for."""
+    keep = pl.col("problem_id").is_in(pids)
+    frames = {"standard": std.filter(keep)} | {v: f.filter(keep) for v, f in modc.items()}
+    if sum(int(f["n_det"].sum()) for f in frames.values()) == 0:
+        return {}, {}
+    stats: dict[str, Any] = {"mode": collapse_mode, "threshold": COLLAPSE_THRESHOLD}
+    shares: dict[str, list[float]] = {}
+    for v, f in frames.items():
+        per = (
+            f.group_by("problem_id")
+            .agg(pl.col("n_det", "n_collapse").sum())
+            .filter(pl.col("n_det") > 0)
+            .sort("problem_id")
+        )
+        share = (per["n_collapse"] / per["n_det"]).to_numpy()
+        shares[v] = _floats(share) if len(share) else []
+        entry: dict[str, Any] = {"n_problems": len(share)}
+        if len(share):
+            entry["mean_share"] = round(float(share.mean()), 6)
+            collapsed = (share >= COLLAPSE_THRESHOLD) | (share <= 1 - COLLAPSE_THRESHOLD)
+            entry["collapsed_fraction"] = round(float(collapsed.mean()), 6)
+        if v != "standard":
+            det = f.group_by("mode").agg(pl.col("n_det", "n_follow").sum())
+            by_mode = {m: (d, f) for m, d, f in det.select("mode", "n_det", "n_follow").iter_rows()}
+            follow = {
+                m: round(by_mode[m][1] / by_mode[m][0], 6)
+                for m in modes
+                if m in by_mode and by_mode[m][0] > 0
+            }
+            total = int(det["n_det"].sum())
+            entry["follows_mode"] = round(int(det["n_follow"].sum()) / total, 6) if total else None
+            entry["follows_mode_by_mode"] = follow
+        stats[v] = entry
+    return stats, shares
+
+
+# --------------------------------------------------------------------------- verdict
+def _verdict(key: str, per_split: dict[str, SplitEvaluation], ci: float, min_k: int) -> str:
+    parts = []
+    variants = [v for v in MODC_VARIANTS if any(v in s.curves for s in per_split.values())]
+    if not variants:
+        return f"{key}: no ModC model evaluated"
+    for v in variants:
+        failure = None
+        n_checked = 0
+        for split, ev in per_split.items():
+            cur = ev.curves[v]
+            checked = [i for i, k in enumerate(cur.k) if k >= min_k] or [len(cur.k) - 1]
+            n_checked += len(checked)
+            for i in checked:
+                if cur.diff_ci_low[i] <= 0:
+                    failure = (
+                        split,
+                        cur.k[i],
+                        cur.diff[i],
+                        cur.diff_ci_low[i],
+                        cur.diff_ci_high[i],
+                    )
+                    break
+            if failure:
+                break
+        if failure is None:
+            parts.append(
+                f"{v} beats standard with the paired {ci:.0%} CI above zero at every k >= {min_k} "
+                f"on {', '.join(per_split)}"
+            )
+        else:
+            s, k, d, lo, hi = failure
+            if d > 0:
+                word = "better but not significantly"
+            elif d == 0:
+                word = "tied"  # e.g. both saturate at 1.0
+            else:
+                word = "significantly worse" if hi < 0 else "worse but not significantly"
+            parts.append(
+                f"{v} does not beat standard everywhere: on {s} at k={k} it is {word} "
+                f"(Δ {d:+.3f}, CI [{lo:+.3f}, {hi:+.3f}])"
+            )
+    return f"{key}: " + "; ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------- writing
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def summary_dict(result: EvaluationResult) -> dict[str, Any]:
+    """``{key: {split: {arm: {k, pass_at_k, ci_low, ci_high[, diff…, efficiency_ratio]}}}}``."""
+    out: dict[str, Any] = {}
+    for key, per_split in result.keys.items():
+        out[key] = {}
+        for split, ev in per_split.items():
+            out[key][split] = {}
+            for arm, cur in ev.curves.items():
+                d = asdict(cur)
+                if arm == "standard":
+                    d = {f: d[f] for f in ("k", "pass_at_k", "ci_low", "ci_high")}
+                out[key][split][arm] = d
+    return out
+
+
+def details_dict(result: EvaluationResult) -> dict[str, Any]:
+    """Everything besides the curves: problem counts, single modes, collapse, categories."""
+    out: dict[str, Any] = {"settings": result.settings, "verdicts": result.verdicts, "keys": {}}
+    for key, per_split in result.keys.items():
+        out["keys"][key] = {
+            split: {
+                "n": ev.n,
+                "n_problems": ev.n_problems,
+                "dropped_problems": ev.dropped_problems,
+                "single_modes": {
+                    v: {m: asdict(c) for m, c in per.items()} for v, per in ev.single_modes.items()
+                },
+                "collapse": ev.collapse,
+                "categories": ev.categories,
+            }
+            for split, ev in per_split.items()
+        }
+    return out
+
+
+def metrics_dict(result: EvaluationResult) -> dict[str, float]:
+    """Flat ``{'<key>/<split>/<arm>/pass@k': value}`` for k in {1, 8, n}, plus efficiency ratios."""
+    out: dict[str, float] = {}
+    for key, per_split in result.keys.items():
+        for split, ev in per_split.items():
+            for arm, cur in ev.curves.items():
+                for k, v in zip(cur.k, cur.pass_at_k, strict=True):
+                    if k in (1, 8) or k == cur.k[-1]:
+                        out[f"{key}/{split}/{arm}/pass@{k}"] = v
+                if cur.efficiency_ratio is not None:
+                    out[f"{key}/{split}/{arm}/efficiency_ratio"] = cur.efficiency_ratio
+    return out
+
+
+def plots_frames(result: EvaluationResult) -> dict[str, pl.DataFrame]:
+    """Split -> long table (key, arm, series, k, pass_at_k, ci_low, ci_high) for DVC plots."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for key, per_split in result.keys.items():
+        for split, ev in per_split.items():
+            for arm, cur in ev.curves.items():
+                for i, k in enumerate(cur.k):
+                    rows.setdefault(split, []).append(
+                        {
+                            "key": key,
+                            "arm": arm,
+                            "series": f"{key}:{arm}",
+                            "k": k,
+                            "pass_at_k": cur.pass_at_k[i],
+                            "ci_low": cur.ci_low[i],
+                            "ci_high": cur.ci_high[i],
+                        }
+                    )
+    return {s: pl.DataFrame(r) for s, r in rows.items()}
+
+
+def _cell(v: float, lo: float, hi: float, signed: bool = False) -> str:
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(v)} [{f.format(lo)}, {f.format(hi)}]"
+
+
+def results_markdown(result: EvaluationResult) -> str:
+    """Human-readable report: per key/split pass@k tables, efficiency, collapse, categories."""
+    s = result.settings
+    lines = [
+        "# ModC evaluation",
+        "",
+        f"pass@k is the unbiased estimator averaged over problems. Brackets: {s.get('ci', 0.95):.0%} "
+        f"percentile bootstrap CIs over problems ({s.get('bootstrap')} resamples, seed "
+        f"{s.get('seed')}). Δ = ModC arm − standard, paired (same resampled problems). ModC splits "
+        "k evenly over the modes.",
+        "",
+    ]
+    for key, per_split in result.keys.items():
+        lines += [f"## {key}", "", f"**Verdict:** {result.verdicts[key]}", ""]
+        for split, ev in per_split.items():
+            dropped = (
+                f", {ev.dropped_problems} dropped for missing samples"
+                if ev.dropped_problems
+                else ""
+            )
+            lines += [
+                f"### {key} — split `{split}` ({ev.n_problems} problems, n = {ev.n}{dropped})",
+                "",
+            ]
+            arms = [a for a in ARMS if a in ev.curves]
+            header = ["k", "standard"]
+            for a in arms[1:]:
+                header += [a, f"Δ {a}"]
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            std = ev.curves["standard"]
+            for i, k in enumerate(std.k):
+                row = [str(k), _cell(std.pass_at_k[i], std.ci_low[i], std.ci_high[i])]
+                for a in arms[1:]:
+                    c = ev.curves[a]
+                    row += [
+                        _cell(c.pass_at_k[i], c.ci_low[i], c.ci_high[i]),
+                        _cell(c.diff[i], c.diff_ci_low[i], c.diff_ci_high[i], signed=True),
+                    ]
+                lines.append("| " + " | ".join(row) + " |")
+            lines.append("")
+            for a in arms[1:]:
+                c = ev.curves[a]
+                if c.efficiency_ratio is None:
+                    lines.append(
+                        f"- Efficiency ({a}): never reaches standard's pass@{ev.n} = "
+                        f"{std.pass_at_k[-1]:.3f} within k ≤ {ev.n}."
+                    )
+                else:
+                    lines.append(
+                        f"- Efficiency ({a}): reaches standard's pass@{ev.n} = {std.pass_at_k[-1]:.3f} "
+                        f"at k = {c.k_to_match}: {c.efficiency_ratio:.2f}x sample efficiency."
+                    )
+            for v, per in ev.single_modes.items():
+                best = [
+                    f"{m}: pass@{c.k[-1]} = {c.pass_at_k[-1]:.3f}" for m, c in per.items() if c.k
+                ]
+                lines.append(f"- Single modes of {v} at full budget: " + "; ".join(best) + ".")
+            lines.append("")
+            if ev.collapse:
+                cm = ev.collapse["mode"]
+                lines += [
+                    f"Mode collapse: per-problem share of samples whose detected mode is `{cm}`; a "
+                    f"problem is collapsed when one mode has ≥ {ev.collapse['threshold']:.0%} of its samples.",
+                    "",
+                    "| model | problems | mean share | collapsed problems | follows its mode |",
+                    "|---|---|---|---|---|",
+                ]
+                for a in ARMS:
+                    st = ev.collapse.get(a)
+                    if not st:
+                        continue
+                    fol = st.get("follows_mode")
+                    by = st.get("follows_mode_by_mode") or {}
+                    fol_s = (
+                        "—"
+                        if fol is None
+                        else f"{fol:.1%} ("
+                        + ", ".join(f"{m}: {x:.1%}" for m, x in by.items())
+                        + ")"
+                    )
+                    lines.append(
+                        f"| {a} | {st['n_problems']} | {st.get('mean_share', float('nan')):.3f} | "
+                        f"{st.get('collapsed_fraction', float('nan')):.1%} | {fol_s} |"
+                    )
+                lines.append("")
+            if ev.categories:
+                cols = sorted(
+                    {c for e in ev.categories.values() for c in e if c != "n_problems"},
+                    key=lambda c: (c not in ARMS, ARMS.index(c) if c in ARMS else 0, c),
+                )
+                lines += [
+                    f"Per category, pass@{ev.n}:",
+                    "",
+                    "| category | problems | " + " | ".join(cols) + " |",
+                    "|" + "---|" * (len(cols) + 2),
+                ]
+                for cat, e in ev.categories.items():
+                    vals = [f"{e[c]:.3f}" if c in e else "—" for c in cols]
+                    lines.append(f"| {cat} | {e['n_problems']} | " + " | ".join(vals) + " |")
+                lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(
+    result: EvaluationResult, out_dir: str | Path, *, figures: bool = True
+) -> dict[str, Path]:
+    """Write summary.json, details.json, metrics.json, plots/passk_<split>.csv, results.md and
+    (``figures``) figures/*.png under ``out_dir``; every file atomically. Returns name -> path."""
+    out = Path(out_dir)
+    paths: dict[str, Path] = {}
+
+    def dump(name: str, obj: Any) -> None:
+        paths[name] = out / name
+        _write_atomic(paths[name], json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+    dump("summary.json", summary_dict(result))
+    dump("details.json", details_dict(result))
+    dump("metrics.json", metrics_dict(result))
+    for split, frame in plots_frames(result).items():
+        name = f"plots/passk_{split}.csv"
+        paths[name] = out / name
+        _write_atomic(paths[name], frame.write_csv())
+    paths["results.md"] = out / "results.md"
+    _write_atomic(paths["results.md"], results_markdown(result))
+    if figures:
+        from modc_data.evaluation.figures import write_figures  # matplotlib only when needed
+
+        for p in write_figures(result, out / "figures"):
+            paths[f"figures/{p.name}"] = p
+    return paths

@@ -1,0 +1,361 @@
+"""Multi-teacher distillation: teacher-ID labeled rows by rejection sampling.
+
+For every problem and teacher: take ``n`` solutions (sampled from a model teacher through an
+injected ``generate`` callable, or read from a dataset teacher), verify each with
+``task.score``, keep the correct ones (at most ``keep_per_teacher`` per problem, exact repeats
+dropped) and label them ``teacher:<name>``. Then balance the teachers' shares:
+``none`` keeps all, ``downsample`` cuts every teacher to the smallest teacher's row count (per
+split, seeded), ``per_problem`` keeps only problems every teacher solved, one row per teacher.
+
+Nothing is dropped silently: the report counts, per teacher, samples, correct ones, rows kept and
+each rejection reason, plus the problems no teacher solved and the dataset rows that match no
+problem. Paths and I/O stay with the caller (``stages/``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from modc_data.config import TeacherParams
+from modc_data.labeling.teachers import (
+    GenerateFn,
+    ResolvedTeacher,
+    check_teachers,
+    render_prompt,
+    teacher_mode,
+)
+from modc_data.schema import empty_rows, make_rows, problem_id, row_id
+from modc_data.tasks import Task
+
+Balance = Literal["none", "downsample", "per_problem"]
+BALANCES = ("none", "downsample", "per_problem")
+PROBLEM_COLUMNS = ("problem_id", "split", "prompt", "answer", "meta")
+
+
+@dataclass
+class TeacherStats:
+    """Counts for one teacher (one mode). ``pass_rate`` = correct / samples."""
+
+    source: str  # 'model' or 'dataset'
+    location: str  # checkpoint path, Hub id or dataset
+    samples: int = 0
+    correct: int = 0
+    kept: int = 0  # rows in the final output, after balancing
+    rejected_incorrect: int = 0
+    rejected_duplicate: int = 0
+    rejected_over_cap: int = 0  # correct and new, but keep_per_teacher was already reached
+    dropped_by_balance: int = 0
+    problems_solved: int = 0
+
+    @property
+    def pass_rate(self) -> float:
+        return self.correct / self.samples if self.samples else 0.0
+
+
+@dataclass
+class DistillReport:
+    balance: str
+    n: int
+    keep_per_teacher: int
+    problems: int
+    teachers: dict[str, TeacherStats] = field(default_factory=dict)  # mode -> stats
+    unsolved_problem_ids: list[str] = field(default_factory=list)  # no teacher solved them
+    problems_dropped_by_balance: int = 0
+    unmatched_dataset_rows: int = 0  # dataset-teacher rows whose problem is not in `problems`
+    rows: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (DVC metrics); per-teacher pass rates included."""
+        d = asdict(self)
+        d["unsolved_problems"] = len(self.unsolved_problem_ids)
+        for mode, stats in self.teachers.items():
+            d["teachers"][mode]["pass_rate"] = round(stats.pass_rate, 6)
+        return d
+
+
+def _derived_seed(*parts: Any) -> int:
+    """Stable 31-bit seed from parts (Python's hash() is salted per process, so not that)."""
+    h = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def _check_problems(problems: pl.DataFrame) -> None:
+    missing = [c for c in PROBLEM_COLUMNS if c not in problems.columns]
+    if missing:
+        raise ValueError(
+            f"distill: problems frame lacks column(s) {missing}; it has {problems.columns}. "
+            "Build it with modc_data.tasks.math.problems_frame (or the generate stage)."
+        )
+    if problems["problem_id"].n_unique() != problems.height:
+        raise ValueError("distill: problems frame has duplicate problem_id values")
+
+
+def _problem_text(problem: Mapping[str, Any]) -> str:
+    """Raw statement of a problem: meta['problem'] when recorded, else the prompt."""
+    meta = problem.get("meta")
+    if isinstance(meta, str) and meta:
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError:
+            meta = None
+    if isinstance(meta, Mapping) and isinstance(meta.get("problem"), str):
+        return meta["problem"]
+    return str(problem["prompt"])
+
+
+def _model_candidates(
+    rt: ResolvedTeacher,
+    problems: list[dict[str, Any]],
+    generate_fn: GenerateFn,
+    n: int,
+    seed: int,
+    chunk_size: int,
+    progress: bool,
+):
+    """Yield (problem index, sample_idx, completion) for a model teacher, chunk by chunk.
+
+    The seed passed on is derived from (seed, teacher name): a teacher's samples do not change
+    when other teachers are added or reordered (generate_fn seeds each prompt from it).
+    """
+    t = rt.params
+    bar = tqdm(total=len(problems), desc=f"teacher {t.name}", unit="problem", disable=not progress)
+    for start in range(0, len(problems), chunk_size):
+        chunk = problems[start : start + chunk_size]
+        prompts = [render_prompt(t.prompt_template, p["prompt"], _problem_text(p)) for p in chunk]
+        out = generate_fn(t, prompts, n, _derived_seed(seed, t.name))
+        if len(out) != len(chunk) or any(len(s) != n for s in out):
+            raise RuntimeError(
+                f"teacher {t.name!r}: generate returned {[len(s) for s in out]} completions for "
+                f"{len(chunk)} prompts x n={n}"
+            )
+        for offset, samples in enumerate(out):
+            for k, text in enumerate(samples):
+                yield start + offset, k, text
+        bar.update(len(chunk))
+    bar.close()
+
+
+def _dataset_candidates(
+    rt: ResolvedTeacher, problems: list[dict[str, Any]], task_name: str, progress: bool
+):
+    """Yield (teacher name, problem index | None, sample_idx, completion) for a dataset teacher.
+
+    A dataset row belongs to the problem whose id is problem_id(task, statement) or whose
+    prompt equals the row's prompt column; ``None`` when it matches no problem.
+    """
+    t = rt.params
+    by_key: dict[str, int] = {}
+    for i, p in enumerate(problems):
+        by_key[p["problem_id"]] = i
+        by_key.setdefault(p["prompt"], i)
+    wanted = set(rt.teachers_in_dataset)
+    counters: dict[tuple[str, int], int] = defaultdict(int)
+    cols = rt.dataset.select_columns([t.prompt_column, t.solution_column, t.teacher_column])
+    for row in tqdm(cols, desc=f"dataset {t.name}", unit="row", disable=not progress):
+        name = str(row[t.teacher_column])
+        if name not in wanted:
+            continue
+        text = str(row[t.prompt_column])
+        idx = by_key.get(problem_id(task_name, text.strip()), by_key.get(text))
+        if idx is None:
+            yield name, None, -1, ""
+            continue
+        k = counters[(name, idx)]
+        counters[(name, idx)] += 1
+        yield name, idx, k, str(row[t.solution_column])
+
+
+def distill(
+    problems: pl.DataFrame,
+    teachers: Sequence[TeacherParams] | Sequence[ResolvedTeacher],
+    task: Task,
+    generate_fn: GenerateFn | None,
+    *,
+    n: int = 4,
+    keep_per_teacher: int = 1,
+    balance: Balance = "downsample",
+    seed: int = 0,
+    chunk_size: int = 256,
+    progress: bool = True,
+) -> tuple[pl.DataFrame, DistillReport]:
+    """Teacher-ID labeled rows (modc_data.schema.ROW_SCHEMA) and a report.
+
+    ``problems``: columns problem_id, split, prompt, answer, meta (JSON; ``meta['problem']`` is
+    the raw statement that ``{problem}`` in a teacher template refers to). ``teachers`` are
+    checked (``check_teachers``) before any generation, so a bad teacher fails in seconds.
+    ``generate_fn(teacher, prompts, n, seed) -> list[list[str]]`` samples model teachers; it may
+    be None when every teacher is a dataset. Rows: mode ``teacher:<name>``, label_source
+    ``teacher_id``, correct True, meta {teacher, teacher_entry, teacher_path, sample_idx,
+    gold_answer}.
+    """
+    if balance not in BALANCES:
+        raise ValueError(f"distill: balance {balance!r} is not one of {BALANCES}")
+    if n <= 0 or keep_per_teacher <= 0:
+        raise ValueError(f"distill: n ({n}) and keep_per_teacher ({keep_per_teacher}) must be > 0")
+    _check_problems(problems)
+    if all(isinstance(t, ResolvedTeacher) for t in teachers) and teachers:
+        resolved: list[ResolvedTeacher] = list(teachers)  # type: ignore[arg-type]
+    else:
+        resolved = check_teachers(list(teachers))  # type: ignore[arg-type]
+    if generate_fn is None and any(r.params.kind == "model" for r in resolved):
+        raise ValueError(
+            "distill: model teachers need a generate_fn (see teachers.backend_generate_fn)"
+        )
+
+    plist = problems.to_dicts()
+    report = DistillReport(balance, n, keep_per_teacher, len(plist))
+    kept: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)  # (mode, problem) -> rows
+    seen_ids: set[str] = set()
+
+    def consider(mode: str, stats: TeacherStats, idx: int, k: int, text: str, rt: ResolvedTeacher):
+        p = plist[idx]
+        stats.samples += 1
+        answer, ok = task.score(p, text)
+        if not ok:
+            stats.rejected_incorrect += 1
+            return
+        stats.correct += 1
+        rid = row_id(task.name, p["prompt"], text)
+        if rid in seen_ids:  # an exact repeat (same prompt and text), by any teacher
+            stats.rejected_duplicate += 1
+            return
+        if len(kept[(mode, idx)]) >= keep_per_teacher:
+            stats.rejected_over_cap += 1
+            return
+        seen_ids.add(rid)
+        name = mode.removeprefix("teacher:")
+        kept[(mode, idx)].append(
+            {
+                "id": rid,
+                "problem_id": p["problem_id"],
+                "task": task.name,
+                "prompt": p["prompt"],
+                "completion": text,
+                "answer": answer,
+                "mode": mode,
+                "label_source": "teacher_id",
+                "split": p["split"],
+                "correct": True,
+                "meta": {
+                    "teacher": name,
+                    "teacher_entry": rt.name,
+                    "teacher_path": rt.location,
+                    "teacher_kind": rt.params.kind,
+                    "sample_idx": k,
+                    "gold_answer": str(p["answer"]),
+                },
+            }
+        )
+
+    for rt in resolved:
+        if rt.params.kind == "model":
+            mode = teacher_mode(rt.name)
+            stats = report.teachers.setdefault(mode, TeacherStats("model", rt.location))
+            assert generate_fn is not None
+            for idx, k, text in _model_candidates(
+                rt, plist, generate_fn, n, seed, chunk_size, progress
+            ):
+                consider(mode, stats, idx, k, text, rt)
+        else:
+            for name in rt.teachers_in_dataset:
+                report.teachers.setdefault(teacher_mode(name), TeacherStats("dataset", rt.location))
+            for name, idx, k, text in _dataset_candidates(rt, plist, task.name, progress):
+                if idx is None:
+                    report.unmatched_dataset_rows += 1
+                    continue
+                mode = teacher_mode(name)
+                consider(mode, report.teachers[mode], idx, k, text, rt)
+
+    solved_by: dict[int, set[str]] = defaultdict(set)
+    for (mode, idx), rows in kept.items():
+        if rows:
+            solved_by[idx].add(mode)
+            report.teachers[mode].problems_solved += 1
+    report.unsolved_problem_ids = [p["problem_id"] for i, p in enumerate(plist) if not solved_by[i]]
+    if report.unsolved_problem_ids:
+        report.warnings.append(
+            f"{len(report.unsolved_problem_ids)} of {len(plist)} problems were solved by no teacher"
+        )
+
+    rows = _balance(kept, solved_by, list(report.teachers), balance, seed, report)
+    for mode, stats in report.teachers.items():
+        stats.kept = sum(1 for r in rows if r["mode"] == mode)
+        if stats.kept == 0:
+            report.warnings.append(f"{mode} contributes no rows (pass rate {stats.pass_rate:.3f})")
+    report.rows = len(rows)
+    rows.sort(key=lambda r: (r["split"], r["problem_id"], r["mode"], r["meta"]["sample_idx"]))
+    return (make_rows(rows) if rows else empty_rows()), report
+
+
+def _balance(
+    kept: dict[tuple[str, int], list[dict[str, Any]]],
+    solved_by: dict[int, set[str]],
+    modes: list[str],
+    balance: str,
+    seed: int,
+    report: DistillReport,
+) -> list[dict[str, Any]]:
+    """Apply the balance rule; counts what it drops in ``report``."""
+    if balance == "per_problem":
+        out, every = [], set(modes)
+        for (mode, idx), rows in kept.items():
+            if solved_by[idx] >= every:
+                out.append(rows[0])  # the lowest sample_idx: the first correct solution
+                report.teachers[mode].dropped_by_balance += len(rows) - 1
+            else:
+                report.teachers[mode].dropped_by_balance += len(rows)
+        report.problems_dropped_by_balance = sum(
+            1 for mset in solved_by.values() if mset and not mset >= every
+        )
+        return out
+    flat = [r for rows in kept.values() for r in rows]
+    if balance == "none":
+        return flat
+    # downsample, per split so that train and validation are each balanced
+    by_split_mode: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in sorted(flat, key=lambda r: r["id"]):  # a fixed order before the seeded draw
+        by_split_mode[(r["split"], r["mode"])].append(r)
+    out = []
+    for split in sorted({s for s, _ in by_split_mode}):
+        target = min(len(by_split_mode[(split, m)]) for m in modes)
+        for m in modes:
+            rows = by_split_mode[(split, m)]
+            rng = random.Random(_derived_seed(seed, "downsample", split, m))
+            chosen = rng.sample(rows, target)
+            out.extend(chosen)
+            report.teachers[m].dropped_by_balance += len(rows) - target
+        if target == 0:
+            report.warnings.append(
+                f"balance 'downsample': some teacher has no rows in split {split!r}, so the split "
+                "is empty; use balance 'none' or more samples (n)"
+            )
+    return out
+
+
+def problems_from_dataset_teacher(rt: ResolvedTeacher, split: str = "train") -> pl.DataFrame:
+    """Math problems frame made from a dataset teacher's own rows (needs ``answer_column``).
+
+    For distilling a dataset that carries its problems (statement + gold answer next to each
+    solution): every distinct statement becomes one problem, so ``distill`` can match the rows.
+    """
+    from modc_data.tasks.math import problems_frame
+
+    t = rt.params
+    if rt.dataset is None or t.answer_column is None:
+        raise ValueError(
+            f"teacher {t.name!r}: problems can be read from a dataset teacher only when it sets "
+            "answer_column (the gold answer of each row's problem)"
+        )
+    cols = rt.dataset.select_columns([t.prompt_column, t.answer_column])
+    records = ({"problem": r[t.prompt_column], "answer": r[t.answer_column]} for r in cols)
+    return problems_frame(records, split)

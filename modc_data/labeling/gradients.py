@@ -1,0 +1,293 @@
+"""Per-example gradients ``g(x, y) = d/dtheta log p_theta(y | x)`` under a reference model.
+
+What it handles:
+- which parameters theta are (``gradient_params``): every trainable parameter of a model trained
+  from scratch; for a PEFT model the trainable adapter parameters, i.e. LoRA's A *and* B;
+- the gradient of the completion's log-likelihood, **summed** over completion tokens (prompt ids
+  masked with ``IGNORE_INDEX``), in fp32 with the model in eval mode (dropout off);
+- two ways to compute a chunk of them: ``torch.func`` (``functional_call`` + ``vmap`` + ``grad``,
+  one call per chunk, needs eager attention because SDPA has no vmap rule) and a loop (one
+  example at a time, ordinary autograd), the loop doubling as the fallback when vmap fails;
+- ``featurize``: streams chunks of flattened gradients through a ``RademacherProjection`` into a
+  resumable feature store, so at most one chunk of full gradients is ever held.
+
+What it leaves out: clustering (``clustering.py``) and turning clusters into rows
+(``gradient_cluster.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad, vmap
+from tqdm.auto import tqdm
+
+from modc_data.labeling.projection import (
+    FeatureMeta,
+    RademacherProjection,
+    commit_rows,
+    open_feature_store,
+)
+from modc_data.modeling.format import IGNORE_INDEX, encode_example
+
+log = logging.getLogger(__name__)
+
+Method = Literal["auto", "vmap", "loop"]
+Example = tuple[list[int], list[int]]  # (input_ids, labels) as made by format.encode_example
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def gradient_params(model) -> dict[str, torch.nn.Parameter]:
+    """The parameters gradients are taken with respect to, by name, in a fixed order.
+
+    Every parameter with ``requires_grad``: for a model trained from scratch that is all of them;
+    for a PEFT model it is the adapter (LoRA ``lora_A`` and ``lora_B``; the base is frozen). Both
+    LoRA factors are kept on purpose: with a freshly initialised adapter ``B = 0``, so the
+    gradient with respect to A is exactly zero and B carries all the signal (``dB = dW A^T``, a
+    projection of the full weight gradient onto A's random directions); after training both are
+    informative. Zero coordinates cost compute but do not change distances after projection.
+    """
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError(
+            "gradient_params: the reference model has no trainable parameters; for a PEFT model "
+            "load the adapter with is_trainable=True, for a plain model do not freeze it"
+        )
+    bad = {n: p.dtype for n, p in model.named_parameters() if p.dtype != torch.float32}
+    if bad:
+        name, dtype = next(iter(bad.items()))
+        raise ValueError(
+            f"gradient_params: parameter {name!r} is {dtype}; gradient features are computed in "
+            "fp32, load the reference model with dtype=torch.float32"
+        )
+    if _is_peft(model):
+        log.info("gradient features over %d PEFT adapter tensors", len(params))
+    return params
+
+
+def model_hash(model, params: Mapping[str, torch.Tensor] | None = None) -> str:
+    """sha256 (16 hex) of the names, shapes and values of ``params`` (default: gradient_params)."""
+    params = gradient_params(model) if params is None else params
+    h = hashlib.sha256()
+    for name, p in params.items():
+        h.update(f"{name}:{tuple(p.shape)}\x1f".encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def dataset_hash(pairs: Sequence[tuple[str, str]]) -> str:
+    """sha256 (16 hex) of the ordered (prompt, completion) pairs."""
+    h = hashlib.sha256()
+    for prompt, completion in pairs:
+        h.update(prompt.encode())
+        h.update(b"\x1f")
+        h.update(completion.encode())
+        h.update(b"\x1e")
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def eval_eager(model) -> Iterator[None]:
+    """Eval mode and eager attention for the duration; both restored afterwards."""
+    was_training = model.training
+    config = model.config
+    previous = getattr(config, "_attn_implementation", None)
+    if previous != "eager":
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation("eager")
+        else:  # older models: the attention classes read the config at forward time
+            config._attn_implementation = "eager"
+    model.eval()
+    try:
+        yield
+    finally:
+        if previous not in (None, "eager"):
+            if hasattr(model, "set_attn_implementation"):
+                model.set_attn_implementation(previous)
+            else:
+                config._attn_implementation = previous
+        model.train(was_training)
+
+
+def _completion_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sum over completion tokens of log p(token | prefix). logits [T, V], labels [T] -> scalar.
+
+    Summed, not averaged: the sum is log p(y | x) of the whole completion, the quantity whose
+    gradient the method is defined on; a mean would divide each example's gradient by its length
+    and so reweight long and short completions against each other.
+    """
+    logits = logits[:-1].float()
+    target = labels[1:]
+    keep = target != IGNORE_INDEX
+    logp = torch.log_softmax(logits, dim=-1)
+    tok = logp.gather(-1, torch.where(keep, target, 0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(keep, tok, 0.0).sum()
+
+
+def _flatten(grads: Mapping[str, torch.Tensor], names: Sequence[str], batch: int) -> torch.Tensor:
+    return torch.cat([grads[n].reshape(batch, -1) for n in names], dim=1)
+
+
+def _pad(examples: Sequence[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the chunk's longest example: ids [B, T] with ``pad_id``, labels with IGNORE."""
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    for i, (x, y) in enumerate(examples):
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+    return ids, labels
+
+
+def gradients_vmap(model, examples: Sequence[Example], pad_id: int = 0) -> torch.Tensor:
+    """Flattened per-example gradients ``[B, P]`` (fp32) of one chunk, with one vmapped call.
+
+    Padding is on the right and no attention mask is passed: under causal attention a real token
+    never attends to a later (pad) position, so pads cannot change any real token's logits, and
+    leaving the mask out avoids the mask-building code, which has data-dependent branches that
+    vmap cannot trace. Pad positions carry IGNORE_INDEX labels, so they add nothing to the sum.
+    """
+    params = gradient_params(model)
+    names = list(params)
+    trainable = {n: p.detach() for n, p in params.items()}
+    frozen = {n: p.detach() for n, p in model.named_parameters() if n not in trainable}
+    frozen.update({n: b for n, b in model.named_buffers()})
+    device = next(iter(trainable.values())).device
+    ids, labels = (t.to(device) for t in _pad(examples, pad_id))
+
+    def logprob(train_params, ids_one, labels_one):
+        out = functional_call(
+            model,
+            (train_params, frozen),
+            args=(),
+            kwargs={"input_ids": ids_one.unsqueeze(0), "use_cache": False},
+        )
+        return _completion_logprob(out.logits[0], labels_one)
+
+    with eval_eager(model):
+        grads = vmap(grad(logprob), in_dims=(None, 0, 0))(trainable, ids, labels)
+    return _flatten(grads, names, len(examples)).detach()
+
+
+def gradients_loop(model, examples: Sequence[Example]) -> torch.Tensor:
+    """Flattened per-example gradients ``[B, P]`` (fp32), one example and backward pass at a time."""
+    params = gradient_params(model)
+    names = list(params)
+    device = next(iter(params.values())).device
+    rows = []
+    with eval_eager(model):
+        for ids, labels in examples:
+            out = model(input_ids=torch.tensor([ids], device=device), use_cache=False)
+            lp = _completion_logprob(out.logits[0], torch.tensor(labels, device=device))
+            g = torch.autograd.grad(lp, [params[n] for n in names], allow_unused=True)
+            rows.append(
+                torch.cat(
+                    [
+                        (gi if gi is not None else torch.zeros_like(params[n])).reshape(-1)
+                        for gi, n in zip(g, names, strict=True)
+                    ]
+                )
+            )
+    return torch.stack(rows).detach()
+
+
+def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int | None = None):
+    """(prompt, completion) pairs -> examples via ``format.encode_example``; checks lengths first."""
+    examples = [encode_example(tokenizer, p, c) for p, c in pairs]
+    if max_length is not None:
+        for i, (ids, _) in enumerate(examples):
+            if len(ids) > max_length:
+                raise ValueError(
+                    f"example {i} is {len(ids)} tokens, longer than the reference model's "
+                    f"max_position_embeddings={max_length}; shorten the completions or use a "
+                    "reference model with a longer context"
+                )
+    return examples
+
+
+def featurize(
+    model,
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    directory: str | Path,
+    *,
+    dim: int,
+    seed: int = 0,
+    chunk_size: int = 32,
+    method: Method = "auto",
+    cache_bytes: int = 512 * 2**20,
+) -> tuple[np.memmap, dict]:
+    """Projected gradient features of ``pairs``, stored (and resumed) in ``directory``.
+
+    In: a causal LM in fp32 with its tokenizer, N (prompt, completion) pairs, projection ``dim``
+    and ``seed``. Out: the float32 memmap ``[N, dim]`` (row i = pair i) and a dict with
+    ``n_params``, ``method`` (the one actually used), ``model_hash``, ``dataset_hash`` and
+    ``rows_resumed`` (rows found already done). ``method='auto'`` tries vmap and falls back to the
+    loop, with a warning, the first time vmap raises.
+    """
+    if method not in ("auto", "vmap", "loop"):
+        raise ValueError(f"featurize: method must be 'auto', 'vmap' or 'loop', got {method!r}")
+    if not pairs:
+        raise ValueError("featurize: no examples to featurize")
+    if chunk_size <= 0:
+        raise ValueError(f"featurize: chunk_size must be > 0, got {chunk_size}")
+    max_len = getattr(model.config, "max_position_embeddings", None)
+    examples = encode_pairs(tokenizer, pairs, max_len)  # fails on bad input before any gradient
+    params = gradient_params(model)
+    n_params = sum(p.numel() for p in params.values())
+    meta = FeatureMeta(
+        seed=seed,
+        dim=dim,
+        n_params=n_params,
+        model_hash=model_hash(model, params),
+        n_examples=len(examples),
+        dataset_hash=dataset_hash(pairs),
+    )
+    feats, stored = open_feature_store(directory, meta)
+    done = resumed = stored.rows_done
+    proj = RademacherProjection(n_params, dim, seed, cache_bytes=cache_bytes)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    use = "vmap" if method in ("auto", "vmap") else "loop"
+    with tqdm(total=len(examples), initial=done, desc="gradient features", unit="ex") as bar:
+        while done < len(examples):
+            chunk = examples[done : done + chunk_size]
+            if use == "vmap":
+                try:
+                    g = gradients_vmap(model, chunk, pad_id)
+                except (RuntimeError, NotImplementedError) as err:
+                    if method == "vmap":
+                        raise
+                    warnings.warn(
+                        f"vmap per-example gradients failed ({type(err).__name__}: {err}); "
+                        "falling back to the one-example-at-a-time loop",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    use = "loop"
+                    g = gradients_loop(model, chunk)
+            else:
+                g = gradients_loop(model, chunk)
+            feats[done : done + len(chunk)] = proj.project(g).cpu().numpy()
+            del g  # only one chunk of full gradients is alive at a time
+            done += len(chunk)
+            stored = commit_rows(directory, feats, stored, done)
+            bar.update(len(chunk))
+    info = {
+        "n_params": n_params,
+        "method": use,
+        "model_hash": meta.model_hash,
+        "dataset_hash": meta.dataset_hash,
+        "rows_resumed": resumed,
+    }
+    return feats, info

@@ -1,0 +1,150 @@
+"""The two kinds of model a ModC checkpoint starts from.
+
+- ``build_scratch_model``: a small Llama (``transformers.LlamaForCausalLM``) with random weights,
+  sized by ``model.scratch`` params, over a word tokenizer (``modeling.tokenizer``).
+- ``load_pretrained_base``: a causal LM by Hub id or local path (offline-aware), wrapped in a peft
+  LoRA adapter sized by ``model.pretrained.lora`` params; prefix mode tokens get trainable
+  embedding rows through peft's ``trainable_token_indices`` (only those rows train, not the whole
+  embedding matrix).
+What it leaves out: the training loop (``modeling.train``) and loading finished checkpoints
+(``modeling.load``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from modc_data.config import PretrainedModelParams, ScratchModelParams
+from modc_data.modeling.tokenizer import add_mode_tokens
+
+
+def build_scratch_model(
+    cfg: ScratchModelParams, tokenizer, seed: int, attn_implementation: str = "sdpa"
+) -> LlamaForCausalLM:
+    """A randomly initialised Llama whose vocabulary is exactly ``len(tokenizer)``.
+
+    Weights depend only on ``(cfg, len(tokenizer), seed)``. Embeddings are tied (at this size
+    the embedding matrix is a large share of all parameters).
+    """
+    if cfg.hidden_size % cfg.num_attention_heads:
+        raise ValueError(
+            f"model.scratch.hidden_size ({cfg.hidden_size}) must be divisible by "
+            f"model.scratch.num_attention_heads ({cfg.num_attention_heads})"
+        )
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_attention_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    config._attn_implementation = attn_implementation
+    # Seed a private generator-state scope: model init draws from torch's global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model
+
+
+def fit_embeddings(model, tokenizer) -> None:
+    """Grow the embedding matrix when the tokenizer has more ids than it has rows.
+
+    Many Hub models carry spare rows (e.g. Qwen2.5: 151936 rows, 151665 tokens), so new mode
+    tokens often fit without a resize; training and loading both call this so shapes agree.
+    """
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+
+
+def _check_exists(name_or_path: str) -> None:
+    """Fail before any loading when a base can not be found offline."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"model.pretrained.name_or_path={name_or_path!r} is a directory without "
+                "config.json; point it at a saved transformers model (save_pretrained) or a Hub id"
+            )
+        return
+    # A Hub id is "name" or "owner/name"; anything else that does not exist is a bad local path.
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_local:
+        raise FileNotFoundError(
+            f"model.pretrained.name_or_path={name_or_path!r}: no such directory; "
+            "fix the path or give a Hub id such as 'Qwen/Qwen2.5-0.5B'"
+        )
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
+            raise FileNotFoundError(
+                f"model.pretrained.name_or_path={name_or_path!r} is not in the local Hugging "
+                "Face cache and HF_HUB_OFFLINE=1; download it first (huggingface-cli download "
+                f"{name_or_path}) or set model.pretrained.name_or_path to a local directory"
+            )
+
+
+def load_pretrained_base(
+    cfg: PretrainedModelParams,
+    modes: Sequence[str] = (),
+    *,
+    lora: bool = True,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+):
+    """(model, tokenizer) for fine-tuning a pretrained causal LM.
+
+    ``modes``: prefix-model modes; their tokens are added to the tokenizer as special tokens and
+    their embedding rows made trainable. With ``lora`` the model is a ``peft.PeftModel`` whose
+    trainable parameters are the LoRA matrices (and those rows); without, the bare model.
+    ``dtype`` None keeps float32 (training is done in fp32 master weights + autocast).
+    Raises FileNotFoundError naming ``model.pretrained.name_or_path`` before loading anything
+    when the base can not be found.
+    """
+    _check_exists(cfg.name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(
+        cfg.name_or_path, trust_remote_code=cfg.trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        # Causal LMs often ship without a pad token; padding positions are masked anyway.
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        cfg.name_or_path,
+        dtype=dtype or torch.float32,
+        trust_remote_code=cfg.trust_remote_code,
+    )
+    mode_tokens = add_mode_tokens(tokenizer, modes) if modes else []
+    fit_embeddings(model, tokenizer)
+    model.to(device)
+    if not lora:
+        return model, tokenizer
+
+    from peft import LoraConfig, get_peft_model
+
+    lcfg = cfg.lora
+    extra = {}
+    if mode_tokens:
+        # Only the mode tokens' input rows train: they appear in prompts, never in labels, so
+        # the output head needs no new rows trained (lighter than modules_to_save=[embed, head]).
+        extra["trainable_token_indices"] = tokenizer.convert_tokens_to_ids(mode_tokens)
+    peft_config = LoraConfig(
+        r=lcfg.r,
+        lora_alpha=lcfg.alpha,
+        lora_dropout=lcfg.dropout,
+        target_modules=list(lcfg.target_modules),
+        task_type="CAUSAL_LM",
+        **extra,
+    )
+    return get_peft_model(model, peft_config), tokenizer

@@ -1,0 +1,508 @@
+"""Supervised fine-tuning of one ModC model: standard, one expert, or a prefix model.
+
+    result = train_model(train_rows, val_rows, variant="prefix", mode=None, modes=["dfs", "bfs"],
+                         label_source="search_algorithm", arm="sa-balanced",
+                         model_cfg=params.model, train_cfg=params.train,
+                         steps=params.train.steps, out_dir=Path("artifacts/models/sa/prefix"))
+
+What goes in: rows in the schema of ``modc_data.schema`` (``prompt``, ``completion``, ``mode``,
+``id`` …) and typed params. What comes out: a checkpoint directory (safetensors weights or a peft
+adapter, tokenizer, ``modc.json``) written atomically, and a ``TrainResult``.
+
+Why a plain PyTorch loop and not ``transformers.Trainer``: the models here are ~1M parameters
+on 2 CPU cores, where Trainer's per-step overhead (callbacks, accelerate wrapping, logging) is a
+visible share of a ~20 ms step, and we need exact control of two things Trainer makes awkward:
+a fixed number of optimizer steps drawn from a seeded index stream independent of dataset size,
+and bit-exact resume of that stream. The loop is ~60 lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from modc_data.config import ModelParams, TrainParams
+from modc_data.modeling.format import IGNORE_INDEX, encode_example
+from modc_data.modeling.modc_json import ModcInfo, write_modc
+from modc_data.modeling.models import build_scratch_model, load_pretrained_base
+from modc_data.modeling.tokenizer import add_mode_tokens, build_word_tokenizer
+from modc_data.schema import check_schema, mode_slug, mode_token
+
+CHECKPOINT_DIR = "checkpoint"  # resume state inside out_dir; removed once training finishes
+_WEIGHTS = "trainable.safetensors"
+_STATE = "state.pt"
+
+
+@dataclass
+class TrainResult:
+    steps: int  # optimizer steps taken (== the ``steps`` asked for)
+    examples: int  # training sequences seen (steps x batch_size)
+    tokens: int  # non-padding tokens fed to the model while training
+    eval_loss: float  # mean per-token loss on completion tokens of the validation rows (nan: none)
+    wall_s: float  # seconds spent in the training loop (summed over resumed runs)
+    tokens_per_s: float  # tokens / wall_s
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by ``train_model(stop_after=k)`` to simulate a crash after step k (tests)."""
+
+
+# --------------------------------------------------------------------------- data
+def _select_rows(
+    rows: pl.DataFrame, variant: str, mode: str | None, modes: Sequence[str], where: str
+) -> pl.DataFrame:
+    """Rows a variant trains on; validates modes. ``where`` names the frame in errors."""
+    check_schema(rows, where)
+    if variant == "expert":
+        return rows.filter(pl.col("mode") == mode)
+    if variant == "prefix":
+        unknown = sorted(set(rows["mode"].unique().to_list()) - set(modes))
+        if unknown:
+            raise ValueError(
+                f"{where}: rows have modes {unknown} that are not in modes={list(modes)}; "
+                "pass every mode of the arm, or filter the rows"
+            )
+    return rows
+
+
+def data_hash(ids: Sequence[str]) -> str:
+    """Order-independent hash of the training rows' ids (16 hex chars)."""
+    h = hashlib.sha256()
+    for i in sorted(ids):
+        h.update(i.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def encode_rows(
+    tokenizer, rows: pl.DataFrame, prefix_mode: bool
+) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) per row; the mode token is prepended when ``prefix_mode``."""
+    return [
+        encode_example(tokenizer, p, c, m if prefix_mode else None)
+        for p, c, m in zip(rows["prompt"], rows["completion"], rows["mode"], strict=True)
+    ]
+
+
+def collate(
+    examples: Sequence[tuple[list[int], list[int]]], pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example: input_ids/attention_mask/labels, each (B, T) int64."""
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, (x, y) in enumerate(examples):
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+        mask[i, : len(x)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def batch_order(n_rows: int, steps: int, batch_size: int, seed: int) -> torch.Tensor:
+    """(steps, batch_size) row indices: concatenated seeded permutations (epochs), so each row
+    is seen equally often and step s's batch depends only on (n_rows, seed, s)."""
+    g = torch.Generator().manual_seed(seed)
+    need = steps * batch_size
+    perms = [torch.randperm(n_rows, generator=g) for _ in range(math.ceil(need / n_rows))]
+    return torch.cat(perms)[:need].view(steps, batch_size)
+
+
+# --------------------------------------------------------------------------- optimisation
+def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float = 0.1):
+    """Linear warmup to 1, then cosine decay to ``min_ratio`` at ``total_steps`` (nanoGPT)."""
+
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def use_bf16(setting: str, device: torch.device) -> bool:
+    """Whether to autocast to bfloat16: 'off' never, 'on' always, 'auto' where it is fast."""
+    if setting == "off":
+        return False
+    if setting == "on":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # oneDNN reports bf16 support only with native instructions (avx512_bf16 / AMX); without
+    # them autocast emulates bf16 and is slower than fp32.
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# --------------------------------------------------------------------------- resume state
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    # Only what trains: for LoRA the frozen base stays out of the resume checkpoint.
+    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_resume(ckpt: Path, model, optimizer, scheduler, step: int, stats: dict, fp: str) -> None:
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(_trainable_state(model), str(tmp / _WEIGHTS))
+    # Optimizer/scheduler/RNG state is our own file, written here; loaded with weights_only=True.
+    torch.save(
+        {
+            "step": step,
+            "fingerprint": fp,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "stats": stats,
+        },
+        tmp / _STATE,
+    )
+    _replace_dir(tmp, ckpt)
+
+
+def _load_resume(ckpt: Path, model, optimizer, scheduler, fp: str) -> tuple[int, dict]:
+    state = torch.load(ckpt / _STATE, weights_only=True, map_location="cpu")
+    if state["fingerprint"] != fp:
+        raise ValueError(
+            f"{ckpt}: resume checkpoint was made by a different run (data, variant, steps or "
+            "params differ); delete that directory to start over"
+        )
+    weights = load_file(str(ckpt / _WEIGHTS))
+    missing = set(_trainable_state(model)) - set(weights)
+    if missing:
+        raise ValueError(f"{ckpt}: resume checkpoint lacks weights {sorted(missing)[:3]} …")
+    model.load_state_dict(weights, strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng_cpu"])
+    if torch.cuda.is_available() and state["rng_cuda"]:
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return int(state["step"]), dict(state["stats"])
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``, replacing it; ``dst`` is never half-written (renames only)."""
+    old = dst.with_name(dst.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def eval_loss(model, examples, batch_size: int, max_batches: int, pad_id: int, device, bf16: bool):
+    """Mean loss per completion token over the first ``max_batches`` batches (nan if none)."""
+    if not examples:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for b in range(min(max_batches, math.ceil(len(examples) / batch_size))):
+        batch = {k: v.to(device) for k, v in collate(examples[b * batch_size : (b + 1) * batch_size], pad_id).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = logits[:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+            ignore_index=IGNORE_INDEX, reduction="sum",
+        )
+        total += loss.item()
+        count += int((labels != IGNORE_INDEX).sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+# --------------------------------------------------------------------------- training
+def train_model(
+    train_rows: pl.DataFrame,
+    val_rows: pl.DataFrame,
+    *,
+    variant: Literal["standard", "expert", "prefix"],
+    mode: str | None,
+    modes: Sequence[str],
+    label_source: str,
+    arm: str,
+    model_cfg: ModelParams,
+    train_cfg: TrainParams,
+    steps: int,
+    out_dir: str | Path,
+    tokenizer_texts: Sequence[str] | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    extra_info: dict | None = None,
+) -> TrainResult:
+    """Train one model for exactly ``steps`` optimizer steps and write its checkpoint to ``out_dir``.
+
+    standard: every row, no mode token (``mode`` must be None). expert: only rows whose mode is
+    ``mode``. prefix: every row, its prompt preceded by its mode's token; ``modes`` lists them.
+    Scratch models build their word tokenizer from ``tokenizer_texts`` (pass all prompts and
+    completions of the arm so every variant shares one vocabulary; default: these rows).
+    A resume checkpoint ``out_dir/checkpoint`` is written every ``train_cfg.save_every`` steps
+    and picked up when present. ``stop_after`` (tests) raises TrainingInterrupted after that step.
+    ``extra_info``: merged into modc.json fields (e.g. ``revision``, ``task``).
+    Raises ValueError before any model is built when the rows or arguments can not work.
+    """
+    out_dir = Path(out_dir)
+    modes = list(modes)
+    # ---- validate before anything expensive
+    if variant not in ("standard", "expert", "prefix"):
+        raise ValueError(f"variant must be 'standard', 'expert' or 'prefix', got {variant!r}")
+    if variant == "standard" and mode is not None:
+        raise ValueError(f"a standard model trains on all modes; got mode={mode!r} (pass None)")
+    if variant == "expert" and mode not in modes:
+        raise ValueError(f"expert mode {mode!r} is not one of modes={modes}")
+    if variant == "prefix" and not modes:
+        raise ValueError("a prefix model needs modes (the arm's mode labels)")
+    if steps <= 0:
+        raise ValueError(f"steps must be > 0, got {steps}")
+    train = _select_rows(train_rows, variant, mode, modes, "train rows")
+    val = _select_rows(val_rows, variant, mode, modes, "validation rows")
+    if train.height == 0:
+        which = f"mode {mode!r}" if variant == "expert" else "this arm"
+        raise ValueError(
+            f"no training rows for {which} in arm {arm!r} (label source {label_source!r}); "
+            f"modes present: {sorted(train_rows['mode'].unique().to_list())}"
+        )
+    train = train.sort("id")  # row order must not depend on upstream ordering
+    val = val.sort("id")
+    device = pick_device()
+    bf16 = use_bf16(train_cfg.bf16, device)
+    prefix = variant == "prefix"
+
+    # ---- model and tokenizer
+    if model_cfg.base == "scratch":
+        texts = tokenizer_texts
+        if texts is None:
+            texts = [*train_rows["prompt"], *train_rows["completion"], *val_rows["prompt"], *val_rows["completion"]]
+        tokenizer = build_word_tokenizer(texts)
+        if prefix:
+            add_mode_tokens(tokenizer, modes)
+        # On CPU eager attention measured 2-4x faster than sdpa for these shapes (B=64, T~67,
+        # padded batches: sdpa with a mask takes its slow path); sdpa on CUDA.
+        attn = "sdpa" if device.type == "cuda" else "eager"
+        model = build_scratch_model(model_cfg.scratch, tokenizer, train_cfg.seed, attn_implementation=attn)
+        base_info = {"kind": "scratch", "name_or_path": None, "adapter": False}
+        max_len = model_cfg.scratch.max_position_embeddings
+        len_field = "model.scratch.max_position_embeddings"
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(train_cfg.seed)  # LoRA init draws from the global RNG
+            model, tokenizer = load_pretrained_base(model_cfg.pretrained, modes if prefix else ())
+        base_info = {"kind": "pretrained", "name_or_path": model_cfg.pretrained.name_or_path, "adapter": True}
+        max_len = getattr(model.config, "max_position_embeddings", None) or 10**9
+        len_field = "the base model's max_position_embeddings"
+    model.to(device)
+    model.train()
+
+    train_ex = encode_rows(tokenizer, train, prefix)
+    val_ex = encode_rows(tokenizer, val, prefix)
+    longest = max(len(x) for x, _ in train_ex + val_ex)
+    if longest > max_len:
+        raise ValueError(
+            f"longest example is {longest} tokens but {len_field} is {max_len}; raise it or "
+            "shorten the traces"
+        )
+    if model_cfg.base == "scratch" and tokenizer.unk_token_id is not None:
+        unk = sum(x.count(tokenizer.unk_token_id) for x, _ in train_ex)
+        if unk:
+            warnings.warn(f"{unk} training tokens are <unk>: tokenizer_texts lacks some words", stacklevel=2)
+
+    # ---- optimisation
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, betas=(0.9, 0.95),
+        fused=device.type == "cuda",
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(train_cfg.warmup_steps, steps))
+    order = batch_order(len(train_ex), steps, train_cfg.batch_size, train_cfg.seed)
+    d_hash = data_hash(train["id"].to_list())
+    fingerprint = data_hash([
+        d_hash, variant, str(mode), ",".join(modes), str(steps), str(len(tokenizer)),
+        model_cfg.model_dump_json(), train_cfg.model_dump_json(),
+    ])
+    ckpt = out_dir / CHECKPOINT_DIR
+    start, stats = 0, {"tokens": 0, "wall_s": 0.0}
+    if (ckpt / _STATE).exists():
+        start, stats = _load_resume(ckpt, model, optimizer, scheduler, fingerprint)
+    else:
+        torch.manual_seed(train_cfg.seed)  # dropout RNG (LoRA dropout) starts from the seed
+
+    pad_id = tokenizer.pad_token_id
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(train_cfg.threads)
+    try:
+        bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress,
+                   desc=f"train {variant}{'/' + mode if mode else ''}")
+        t0 = time.perf_counter()
+        tokens = stats["tokens"]
+        for step in bar:
+            batch = collate([train_ex[i] for i in order[step].tolist()], pad_id)
+            tokens += int(batch["attention_mask"].sum())
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            if done % 10 == 0 or done == steps:
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if done % train_cfg.save_every == 0 and done < steps:
+                wall = stats["wall_s"] + time.perf_counter() - t0
+                _save_resume(ckpt, model, optimizer, scheduler, done, {"tokens": tokens, "wall_s": wall}, fingerprint)
+            if stop_after is not None and done >= stop_after and done < steps:
+                raise TrainingInterrupted(f"stopped after step {done} (stop_after={stop_after})")
+        wall_s = stats["wall_s"] + time.perf_counter() - t0
+        ev = eval_loss(model, val_ex, train_cfg.batch_size, train_cfg.eval_batches, pad_id, device, bf16)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+    result = TrainResult(
+        steps=steps,
+        examples=steps * train_cfg.batch_size,
+        tokens=tokens,
+        eval_loss=ev,
+        wall_s=wall_s,
+        tokens_per_s=tokens / wall_s if wall_s > 0 else 0.0,
+    )
+    info = ModcInfo(
+        variant=variant,
+        label_source=label_source,
+        modes=[] if variant == "standard" else ([mode] if variant == "expert" else modes),
+        task=_task_of(train),
+        arm=arm,
+        mode=mode if variant == "expert" else None,
+        mode_tokens={m: mode_token(m) for m in modes} if prefix else {},
+        base=base_info,
+        data_hash=d_hash,
+        train={
+            **asdict(result),
+            "batch_size": train_cfg.batch_size,
+            "lr": train_cfg.lr,
+            "bf16": bf16,
+            "device": device.type,
+            "train_rows": train.height,
+            "val_rows": val.height,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in params),
+        },
+        params={"model": model_cfg.model_dump(), "train": train_cfg.model_dump()},
+    )
+    for key, value in (extra_info or {}).items():
+        setattr(info, key, value)
+    _save_final(model, tokenizer, info, out_dir)
+    return result
+
+
+def _task_of(rows: pl.DataFrame) -> str:
+    tasks = rows["task"].unique().to_list()
+    return tasks[0] if len(tasks) == 1 else ",".join(sorted(tasks))
+
+
+def _save_final(model, tokenizer, info: ModcInfo, out_dir: Path) -> None:
+    """Weights (safetensors / peft adapter), tokenizer and modc.json into a temp dir, then one
+    rename onto ``out_dir`` (which drops the resume checkpoint inside it)."""
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    write_modc(tmp, info)
+    _replace_dir(tmp, out_dir)
+
+
+def split_steps(steps: int, n: int) -> list[int]:
+    """``steps`` split into ``n`` parts as evenly as possible (they sum to ``steps``)."""
+    if n <= 0:
+        raise ValueError(f"need at least one expert, got {n}")
+    return [steps // n + (1 if i < steps % n else 0) for i in range(n)]
+
+
+def train_experts(
+    train_rows: pl.DataFrame,
+    val_rows: pl.DataFrame,
+    *,
+    modes: Sequence[str],
+    label_source: str,
+    arm: str,
+    model_cfg: ModelParams,
+    train_cfg: TrainParams,
+    steps: int,
+    out_dir: str | Path,
+    tokenizer_texts: Sequence[str] | None = None,
+    progress: bool = True,
+    extra_info: dict | None = None,
+) -> dict[str, TrainResult]:
+    """One expert per mode in ``out_dir/<mode_slug>/``; their steps sum to ``steps``.
+
+    Writes the group ``out_dir/modc.json`` (variant 'experts') last, so a group with modc.json
+    is complete. Every mode must have training rows (checked before any training).
+    Returns {mode: TrainResult}.
+    """
+    out_dir = Path(out_dir)
+    modes = list(modes)
+    check_schema(train_rows, "train rows")
+    present = set(train_rows["mode"].unique().to_list())
+    empty = [m for m in modes if m not in present]
+    if empty:
+        raise ValueError(
+            f"no training rows for mode(s) {empty} in arm {arm!r} (label source "
+            f"{label_source!r}); modes present: {sorted(present)}"
+        )
+    if tokenizer_texts is None:
+        tokenizer_texts = [*train_rows["prompt"], *train_rows["completion"], *val_rows["prompt"], *val_rows["completion"]]
+    results = {}
+    for m, n_steps in zip(modes, split_steps(steps, len(modes)), strict=True):
+        results[m] = train_model(
+            train_rows, val_rows, variant="expert", mode=m, modes=modes,
+            label_source=label_source, arm=arm, model_cfg=model_cfg, train_cfg=train_cfg,
+            steps=n_steps, out_dir=out_dir / mode_slug(m), tokenizer_texts=tokenizer_texts,
+            progress=progress, extra_info=extra_info,
+        )
+    info = ModcInfo(
+        variant="experts",
+        label_source=label_source,
+        modes=modes,
+        task=_task_of(train_rows),
+        arm=arm,
+        experts={m: mode_slug(m) for m in modes},
+        base={"kind": model_cfg.base, "name_or_path": model_cfg.pretrained.name_or_path if model_cfg.base == "pretrained" else None, "adapter": model_cfg.base == "pretrained"},
+        data_hash=data_hash(train_rows.filter(pl.col("mode").is_in(modes))["id"].to_list()),
+        train={
+            "steps": sum(r.steps for r in results.values()),
+            "per_mode": {m: asdict(r) for m, r in results.items()},
+            "tokens": sum(r.tokens for r in results.values()),
+            "wall_s": sum(r.wall_s for r in results.values()),
+        },
+        params={"model": model_cfg.model_dump(), "train": train_cfg.model_dump()},
+    )
+    for key, value in (extra_info or {}).items():
+        setattr(info, key, value)
+    write_modc(out_dir, info)
+    return results

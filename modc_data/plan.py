@@ -1,0 +1,198 @@
+"""Dry run: what ``dvc repro`` would do for a profile, without loading or running anything.
+
+    python -m modc_data.plan profiles/gpu-math.yaml
+
+Prints the stages in pipeline order with their sizes: problems, teachers (and the backend each
+is sampled through), how many teacher samples distillation draws, the models trained (base,
+LoRA, steps), the samples drawn at evaluation and where results are published. It reads only the
+params file: no model, dataset or network is touched, so it runs anywhere, GPU profiles included.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from modc_data.config import Params, load_params
+from modc_data.labeling.teachers import looks_local
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def _generate(p: Params) -> list[str]:
+    if p.task == "countdown":
+        c = p.countdown
+        sizes = c.problems
+        return [
+            f"generate: Countdown, {c.n_numbers} numbers in [{c.value_min}, {c.value_max}], "
+            f"search budget {c.budget} nodes",
+            f"  problems: train {_n(sizes.train)}, validation {_n(sizes.validation)}, "
+            f"test {_n(sizes.test)}, test_adversarial {_n(2 * c.adversarial_per_side)}",
+        ]
+    m = p.math
+    lines = ["generate: math problems loaded with `datasets`"]
+    for name, src in (("train pool", m.train), ("test", m.test)):
+        cap = f"first {_n(src.max_problems)}" if src.max_problems else "all rows"
+        cfg = f" ({src.config})" if src.config else ""
+        lines.append(
+            f"  {name}: {src.dataset}{cfg} split {src.split!r}, {cap}; "
+            f"columns problem={src.problem_column!r} answer={src.answer_column!r}"
+        )
+    lines.append(
+        f"  distilled: {_n(p.distill.pool_problems)} train + "
+        f"{_n(p.distill.validation_problems)} validation problems from the pool"
+    )
+    return lines
+
+
+def _teacher_modes(p: Params) -> list[str]:
+    return [
+        f"teacher:{t.name}" if t.kind == "model" else f"teacher:<{t.teacher_column}>"
+        for t in p.distill.teachers
+    ]
+
+
+def _distill(p: Params) -> list[str]:
+    d = p.distill
+    arms = [k for k, a in p.arms.items() if a.label_source == "teacher_id"]
+    if not arms:
+        return []
+    problems = d.pool_problems + d.validation_problems
+    lines = [
+        f"label:teacher_id: {len(d.teachers)} teacher entr{'y' if len(d.teachers) == 1 else 'ies'}, "
+        f"n={d.n} per (problem, teacher), keep <= {d.keep_per_teacher} verified, "
+        f"balance {d.balance!r}, temperature {d.temperature}, top_p {d.top_p}, "
+        f"max_new_tokens {_n(d.max_new_tokens)}"
+    ]
+    if not d.teachers:
+        lines.append("  !! distill.teachers is empty: the label:teacher_id stage will fail")
+    for t in d.teachers:
+        if t.kind == "model":
+            path = t.path or ""
+            if Path(path).expanduser().exists():
+                where = "local dir"
+            elif looks_local(path) or t.backend == "openai":
+                where = "served model" if t.backend == "openai" else "local dir, not built yet"
+            else:
+                where = "Hub id"
+            mode = f", sampled under mode {t.mode!r}" if t.mode else ""
+            lines.append(
+                f"  - teacher:{t.name}: model {t.path} ({where}) via {t.backend}{mode}; "
+                f"{_n(problems * d.n)} samples"
+            )
+        else:
+            cfg = f" ({t.config})" if t.config else ""
+            who = f"only {t.include}" if t.include else f"every value of {t.teacher_column!r}"
+            lines.append(
+                f"  - {t.name}: dataset {t.dataset}{cfg} split {t.split!r}, one mode per teacher "
+                f"({who}); columns prompt={t.prompt_column!r} solution={t.solution_column!r}"
+            )
+    models = sum(1 for t in d.teachers if t.kind == "model")
+    if models:
+        lines.append(
+            f"  total teacher samples: {_n(problems * d.n * models)} (all verified by task {p.task!r})"
+        )
+    return lines
+
+
+def _modes_of(p: Params, label_source: str) -> int | None:
+    if label_source == "teacher_id":
+        return (
+            len(p.distill.teachers) if all(t.kind == "model" for t in p.distill.teachers) else None
+        )
+    if label_source == "random":
+        return p.labels.random.n_modes
+    if label_source == "gradient_cluster":
+        n = p.gradient_cluster.n_clusters
+        return n if isinstance(n, int) else None
+    return 2  # search_algorithm: dfs, bfs
+
+
+def _train(p: Params) -> list[str]:
+    if not p.train_jobs:
+        return ["train: no train_jobs listed"]
+    m = p.model
+    if m.base == "pretrained":
+        lo = m.pretrained.lora
+        base = (
+            f"pretrained {m.pretrained.name_or_path} + LoRA r={lo.r} alpha={lo.alpha} "
+            f"on {','.join(lo.target_modules)}"
+        )
+    else:
+        s = m.scratch
+        base = f"scratch Llama hidden {s.hidden_size} x {s.num_hidden_layers} layers"
+    t = p.train
+    lines = [f"train: {len(p.train_jobs)} job(s); base {base}; batch {t.batch_size}, bf16 {t.bf16}"]
+    for key, job in p.train_jobs.items():
+        steps = job.steps or t.steps
+        modes = _modes_of(p, job.label_source)
+        what = {
+            "standard": "one model, no mode token",
+            "experts": f"{modes if modes is not None else 'one per mode'} experts sharing the steps",
+            "prefix": "one model with a mode token per mode",
+        }[job.variant]
+        lines.append(f"  - {key}: {what}, {_n(steps)} steps, lr {job.lr or t.lr}")
+    return lines
+
+
+def _sample(p: Params) -> list[str]:
+    s = p.sample
+    url = f" at {s.openai_base_url}" if s.backend == "openai" else ""
+    lines = [
+        f"sample: backend {s.backend}{url}, n={s.n} per (problem, model, mode), splits {s.splits}, "
+        f"temperature {s.temperature}, top_p {s.top_p}, max_new_tokens {_n(s.max_new_tokens)}"
+    ]
+    for key, job in p.train_jobs.items():
+        modes = 1 if job.variant == "standard" else _modes_of(p, job.label_source)
+        per = f"{_n(s.n * modes)}" if modes is not None else f"{s.n} x modes"
+        lines.append(f"  - {key}: {per} samples per problem")
+    return lines
+
+
+def plan(params: Params) -> list[str]:
+    """Lines describing each stage ``dvc repro`` would run for ``params`` (nothing is run)."""
+    p = params
+    lines = [f"plan for task {p.task!r} (seed {p.seed}); nothing is run"]
+    lines += _generate(p)
+    if p.task == "countdown":
+        lines.append(
+            f"label: search_algorithm + random ({p.labels.random.n_modes} modes) under mixes "
+            f"{sorted(p.labels.mixes)}"
+        )
+        if any(a.label_source == "gradient_cluster" for a in p.arms.values()):
+            g = p.gradient_cluster
+            lines.append(
+                f"label:gradient_cluster: gradients of {g.reference_arm}'s standard model, "
+                f"projection {g.projection_dim}, {g.n_clusters} clusters"
+            )
+    lines += _distill(p)
+    v = p.validation
+    lines.append(
+        f"validate: great-expectations suites; share tolerance {v.tolerance}, "
+        f">= {v.min_rows_per_mode} rows per mode and split"
+    )
+    lines += _train(p)
+    lines += _sample(p)
+    lines.append(
+        f"evaluate: pass@k curves and ModC split, {p.evaluate.bootstrap} bootstrap resamples, "
+        f"{p.evaluate.ci:.0%} CI"
+    )
+    pub = p.publish
+    where = pub.local_dir if pub.target == "local" else f"the Hub under {pub.namespace!r}"
+    lines.append(f"publish: {pub.target} -> {where} (dataset mix {pub.dataset_mix!r})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m modc_data.plan PROFILE.yaml", file=sys.stderr)
+        return 2
+    print("\n".join(plan(load_params(argv[0]))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

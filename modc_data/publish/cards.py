@@ -1,0 +1,308 @@
+"""Dataset and model cards (README.md with YAML metadata) for published repos.
+
+What goes in: frames / shares / summary.json dicts already read by the caller, plus the params and
+revision dicts that made the artifacts. What comes out: ``huggingface_hub`` ``DatasetCard`` and
+``ModelCard`` objects whose text is deterministic (no timestamps), so publishing the same
+artifacts twice produces byte-identical cards and the no-op check can see it.
+
+Left out: reading files and laying out repos (``layout.py``), pushing (``targets.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+
+# summary.json arm names (evaluation) -> what a reader calls them
+ARM_TITLES = {"standard": "standard", "experts": "ModC experts", "prefix": "ModC prefix"}
+VARIANT_ARM = {"standard": "standard", "experts": "experts", "prefix": "prefix", "expert": "experts"}
+
+LABEL_SOURCE_TEXT = {
+    "search_algorithm": "the search algorithm that wrote the trace (Countdown: `dfs` or `bfs`)",
+    "teacher_id": "the teacher model that wrote the solution (`teacher:<name>`)",
+    "gradient_cluster": (
+        "k-means clusters (`cluster:<i>`) of per-example gradients of log p(y|x) under a "
+        "reference model, after a Rademacher random projection"
+    ),
+    "random": "a seeded random partition (`random:<i>`); the control with no real mode signal",
+}
+
+
+def size_category(n_rows: int) -> str:
+    """Hub ``size_categories`` bucket for a row count."""
+    for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if n_rows < bound:
+            return name
+    return "10M<n<100M"
+
+
+def _yaml_block(data: Any) -> str:
+    return "```yaml\n" + yaml.safe_dump(data, sort_keys=True, default_flow_style=False).rstrip() + "\n```"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _build_section(params: Mapping[str, Any], revision: Mapping[str, Any]) -> str:
+    return "\n".join([
+        "## How it was built",
+        "",
+        "Built by the modc-data pipeline (`dvc repro`). Revision (git commit and the `dvc.lock` "
+        "hashes of the inputs):",
+        "",
+        _yaml_block(dict(revision)),
+        "",
+        "Parameters:",
+        "",
+        _yaml_block(dict(params)),
+    ])
+
+
+# --------------------------------------------------------------------------- dataset card
+def dataset_card(
+    *,
+    repo_id: str,
+    task: str,
+    configs: Mapping[str, Mapping[str, Any]],
+    dataset_infos: Any,
+    license: str,
+    params: Mapping[str, Any],
+    revision: Mapping[str, Any],
+) -> DatasetCard:
+    """Dataset card for one task's repo.
+
+    ``configs``: label source -> {"splits": {split: n_rows}, "shares": {split: {mode: share}},
+    "data_files": [{"split", "path"}], "validation": {"success": bool, "dataset": str}}.
+    ``dataset_infos``: a ``datasets.DatasetInfosDict`` (features and split sizes per config).
+    """
+    total = sum(sum(c["splits"].values()) for c in configs.values())
+    data = DatasetCardData(
+        pretty_name=f"ModC mode-labeled {task}",
+        license=license,
+        task_categories=["text-generation"],
+        size_categories=[size_category(total)],
+        tags=["mode-conditioning", "modc", "pass-at-k", task, *sorted(configs)],
+        configs=[
+            {"config_name": name, "data_files": list(c["data_files"])}
+            for name, c in sorted(configs.items())
+        ],
+    )
+    dataset_infos.to_dataset_card_data(data)
+
+    sources = _md_table(
+        ["config (label source)", "modes", "rows per split", "what a mode is"],
+        [
+            [
+                f"`{name}`",
+                ", ".join(f"`{m}`" for m in sorted({m for s in c["shares"].values() for m in s})),
+                ", ".join(f"{s}: {n}" for s, n in c["splits"].items()),
+                LABEL_SOURCE_TEXT.get(name, name),
+            ]
+            for name, c in sorted(configs.items())
+        ],
+    )
+    balance = []
+    for name, c in sorted(configs.items()):
+        v = c.get("validation", {})
+        balance += [
+            f"### `{name}`",
+            "",
+            f"Validation (great-expectations suite `{v.get('dataset', name)}`): "
+            f"{'passed' if v.get('success') else 'FAILED'}.",
+            "",
+            _md_table(
+                ["split", "mode", "share"],
+                [[s, f"`{m}`", f"{share:.3f}"] for s, shares in c["shares"].items()
+                 for m, share in sorted(shares.items())],
+            ),
+            "",
+        ]
+    first = "search_algorithm" if "search_algorithm" in configs else sorted(configs)[0]
+    body = "\n".join([
+        f"# ModC mode-labeled {task} data",
+        "",
+        "Rows of (prompt, completion) with a **mode** label: which reasoning mode the completion "
+        "follows. Mode-conditioning (ModC) trains either one expert per mode or one model with a "
+        "mode token (`<mode:dfs> ` before the prompt), then splits the test-time sampling budget "
+        "evenly across modes instead of sampling the collapsed mixture; pass@k improves when "
+        "per-mode success rates differ across problems.",
+        "",
+        "## Label sources (one config each)",
+        "",
+        sources,
+        "",
+        "Columns: `id` (content hash of task, prompt, completion), `problem_id` (hash of the "
+        "problem; splits never share one), `task`, `prompt` (no mode token), `completion`, "
+        "`answer`, `mode`, `label_source`, `split`, `correct` (verifier verdict), `meta` "
+        "(JSON string: budget, nodes expanded, teacher id, cluster distance ...).",
+        "",
+        "## Mode balance per split",
+        "",
+        *balance,
+        _build_section(params, revision),
+        "",
+        "## Loading",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        f'ds = load_dataset("{repo_id}", "{first}")',
+        'row = ds["train"][0]',
+        'print(row["mode"], row["prompt"], row["completion"])',
+        "```",
+        "",
+    ])
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+# --------------------------------------------------------------------------- model card
+def eval_results(
+    summary_entry: Mapping[str, Any],
+    arms: Sequence[str],
+    *,
+    dataset_repo_id: str,
+    dataset_config: str,
+    dataset_name: str,
+) -> list[EvalResult]:
+    """model-index entries: pass@k for each split, arm in ``arms`` and evaluated k.
+
+    ``summary_entry`` is ``summary[key]``: {split: {arm: {"k": [...], "pass_at_k": [...]}}}.
+    Values are copied, not recomputed, so they equal summary.json exactly.
+    """
+    out = []
+    for split in sorted(summary_entry):
+        for arm in arms:
+            curve = summary_entry[split].get(arm)
+            if curve is None:
+                continue
+            for k, value in zip(curve["k"], curve["pass_at_k"], strict=True):
+                out.append(EvalResult(
+                    task_type="text-generation",
+                    dataset_type=dataset_repo_id,
+                    dataset_name=dataset_name,
+                    dataset_config=dataset_config,
+                    dataset_split=split,
+                    metric_type=f"pass@{int(k)}",
+                    metric_name=f"pass@{int(k)} ({ARM_TITLES.get(arm, arm)})",
+                    metric_config=arm,
+                    metric_value=float(value),
+                ))
+    return out
+
+
+def _results_tables(summary_entry: Mapping[str, Any], arms: Sequence[str]) -> str:
+    parts = []
+    for split in sorted(summary_entry):
+        curves = {a: summary_entry[split][a] for a in arms if a in summary_entry[split]}
+        ks = sorted({int(k) for c in curves.values() for k in c["k"]})
+        rows = []
+        for k in ks:
+            row = [k]
+            for a in curves:
+                c = curves[a]
+                ck = [int(x) for x in c["k"]]
+                if k not in ck:
+                    row.append("")
+                    continue
+                i = ck.index(k)
+                lo, hi = c.get("ci_low"), c.get("ci_high")
+                ci = f" [{lo[i]:.3f}, {hi[i]:.3f}]" if lo and hi else ""
+                row.append(f"{c['pass_at_k'][i]:.3f}{ci}")
+            rows.append(row)
+        parts += [f"### split `{split}`", "",
+                  _md_table(["k", *(ARM_TITLES.get(a, a) for a in curves)], rows), ""]
+    return "\n".join(parts)
+
+
+def model_card(
+    *,
+    repo_id: str,
+    info: Any,
+    summary_key: str,
+    summary_entry: Mapping[str, Any],
+    dataset_repo_id: str,
+    license: str,
+    library_name: str,
+    base_model: str | None,
+    figures: Sequence[str],
+    params: Mapping[str, Any],
+    revision: Mapping[str, Any],
+) -> ModelCard:
+    """Model card of one released checkpoint (``info`` is its ``ModcInfo``).
+
+    model-index holds pass@k of this model's arm and of the standard baseline (``metric_config``
+    names the arm), every split and k in ``summary_entry``; ``figures`` are repo-relative PNGs.
+    """
+    arm = VARIANT_ARM.get(info.variant, info.variant)
+    arms = [arm] if arm == "standard" else [arm, "standard"]
+    data = ModelCardData(
+        model_name=repo_id,
+        base_model=base_model,
+        library_name=library_name,
+        datasets=[dataset_repo_id],
+        license=license,
+        pipeline_tag="text-generation",
+        tags=["mode-conditioning", "modc", info.task, info.label_source, info.variant],
+        eval_results=eval_results(
+            summary_entry, arms, dataset_repo_id=dataset_repo_id,
+            dataset_config=info.label_source, dataset_name=f"{info.task} ({summary_key})",
+        ),
+    )
+    modes = ", ".join(f"`{m}`" for m in info.modes) or "none (standard model)"
+    what = {
+        "experts": "a group of experts, one full model per mode, in one sub-folder each "
+                   f"({', '.join(f'`{d}/`' for d in info.experts.values())}); the sampler splits "
+                   "the budget across them",
+        "prefix": "one model conditioned on a mode token before the prompt ("
+                  + ", ".join(f"`{t}`" for t in info.mode_tokens.values()) + ")",
+        "standard": "the standard baseline: one model trained on all rows, no mode conditioning",
+        "expert": f"a single expert for mode `{info.mode}`",
+    }.get(info.variant, info.variant)
+    body = "\n".join([
+        f"# {repo_id}",
+        "",
+        f"A mode-conditioned (ModC) {info.task} model: {what}.",
+        f"Label source `{info.label_source}`, training mix `{summary_key}`, modes: {modes}. "
+        f"Trained on [`{dataset_repo_id}`](https://huggingface.co/datasets/{dataset_repo_id}) "
+        f"(config `{info.label_source}`).",
+        "",
+        "## Results",
+        "",
+        "Unbiased pass@k with bootstrap confidence intervals. ModC arms split k evenly across "
+        "modes (k/M samples per mode).",
+        "",
+        _results_tables(summary_entry, arms),
+        *[f"![pass@k]({f})" for f in figures],
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from modc_data.sampler import ModCSampler",
+        "",
+        f'sampler = ModCSampler.from_pretrained("{repo_id}")',
+        "# k samples per prompt, split evenly across the modes; each tagged with its mode",
+        'for mode, completion in sampler.sample(["<your prompt>"], k=8)[0]:',
+        "    print(mode, completion)",
+        "```",
+        "",
+        "Command line: `modc sample " + repo_id + ' --prompt "..." -k 8`.',
+        "",
+        "Training record (from `modc.json`):",
+        "",
+        "```json",
+        json.dumps({"train": info.train, "data_hash": info.data_hash, "base": info.base},
+                   indent=2, sort_keys=True),
+        "```",
+        "",
+        _build_section(params, revision),
+        "",
+    ])
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")

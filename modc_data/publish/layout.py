@@ -1,0 +1,311 @@
+"""Hub-layout repos built in a staging directory: what files a dataset or model repo holds.
+
+Dataset repo (one per task): ``<config>/<split>-00000-of-00001.parquet`` for each label source
+(the naming ``datasets``' ``push_to_hub(config_name=...)`` uses) plus a README.md whose YAML
+lists ``configs`` with ``data_files``, so ``datasets.load_dataset(repo, config)`` works from a
+folder or the Hub. Model repo: safetensors weights, tokenizer, ``modc.json`` (and one sub-folder
+per mode for an experts group), ``figures/*.png`` and a model card.
+
+Every check that can refuse a release (failed/missing validation, missing evaluation, pickled
+weights, local adapter base) runs in ``check_*`` functions before anything is built.
+Left out: where the staged folder goes (``targets.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc
+from modc_data.publish import cards
+from modc_data.schema import check_schema
+
+RepoType = Literal["dataset", "model"]
+
+# Files never published from a checkpoint dir: pickles (arbitrary code on load) and the
+# training-resume state (optimizer, RNG) that is ours, not the user's.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".tmp")
+_SKIP_DIRS = ("checkpoint", "runs", ".cache")
+
+
+class PublishError(RuntimeError):
+    """A release that must not go out; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    size: int  # bytes
+    sha256: str
+
+
+@dataclass
+class StagedRepo:
+    """A repo fully built in ``path``, ready to hand to a target."""
+
+    repo_type: RepoType
+    repo_id: str  # "<namespace>/<name>"
+    path: Path
+    commit_message: str
+
+
+def manifest(root: str | Path) -> dict[str, FileEntry]:
+    """Repo-relative posix path -> (size, sha256) of every file under ``root`` (sorted)."""
+    root = Path(root)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h = hashlib.sha256()
+            with p.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            out[p.relative_to(root).as_posix()] = FileEntry(p.stat().st_size, h.hexdigest())
+    return out
+
+
+# --------------------------------------------------------------------------- input checks
+def read_validation_report(path: str | Path | None, label_source: str) -> dict[str, Any]:
+    """Read a validation report JSON; refuse a missing, unreadable or failed one."""
+    if path is None or not Path(path).exists():
+        raise PublishError(
+            f"dataset '{label_source}': validation report {path} is missing; run the validate "
+            "stage first (datasets are only published after their suite passes)"
+        )
+    try:
+        report = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise PublishError(f"{path}: validation report is not valid JSON ({err})") from None
+    if not isinstance(report, dict) or report.get("success") is not True:
+        raise PublishError(
+            f"dataset '{label_source}': validation report {path} says success="
+            f"{report.get('success') if isinstance(report, dict) else report!r}; refusing to "
+            "publish data that failed validation (fix the data or the declared mix and re-run "
+            "the validate stage)"
+        )
+    return report
+
+
+def read_summary(path: str | Path | None) -> dict[str, Any]:
+    """Read evaluation summary.json ({key: {split: {arm: curves}}}); missing -> PublishError."""
+    if path is None or not Path(path).exists():
+        raise PublishError(
+            f"evaluation summary {path} is missing; run the evaluate stage before publishing "
+            "models (model cards report its pass@k)"
+        )
+    data = json.loads(Path(path).read_text())
+    # tolerate a wrapper object ({"results": {...}}) around the per-key mapping
+    return data.get("results", data) if isinstance(data, dict) else {}
+
+
+def check_evaluated(summary: Mapping[str, Any], key: str, arm: str, where: str) -> dict:
+    """``summary[key]`` when it holds pass@k curves of ``arm`` for at least one split."""
+    entry = summary.get(key)
+    if not isinstance(entry, dict) or not any(
+        isinstance(s, dict) and isinstance(s.get(arm), dict) and s[arm].get("k")
+        for s in entry.values()
+    ):
+        raise PublishError(
+            f"model {where}: no evaluation of arm '{arm}' under key '{key}' in summary.json "
+            f"(keys there: {sorted(summary)}); evaluate this model before publishing it"
+        )
+    for split, arms in entry.items():
+        for a, c in arms.items():
+            if isinstance(c, dict) and len(c.get("k", [])) != len(c.get("pass_at_k", [])):
+                raise PublishError(f"summary.json {key}/{split}/{a}: k and pass_at_k differ in length")
+    return entry
+
+
+def _checkpoint_dirs(path: Path, info: ModcInfo) -> list[Path]:
+    if info.variant == "experts":
+        return [path / rel for rel in info.experts.values()]
+    return [path]
+
+
+def check_checkpoint(path: str | Path) -> ModcInfo:
+    """modc.json of a checkpoint (or experts group) that can be published; else PublishError."""
+    path = Path(path)
+    try:
+        info = read_modc(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise PublishError(str(err)) from None
+    for d in _checkpoint_dirs(path, info):
+        if not any(d.glob("*.safetensors")):
+            raise PublishError(
+                f"{d}: no *.safetensors weights; only safetensors checkpoints are published "
+                "(save with save_pretrained(..., safe_serialization=True))"
+            )
+    return info
+
+
+def hub_base_id(info: ModcInfo, adapter_base: str | None) -> str | None:
+    """Hub id of a pretrained base (``None`` for scratch models).
+
+    An adapter trained over a local copy of a Hub model keeps the Hub id from ``modc.json``
+    (``base.hub_id`` or ``base.name_or_path``); a purely local base cannot be published.
+    """
+    candidates = [info.base.get("hub_id"), info.base.get("name_or_path"), adapter_base]
+    for c in candidates:
+        if isinstance(c, str) and c and not Path(c).exists() and not c.startswith(("/", ".")):
+            return c
+    if adapter_base is None:
+        return None  # a full model loads without its base; the card just names none
+    raise PublishError(
+        f"base model {candidates} is a local path; an adapter repo must name its base by Hub id "
+        "(set modc.json base.hub_id or train from a Hub id)"
+    )
+
+
+# --------------------------------------------------------------------------- dataset repo
+def _features():
+    import datasets
+
+    return datasets.Features({
+        "id": datasets.Value("string"), "problem_id": datasets.Value("string"),
+        "task": datasets.Value("string"), "prompt": datasets.Value("string"),
+        "completion": datasets.Value("string"), "answer": datasets.Value("string"),
+        "mode": datasets.Value("string"), "label_source": datasets.Value("string"),
+        "split": datasets.Value("string"), "correct": datasets.Value("bool"),
+        "meta": datasets.Value("string"),
+    })
+
+
+def _mode_shares(df: pl.DataFrame, splits: list[str]) -> dict[str, dict[str, float]]:
+    """split -> {mode: share of the split's rows}, splits in ``splits`` order."""
+    out: dict[str, dict[str, float]] = {s: {} for s in splits}
+    for split, mode, n in df.group_by("split", "mode").len().sort("mode").iter_rows():
+        out[split][mode] = n
+    return {s: {m: n / sum(c.values()) for m, n in c.items()} for s, c in out.items()}
+
+
+def build_dataset_repo(
+    out_dir: str | Path,
+    *,
+    repo_id: str,
+    task: str,
+    datasets_by_source: Mapping[str, str | Path],
+    reports: Mapping[str, Mapping[str, Any]],
+    license: str,
+    params: Mapping[str, Any],
+    revision: Mapping[str, Any],
+) -> StagedRepo:
+    """Write parquet shards and the dataset card of one task's repo into ``out_dir``.
+
+    ``datasets_by_source``: label source -> labeled parquet (ROW_SCHEMA, all splits);
+    ``reports``: label source -> its (passed) validation report.
+    """
+    import datasets
+
+    out = Path(out_dir)
+    split_order = ["train", "validation", "test", "test_adversarial", "validation_adversarial"]
+    configs: dict[str, dict[str, Any]] = {}
+    from datasets.info import DatasetInfosDict
+
+    infos = DatasetInfosDict()
+    for source, path in sorted(datasets_by_source.items()):
+        df = pl.read_parquet(path)
+        check_schema(df, str(path))
+        if df.height == 0:
+            raise PublishError(f"{path}: dataset '{source}' has no rows")
+        splits = sorted(df["split"].unique().to_list(),
+                        key=lambda s: (split_order.index(s) if s in split_order else 99, s))
+        split_dict = datasets.SplitDict()
+        data_files = []
+        for split in splits:
+            part = df.filter(pl.col("split") == split).sort("id")
+            rel = f"{source}/{split}-00000-of-00001.parquet"
+            (out / source).mkdir(parents=True, exist_ok=True)
+            # string (not large_string) columns so the loaded features equal the card's
+            ds = datasets.Dataset(part.to_arrow()).cast(_features())
+            ds.to_parquet(str(out / rel))
+            data_files.append({"split": split, "path": f"{source}/{split}-*"})
+            split_dict.add(datasets.SplitInfo(name=split, num_bytes=ds.data.nbytes,
+                                              num_examples=part.height))
+        infos[source] = datasets.DatasetInfo(
+            features=_features(), splits=split_dict,
+            download_size=sum(p.stat().st_size for p in (out / source).glob("*.parquet")),
+            dataset_size=sum(s.num_bytes for s in split_dict.values()),
+        )
+        rep = reports.get(source, {})
+        configs[source] = {
+            "splits": {s: int((df["split"] == s).sum()) for s in splits},
+            "shares": _mode_shares(df, splits),
+            "data_files": data_files,
+            "validation": {"success": rep.get("success"), "dataset": rep.get("dataset", source)},
+        }
+    card = cards.dataset_card(repo_id=repo_id, task=task, configs=configs, dataset_infos=infos,
+                              license=license, params=params, revision=revision)
+    (out / "README.md").write_text(str(card))
+    return StagedRepo("dataset", repo_id, out,
+                      f"modc-data: {task} dataset ({', '.join(sorted(configs))})")
+
+
+# --------------------------------------------------------------------------- model repo
+def _copy_checkpoint(src: Path, dst: Path) -> None:
+    """Copy a checkpoint dir minus pickles and training-resume state."""
+    for p in sorted(src.rglob("*")):
+        rel = p.relative_to(src)
+        if any(part in _SKIP_DIRS for part in rel.parts) or not p.is_file():
+            continue
+        if p.suffix in _PICKLE_SUFFIXES or p.name.startswith("optimizer"):
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, dst / rel)
+
+
+def _fix_adapter_base(d: Path, base_id: str | None) -> None:
+    """Point adapter_config.json at the Hub id of the base, not the local dir it was trained on."""
+    cfg_path = d / "adapter_config.json"
+    if not cfg_path.exists() or base_id is None:
+        return
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("base_model_name_or_path") != base_id:
+        cfg["base_model_name_or_path"] = base_id
+        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+
+
+def build_model_repo(
+    out_dir: str | Path,
+    *,
+    repo_id: str,
+    checkpoint: str | Path,
+    summary_key: str,
+    summary_entry: Mapping[str, Any],
+    dataset_repo_id: str,
+    figures: Sequence[str | Path],
+    license: str,
+    params: Mapping[str, Any],
+    revision: Mapping[str, Any],
+) -> StagedRepo:
+    """Copy one checkpoint (or experts group) with figures and a model card into ``out_dir``."""
+    src, out = Path(checkpoint), Path(out_dir)
+    info = check_checkpoint(src)
+    _copy_checkpoint(src, out)
+    adapter_cfgs = [d / "adapter_config.json" for d in _checkpoint_dirs(out, info)]
+    adapter_base = next((json.loads(p.read_text()).get("base_model_name_or_path")
+                         for p in adapter_cfgs if p.exists()), None)
+    base_id = hub_base_id(info, adapter_base)
+    for d in _checkpoint_dirs(out, info):
+        _fix_adapter_base(d, base_id)
+    fig_rel = []
+    for f in figures:
+        f = Path(f)
+        if not f.exists():
+            raise PublishError(f"figure {f} is missing; run the evaluate stage")
+        (out / "figures").mkdir(exist_ok=True)
+        shutil.copyfile(f, out / "figures" / f.name)
+        fig_rel.append(f"figures/{f.name}")
+    card = cards.model_card(
+        repo_id=repo_id, info=info, summary_key=summary_key, summary_entry=summary_entry,
+        dataset_repo_id=dataset_repo_id, license=license,
+        library_name="peft" if any(p.exists() for p in adapter_cfgs) else "transformers",
+        base_model=base_id, figures=fig_rel, params=params, revision=revision,
+    )
+    (out / "README.md").write_text(str(card))
+    assert (out / MODC_FILE).exists()
+    return StagedRepo("model", repo_id, out, f"modc-data: {info.variant} model ({summary_key})")

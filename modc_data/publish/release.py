@@ -1,0 +1,174 @@
+"""``publish_all``: check every input, build every repo in a staging dir, hand each to a target.
+
+Called by ``stages/publish.py`` and ``modc publish`` with explicit inputs (no paths of its own).
+All refusals (failed or missing validation, missing evaluation, unpublishable checkpoints) are
+raised as ``PublishError`` before anything is built or pushed, so a refused release leaves every
+published repo as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from modc_data.config import PublishParams
+from modc_data.publish.cards import VARIANT_ARM
+from modc_data.publish.layout import (
+    PublishError,
+    StagedRepo,
+    build_dataset_repo,
+    build_model_repo,
+    check_checkpoint,
+    check_evaluated,
+    manifest,
+    read_summary,
+    read_validation_report,
+)
+from modc_data.publish.targets import PublishOutcome, Target, get_target
+
+
+@dataclass
+class ModelRelease:
+    """One checkpoint dir (or experts group dir) to publish as one model repo."""
+
+    checkpoint: str | Path
+    summary_key: str  # '<label_source>/<mix>' in summary.json
+    name: str = ""  # repo name under the namespace; default model_repo_name(...)
+    figures: list[str | Path] = field(default_factory=list)  # PNGs shown in the card
+
+
+@dataclass
+class ReleaseInputs:
+    """Everything ``publish_all`` reads, as a JSON-able record (``modc publish --inputs``)."""
+
+    task: str
+    datasets: dict[str, str] = field(default_factory=dict)  # label source -> labeled parquet
+    validation_reports: dict[str, str] = field(default_factory=dict)  # label source -> JSON
+    models: list[ModelRelease] = field(default_factory=list)
+    summary: str | None = None  # evaluation summary.json
+    params: dict[str, Any] = field(default_factory=dict)
+    revision: dict[str, Any] = field(default_factory=dict)  # git commit, dvc.lock hashes
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> ReleaseInputs:
+        data = json.loads(Path(path).read_text())
+        try:
+            data["models"] = [ModelRelease(**m) for m in data.get("models", [])]
+            return cls(**data)
+        except TypeError as err:
+            raise PublishError(f"{path}: malformed release inputs: {err}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
+
+
+def dataset_repo_name(task: str) -> str:
+    return f"modc-{task}"
+
+
+def model_repo_name(task: str, summary_key: str, variant: str) -> str:
+    """``modc-countdown-search_algorithm-balanced-prefix`` for key 'search_algorithm/balanced'."""
+    return f"modc-{task}-{summary_key.replace('/', '-')}-{variant}"
+
+
+def _dry_run_lines(repo: StagedRepo, where: str) -> list[str]:
+    files = manifest(repo.path)
+    lines = [f"[dry-run] {repo.repo_type} {repo.repo_id} -> {where} "
+             f"({len(files)} files, {sum(e.size for e in files.values())} bytes)"]
+    lines += [f"[dry-run]   {p}  {e.size} bytes" for p, e in files.items()]
+    return lines
+
+
+def publish_all(
+    *,
+    task: str,
+    datasets: Mapping[str, str | Path],
+    validation_reports: Mapping[str, str | Path],
+    models: Sequence[ModelRelease],
+    summary_path: str | Path | None,
+    params: Mapping[str, Any],
+    revision: Mapping[str, Any],
+    publish: PublishParams,
+    dry_run: bool = False,
+    target: Target | None = None,
+    log: Callable[[str], None] = print,
+) -> list[PublishOutcome]:
+    """Publish one dataset repo for ``task`` (a config per label source) and one repo per model.
+
+    ``datasets``/``validation_reports``: label source -> parquet / report JSON path;
+    ``models``: checkpoints with their summary.json key; ``params``/``revision``: recorded in
+    every card; ``publish``: target name, namespace, local_dir, endpoint, private, license;
+    ``target`` overrides the one ``publish`` names. Returns one outcome per repo.
+    Raises PublishError (nothing written) when a dataset's validation failed or is missing, or
+    a model has no evaluation in summary.json.
+    """
+    ns = publish.namespace
+    # ---- every refusal first, before building anything
+    missing = sorted(set(datasets) - set(validation_reports))
+    if missing:
+        raise PublishError(f"datasets {missing} have no validation report; run the validate stage")
+    reports = {s: read_validation_report(validation_reports[s], s) for s in datasets}
+    for source, path in datasets.items():
+        if not Path(path).exists():
+            raise PublishError(f"dataset '{source}': {path} is missing; run the label stage")
+    summary = read_summary(summary_path) if models else {}
+    checked = []
+    for m in models:
+        info = check_checkpoint(m.checkpoint)
+        arm = VARIANT_ARM.get(info.variant, info.variant)
+        entry = check_evaluated(summary, m.summary_key, arm, str(m.checkpoint))
+        for f in m.figures:
+            if not Path(f).exists():
+                raise PublishError(f"model {m.checkpoint}: figure {f} is missing")
+        name = m.name or model_repo_name(task, m.summary_key, info.variant)
+        checked.append((m, f"{ns}/{name}", entry))
+
+    target = target or get_target(publish.target, local_dir=publish.local_dir,
+                                  endpoint=publish.endpoint, private=publish.private)
+    dataset_repo_id = f"{ns}/{dataset_repo_name(task)}"
+    outcomes: list[PublishOutcome] = []
+
+    def ship(repo: StagedRepo) -> None:
+        where = target.location(repo.repo_type, repo.repo_id)
+        if dry_run:
+            for line in _dry_run_lines(repo, where):
+                log(line)
+            outcomes.append(PublishOutcome(repo.repo_type, repo.repo_id, where, "dry_run",
+                                           [(p, e.size) for p, e in manifest(repo.path).items()]))
+            return
+        out = target.publish(repo)
+        log(f"{out.status}: {repo.repo_type} {repo.repo_id} -> {out.location}")
+        outcomes.append(out)
+
+    jobs = (1 if datasets else 0) + len(checked)
+    with tqdm(total=jobs, desc="publish", unit="repo") as bar:
+        if datasets:
+            with tempfile.TemporaryDirectory(prefix="modc-publish-") as tmp:
+                ship(build_dataset_repo(
+                    tmp, repo_id=dataset_repo_id, task=task, datasets_by_source=datasets,
+                    reports=reports, license=publish.license, params=params, revision=revision,
+                ))
+            bar.update()
+        for m, repo_id, entry in checked:
+            with tempfile.TemporaryDirectory(prefix="modc-publish-") as tmp:
+                ship(build_model_repo(
+                    tmp, repo_id=repo_id, checkpoint=m.checkpoint, summary_key=m.summary_key,
+                    summary_entry=entry, dataset_repo_id=dataset_repo_id, figures=m.figures,
+                    license=publish.license, params=params, revision=revision,
+                ))
+            bar.update()
+    return outcomes
+
+
+def publish_inputs(inputs: ReleaseInputs, publish: PublishParams, **kw: Any) -> list[PublishOutcome]:
+    """``publish_all`` over a ``ReleaseInputs`` record."""
+    return publish_all(task=inputs.task, datasets=inputs.datasets,
+                       validation_reports=inputs.validation_reports, models=inputs.models,
+                       summary_path=inputs.summary, params=inputs.params,
+                       revision=inputs.revision, publish=publish, **kw)

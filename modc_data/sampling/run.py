@@ -1,0 +1,203 @@
+"""The sample step: n verified samples per (problem, model, mode) as one "samples table".
+
+    samples = sample_model("artifacts/models/arm/prefix", select_problems(problems, cfg),
+                           task=get_task("countdown"), model_key="arm/prefix", arm="arm",
+                           variant="prefix", modes=None, cfg=cfg)
+
+Variants: ``standard`` (n samples per problem, no mode token), ``prefix`` (for each mode, n samples
+with the mode token in front of the prompt), ``experts`` (a group dir; for each mode, n samples from
+that mode's expert). Seeds come from ``base.sample_seed(cfg.seed, problem_id, model_key, mode)``,
+so a row reproduces whatever the backend's batching. Everything that can be wrong with the inputs
+(no modc.json, wrong variant, unknown mode, missing columns, no server URL) is raised before any
+generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from modc_data.config import SampleParams
+from modc_data.modeling.load import resolve_mode_token
+from modc_data.modeling.modc_json import read_modc
+from modc_data.sampling.base import SamplingBackend, get_backend, sample_seed
+from modc_data.tasks import Task
+
+SAMPLES_SCHEMA: dict[str, pl.DataType] = {
+    "problem_id": pl.String(),
+    "split": pl.String(),
+    "model": pl.String(),  # model_key, e.g. "search_algorithm-balanced/prefix"
+    "arm": pl.String(),
+    "variant": pl.String(),  # standard | experts | prefix
+    "mode": pl.String(),  # "" for standard
+    "sample_idx": pl.Int64(),  # 0..n-1 within (problem, model, mode)
+    "completion": pl.String(),
+    "answer": pl.String(),  # task.score's extracted answer
+    "correct": pl.Boolean(),
+    "detected_mode": pl.String(),  # task.detect_mode; null when unknowable
+    "n_tokens": pl.Int64(),  # generated tokens incl. eos; null only if a server does not say
+}
+PROBLEM_COLUMNS = ("problem_id", "split", "prompt")
+VARIANTS = ("standard", "experts", "prefix")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to sample: rows get ``mode``; ``checkpoint`` is sampled with ``prompt_mode``."""
+
+    mode: str
+    checkpoint: Path
+    prompt_mode: str | None
+
+
+def empty_samples() -> pl.DataFrame:
+    return pl.DataFrame(schema=SAMPLES_SCHEMA)
+
+
+def plan_targets(model_dir: str | Path, variant: str, modes: Sequence[str] | None) -> list[Target]:
+    """Check ``model_dir`` against ``variant`` and ``modes``; return what to sample, in order.
+
+    Raises FileNotFoundError (no modc.json, missing expert dir) or ValueError (variant mismatch,
+    unknown mode) naming the directory and what is known.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    model_dir = Path(model_dir)
+    info = read_modc(model_dir)
+    expected = {"standard": ("standard",), "prefix": ("prefix",), "experts": ("experts",)}[variant]
+    if info.variant not in expected:
+        raise ValueError(
+            f"{model_dir}: modc.json says variant {info.variant!r}, but it is being sampled as "
+            f"{variant!r}; point the {variant} job at a {expected[0]!r} checkpoint"
+        )
+    if variant == "standard":
+        if modes:
+            raise ValueError(f"{model_dir}: a standard model has no modes; got modes={list(modes)}")
+        return [Target("", model_dir, None)]
+    modes = list(modes) if modes else list(info.modes)
+    if not modes:
+        raise ValueError(f"{model_dir}: {variant} checkpoint lists no modes in modc.json")
+    if variant == "prefix":
+        for m in modes:
+            resolve_mode_token(info, m)  # ValueError naming the known modes
+        return [Target(m, model_dir, m) for m in modes]
+    targets = []
+    for m in modes:
+        if m not in info.experts:
+            raise ValueError(
+                f"{model_dir}: experts group has no expert for mode {m!r}; "
+                f"known modes: {sorted(info.experts)}"
+            )
+        expert_dir = model_dir / info.experts[m]
+        expert = read_modc(expert_dir)  # FileNotFoundError naming the expert dir
+        if expert.variant != "expert" or expert.mode != m:
+            raise ValueError(
+                f"{expert_dir}: expected the expert of mode {m!r}, modc.json says variant "
+                f"{expert.variant!r}, mode {expert.mode!r}"
+            )
+        targets.append(Target(m, expert_dir, None))
+    return targets
+
+
+def make_backend(cfg: SampleParams) -> SamplingBackend:
+    """The backend named by ``sample.backend``, configured from the other ``sample`` params."""
+    if cfg.backend == "hf":
+        return get_backend("hf", batch_size=cfg.batch_size)
+    if cfg.backend == "openai":
+        return get_backend("openai", base_url=cfg.openai_base_url)
+    return get_backend(cfg.backend)
+
+
+def select_problems(problems: pl.DataFrame, cfg: SampleParams) -> pl.DataFrame:
+    """Rows of ``cfg.splits``; with ``cfg.max_problems``, the first that many per split by id.
+
+    Raises ValueError naming ``sample.splits`` when a requested split has no problems.
+    """
+    _check_problems(problems)
+    present = set(problems["split"].unique().to_list())
+    missing = [s for s in cfg.splits if s not in present]
+    if missing:
+        raise ValueError(
+            f"sample.splits: no problems in split(s) {missing}; the problems have {sorted(present)}"
+        )
+    out = problems.filter(pl.col("split").is_in(list(cfg.splits))).sort("split", "problem_id")
+    if cfg.max_problems is not None:
+        out = out.group_by("split", maintain_order=True).head(cfg.max_problems)
+    return out
+
+
+def _check_problems(problems: pl.DataFrame) -> None:
+    missing = [c for c in PROBLEM_COLUMNS if c not in problems.columns]
+    if missing:
+        raise ValueError(
+            f"problems: missing column(s) {missing}; a problems table needs "
+            f"{list(PROBLEM_COLUMNS)} (plus what the task scores with, e.g. answer)"
+        )
+
+
+def sample_model(
+    model_dir: str | Path,
+    problems: pl.DataFrame,
+    *,
+    task: Task,
+    model_key: str,
+    arm: str,
+    variant: str,
+    modes: Sequence[str] | None,
+    cfg: SampleParams,
+    backend: SamplingBackend | None = None,
+    progress: bool = True,
+) -> pl.DataFrame:
+    """Sample and score ``cfg.n`` completions per (problem, mode) of one model.
+
+    ``problems``: rows with at least problem_id, split, prompt (all are sampled; see
+    ``select_problems``). ``modes``: None = every mode the checkpoint knows. ``backend``: None
+    builds ``cfg.backend``. Returns a frame with exactly ``SAMPLES_SCHEMA``, ordered by mode (as
+    planned), problem (input order), sample_idx.
+    """
+    _check_problems(problems)
+    targets = plan_targets(model_dir, variant, modes)
+    if backend is None:
+        backend = make_backend(cfg)
+    if problems.height == 0:
+        return empty_samples()
+    rows = problems.to_dicts()
+    prompts = [r["prompt"] for r in rows]
+    cols: dict[str, list] = {c: [] for c in SAMPLES_SCHEMA}
+    for t in targets:
+        seeds = [sample_seed(cfg.seed, r["problem_id"], model_key, t.mode, n=cfg.n) for r in rows]
+        completions = backend.generate(
+            t.checkpoint,
+            prompts,
+            mode=t.prompt_mode,
+            n=cfg.n,
+            seeds=seeds,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            progress=progress,
+        )
+        if len(completions) != len(rows):
+            raise RuntimeError(
+                f"backend {getattr(backend, 'name', backend)!r} returned {len(completions)} "
+                f"results for {len(rows)} prompts"
+            )
+        for r, comps in zip(rows, completions, strict=True):
+            for j, c in enumerate(comps):
+                answer, correct = task.score(r, c.text)
+                cols["problem_id"].append(r["problem_id"])
+                cols["split"].append(r["split"])
+                cols["model"].append(model_key)
+                cols["arm"].append(arm)
+                cols["variant"].append(variant)
+                cols["mode"].append(t.mode)
+                cols["sample_idx"].append(j)
+                cols["completion"].append(c.text)
+                cols["answer"].append(answer)
+                cols["correct"].append(bool(correct))
+                cols["detected_mode"].append(task.detect_mode(c.text))
+                cols["n_tokens"].append(c.n_tokens)
+    return pl.DataFrame(cols, schema=SAMPLES_SCHEMA)

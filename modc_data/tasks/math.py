@@ -1,0 +1,200 @@
+"""Math word problems with a verifiable final answer (MATH / MATH-500 style).
+
+What it handles: the prompt template, extracting the final answer from a free-form solution
+(the last ``\\boxed{...}``, nested braces included; else the last number), and deciding whether it
+equals the gold answer with math-verify, so ``\\boxed{1/2}``, ``0.5`` and ``\\frac{1}{2}`` agree.
+What it leaves out: modes. In math the mode is the teacher that wrote a solution, which the text
+does not reveal, so ``detect_mode`` always returns None.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from math_verify import parse, verify
+
+from modc_data.schema import problem_id
+
+DEFAULT_TEMPLATE = "Problem: {problem}\nPut the final answer in \\boxed{}."
+
+# An optional sign, digits with optional thousands commas, an optional decimal part, or a
+# plain fraction a/b. Used only when a solution has no \boxed{}.
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``; None if absent.
+
+    Written by hand because a regex cannot match nested braces: we walk from the opening brace,
+    counting depth, so ``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``. An unclosed box is
+    ignored (a truncated generation has no final answer).
+    """
+    for match in reversed(list(_BOXED.finditer(text))):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i].strip()
+    return None
+
+
+def extract_answer(text: str) -> str:
+    """Final answer of a solution: last boxed content, else the last number, else ``""``."""
+    boxed = last_boxed(text)
+    if boxed:  # an empty \boxed{} answers nothing; fall back to the last number
+        return boxed
+    numbers = _NUMBER.findall(text)
+    return numbers[-1].replace(",", "") if numbers else ""
+
+
+def _timeout() -> int | None:
+    # math-verify's timeout uses signal.alarm, which only works in the main thread; elsewhere
+    # (a DataLoader or thread pool) we run without it rather than crash.
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+def _parse(answer: str) -> list:
+    """math-verify parse of a bare answer, read as LaTeX in ``$...$`` first.
+
+    LaTeX first because the plain-expression reader takes only a prefix of ``1+x^2`` (giving 1)
+    and reads ``\\sqrt 2`` as 2; the plain reader is the fallback for what LaTeX rejects.
+    """
+    t = _timeout()
+    return parse(f"${answer}$", parsing_timeout=t) or parse(answer, parsing_timeout=t)
+
+
+def answers_equal(gold: str, predicted: str) -> bool:
+    """True when ``predicted`` is mathematically equal to ``gold`` (both bare answer strings)."""
+    if not predicted.strip() or not gold.strip():
+        return False
+    if gold.strip() == predicted.strip():
+        return True
+    g, p = _parse(gold), _parse(predicted)
+    if not g or not p:
+        return False
+    try:
+        return bool(verify(g, p, timeout_seconds=_timeout()))
+    except Exception:  # noqa: BLE001 - sympy can raise anything on odd input; that is "wrong"
+        return False
+
+
+class MathTask:
+    """Task protocol (modc_data.tasks.Task) for math problems with a gold ``answer``."""
+
+    name = "math"
+
+    def __init__(self, template: str = DEFAULT_TEMPLATE) -> None:
+        if "{problem}" not in template:
+            raise ValueError(f"math prompt template must contain '{{problem}}', got {template!r}")
+        self.template = template
+
+    def prompt(self, problem: str) -> str:
+        """Model input for a problem statement.
+
+        Plain replacement, not ``str.format``: templates hold literal braces (``\\boxed{}``).
+        """
+        return self.template.replace("{problem}", problem)
+
+    def score(self, problem: Mapping[str, Any], completion: str) -> tuple[str, bool]:
+        """(extracted answer, verdict) for ``completion`` against ``problem['answer']``.
+
+        The gold answer may itself be a full solution (e.g. MATH's ``solution`` column); its
+        boxed content is used then.
+        """
+        if "answer" not in problem:
+            raise KeyError("math problem row has no 'answer' column (the gold final answer)")
+        gold_raw = str(problem["answer"] or "")
+        gold = last_boxed(gold_raw) or gold_raw
+        predicted = extract_answer(completion)
+        return predicted, answers_equal(gold, predicted)
+
+    def detect_mode(self, completion: str) -> str | None:
+        return None
+
+
+PROBLEMS_SCHEMA: dict[str, pl.DataType] = {
+    c: pl.String() for c in ("problem_id", "task", "split", "prompt", "answer", "category", "meta")
+}
+
+
+def problems_frame(
+    records: Iterable[Mapping[str, Any]], split: str, task: MathTask | None = None
+) -> pl.DataFrame:
+    """problems.parquet rows from ``{problem, answer[, category, ...]}`` records.
+
+    ``problem_id`` hashes the stripped statement, so a dataset teacher's rows with the same
+    statement find their problem. The gold answer is reduced to its boxed content when it is a
+    full solution. ``meta`` keeps the raw statement (``meta['problem']``) and any extra fields.
+    Duplicated statements are kept once (first wins).
+    """
+    task = task or MathTask()
+    out, seen = [], set()
+    for i, r in enumerate(records):
+        if "problem" not in r or "answer" not in r:
+            raise KeyError(f"math problem record {i} needs 'problem' and 'answer'; got {sorted(r)}")
+        statement = str(r["problem"]).strip()
+        pid = problem_id("math", statement)
+        if pid in seen:
+            continue
+        seen.add(pid)
+        gold = str(r["answer"])
+        extra = {k: v for k, v in r.items() if k not in ("problem", "answer", "category")}
+        out.append(
+            {
+                "problem_id": pid,
+                "task": "math",
+                "split": split,
+                "prompt": task.prompt(statement),
+                "answer": last_boxed(gold) or gold.strip(),
+                "category": str(r.get("category") or ""),
+                "meta": json.dumps({"problem": statement, **extra}, sort_keys=True, default=str),
+            }
+        )
+    return pl.DataFrame(out, schema=PROBLEMS_SCHEMA)
+
+
+def load_math_problems(source: Any, split_name: str, task: MathTask | None = None) -> pl.DataFrame:
+    """problems frame for one ``MathSourceParams`` (config.py): Hub id, local file/dir or a
+    ``save_to_disk`` dir. A missing column fails before any row is read, naming it."""
+    import datasets  # imported here: heavy, and only the generate stage needs it
+
+    local = Path(source.dataset).expanduser()
+    if local.is_dir() and (local / "dataset_info.json").exists():
+        ds = datasets.load_from_disk(str(local))
+    elif local.is_dir() and (local / "dataset_dict.json").exists():
+        ds = datasets.load_from_disk(str(local))[source.split]
+    elif local.is_file():
+        builder = {".jsonl": "json"}.get(local.suffix, local.suffix.lstrip("."))
+        ds = datasets.load_dataset(builder, data_files=str(local), split="train")
+    else:
+        ds = datasets.load_dataset(source.dataset, source.config, split=source.split)
+    for key in ("problem_column", "answer_column"):
+        col = getattr(source, key)
+        if col not in ds.column_names:
+            raise ValueError(
+                f"math.{split_name}.{key}: column {col!r} not in {source.dataset!r}; "
+                f"available columns: {ds.column_names}"
+            )
+    if source.max_problems is not None:
+        ds = ds.select(range(min(source.max_problems, len(ds))))
+    extra = [c for c in ("type", "level", "subject", "unique_id") if c in ds.column_names]
+    records = (
+        {
+            "problem": row[source.problem_column],
+            "answer": row[source.answer_column],
+            "category": row.get("type") or row.get("subject") or "",
+            **{c: row[c] for c in extra},
+        }
+        for row in ds
+    )
+    return problems_frame(records, split_name, task)

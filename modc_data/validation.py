@@ -1,0 +1,499 @@
+"""Great-expectations validation of a mode-labeled dataset (the ``validate`` stage's logic).
+
+What goes in: schema rows (``modc_data.schema.ROW_SCHEMA``) of one labeled dataset, the mix it
+declares (``{mode: share}``), a share tolerance and a minimum row count per (mode, split).
+What comes out: a ``ValidationReport`` (one ``Outcome`` per expectation, mode shares and counts
+per split) that ``write_report`` saves as JSON (+ GX data docs HTML) and ``format_summary`` /
+``exit_code`` turn into the stage's message and exit status.
+
+Every check is a great-expectations 1.x expectation run on an in-memory pandas batch through an
+ephemeral context; checks that GX has no expectation for are phrased as GX expectations on a
+derived batch instead of hand-written:
+- mode share within tolerance  -> ``ExpectColumnMeanToBeBetween`` on a 0/1 "row is mode m" column
+  of one split's rows (the mean of an indicator is the share);
+- rows per mode and split      -> ``ExpectColumnSumToBeBetween`` on the same indicator;
+- no problem in two splits     -> ``ExpectColumnValuesToBeUnique(problem_id)`` on the distinct
+  (problem_id, split) pairs.
+
+Usage (the stage does this)::
+
+    report = validate_dataset(rows, {"dfs": .5, "bfs": .5}, 0.1, 20, "search_algorithm-balanced")
+    write_report(report, "artifacts/validation/x.json", html_dir="artifacts/validation/x_docs")
+    print(format_summary(report)); sys.exit(exit_code(report))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from modc_data.labeling.mixes import MIXED_SPLITS, check_shares, mode_shares
+from modc_data.schema import LABEL_SOURCES, ROW_SCHEMA, SPLITS, mode_slug
+
+# Python type names GX checks object-dtype pandas columns against, per polars dtype.
+_GX_TYPE = {pl.String(): "str", pl.Boolean(): "bool"}
+_KEEP_RESULT_KEYS = (
+    "observed_value",
+    "element_count",
+    "unexpected_count",
+    "unexpected_percent",
+    "partial_unexpected_list",
+    "missing_count",
+    "details",
+)
+_MAX_EXAMPLES = 10
+
+
+class DatasetValidationError(RuntimeError):
+    """A dataset that failed validation; the message names each failed expectation."""
+
+
+@dataclass
+class Outcome:
+    """One expectation's result in readable form."""
+
+    name: str  # short stable name, e.g. "share of mode 'dfs' in train"
+    description: str  # what is expected, in words, with the bounds
+    batch: str  # which rows it ran on: "all rows", "split=train", "problem-split pairs"
+    expectation: str  # GX expectation type, e.g. "expect_column_mean_to_be_between"
+    success: bool
+    observed: dict[str, Any] = field(default_factory=dict)  # GX result fields, JSON-safe
+    error: str | None = None  # GX's exception message when the expectation could not run
+
+
+@dataclass
+class ValidationReport:
+    dataset: str
+    success: bool
+    n_rows: int
+    declared_shares: dict[str, float]
+    tolerance: float
+    min_rows_per_mode: int
+    shares: dict[str, dict[str, float]]  # split -> mode -> realised share (every split)
+    counts: dict[str, dict[str, int]]  # split -> mode -> rows
+    results: list[Outcome]
+    gx_version: str = ""
+    # Raw GX suite results (suite name, batch id, result) kept for data docs; not serialized.
+    gx_results: list[tuple[str, str, Any]] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.results if not o.success]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("gx_results")
+        return d
+
+
+# --------------------------------------------------------------------------- building suites
+@dataclass
+class _Check:
+    name: str
+    description: str
+    expectation: Any  # a gx.expectations.Expectation
+
+
+def _context(context: Any | None) -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    if context is None:
+        context = gx.get_context(mode="ephemeral")
+    # GX draws a tqdm bar per suite; one line per batch is noise in a stage log.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def _table_checks(declared: dict[str, float], columns: list[str]) -> list[_Check]:
+    import great_expectations.expectations as gxe
+
+    checks = [
+        _Check(
+            "schema: column set",
+            f"columns are exactly {list(ROW_SCHEMA)}",
+            gxe.ExpectTableColumnsToMatchSet(column_set=list(ROW_SCHEMA), exact_match=True),
+        )
+    ]
+    for col, dtype in ROW_SCHEMA.items():
+        if col not in columns:
+            continue  # reported by the column-set check; a type check would only add noise
+        checks.append(
+            _Check(
+                f"schema: type of {col}",
+                f"column {col!r} holds {_GX_TYPE[dtype]} values ({dtype})",
+                gxe.ExpectColumnValuesToBeOfType(column=col, type_=_GX_TYPE[dtype]),
+            )
+        )
+        checks.append(
+            _Check(
+                f"no nulls in {col}",
+                f"column {col!r} has no null values",
+                gxe.ExpectColumnValuesToNotBeNull(column=col),
+            )
+        )
+    have = set(columns)
+    if "id" in have:
+        checks.append(
+            _Check(
+                "unique id",
+                "no two rows share an id (hash of task, prompt, completion)",
+                gxe.ExpectColumnValuesToBeUnique(column="id"),
+            )
+        )
+    if "split" in have:
+        checks.append(
+            _Check(
+                "split in known splits",
+                f"every split is one of {list(SPLITS)}",
+                gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
+            )
+        )
+        checks.append(
+            _Check(
+                "splits present",
+                f"splits {list(MIXED_SPLITS)} both have rows",
+                gxe.ExpectColumnDistinctValuesToContainSet(
+                    column="split", value_set=list(MIXED_SPLITS)
+                ),
+            )
+        )
+    if "label_source" in have:
+        checks.append(
+            _Check(
+                "label source known",
+                f"label_source is one of {list(LABEL_SOURCES)}",
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="label_source", value_set=list(LABEL_SOURCES)
+                ),
+            )
+        )
+    if "meta" in have:
+        checks.append(
+            _Check(
+                "meta is JSON",
+                "meta holds a JSON document in every row",
+                gxe.ExpectColumnValuesToBeJsonParseable(column="meta"),
+            )
+        )
+    return checks
+
+
+def _indicator(mode: str) -> str:
+    return f"is_mode[{mode}]"
+
+
+def _split_checks(
+    split: str, declared: dict[str, float], tolerance: float, min_rows: int
+) -> list[_Check]:
+    import great_expectations.expectations as gxe
+
+    # Only the mixed splits must use declared modes: test splits keep every mode's rows, so a
+    # mix such as {dfs: 1.0} still evaluates on bfs rows.
+    checks = [
+        _Check(
+            f"mode in declared set in {split}",
+            f"every {split} mode is one of the declared modes {sorted(declared)}",
+            gxe.ExpectColumnDistinctValuesToBeInSet(column="mode", value_set=sorted(declared)),
+        )
+    ]
+    for mode, share in sorted(declared.items()):
+        lo, hi = max(0.0, share - tolerance), min(1.0, share + tolerance)
+        checks.append(
+            _Check(
+                f"share of mode {mode!r} in {split}",
+                f"mode {mode!r} is {share:.3f} ± {tolerance:.3f} of {split} rows "
+                f"(between {lo:.3f} and {hi:.3f})",
+                gxe.ExpectColumnMeanToBeBetween(
+                    column=_indicator(mode), min_value=lo, max_value=hi
+                ),
+            )
+        )
+        if share > 0:  # a mode declared absent needs no rows
+            checks.append(
+                _Check(
+                    f"rows of mode {mode!r} in {split}",
+                    f"at least {min_rows} {split} rows have mode {mode!r}",
+                    gxe.ExpectColumnSumToBeBetween(column=_indicator(mode), min_value=min_rows),
+                )
+            )
+    if split == "train":
+        checks.append(
+            _Check(
+                "all train rows correct",
+                "every train row's completion was verified correct (correct == true)",
+                gxe.ExpectColumnValuesToBeInSet(column="correct", value_set=[True]),
+            )
+        )
+    return checks
+
+
+def _leakage_checks() -> list[_Check]:
+    import great_expectations.expectations as gxe
+
+    return [
+        _Check(
+            "no leakage: problem in one split",
+            "no problem_id appears in more than one split",
+            gxe.ExpectColumnValuesToBeUnique(column="problem_id"),
+        )
+    ]
+
+
+def _json_safe(value: Any) -> Any:
+    """GX results hold numpy scalars; round-trip through json with a str fallback."""
+    return json.loads(
+        json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    )
+
+
+def _run_batch(
+    context: Any, source: Any, batch_label: str, frame: Any, checks: list[_Check], dataset: str
+) -> tuple[list[Outcome], tuple[str, str, Any]]:
+    """Validate ``checks`` (one GX suite) on ``frame`` (pandas); outcomes in ``checks`` order."""
+    import great_expectations as gx
+
+    # GX store keys become file names in data docs: no '/', spaces or ':' allowed.
+    key = f"{mode_slug(batch_label)}-{uuid.uuid4().hex[:8]}"
+    batch = (
+        source.add_dataframe_asset(key)
+        .add_batch_definition_whole_dataframe(key)
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    suite = gx.ExpectationSuite(name=f"{mode_slug(dataset)}.{mode_slug(batch_label)}")
+    for i, c in enumerate(checks):
+        c.expectation.description = c.description
+        c.expectation.meta = {"check": i}
+        suite.add_expectation(c.expectation)
+    result = batch.validate(suite, result_format="SUMMARY")
+    # GX may reorder results; the index stored in meta maps each back to its check.
+    by_index = {r.expectation_config.meta["check"]: r for r in result.results}
+    outcomes = []
+    for i, c in enumerate(checks):
+        r = by_index[i]
+        exc = r.exception_info or {}
+        raw = r.to_json_dict().get("result") or {}
+        observed = {k: raw[k] for k in _KEEP_RESULT_KEYS if raw.get(k) is not None}
+        if "partial_unexpected_list" in observed:
+            observed["partial_unexpected_list"] = observed["partial_unexpected_list"][
+                :_MAX_EXAMPLES
+            ]
+        outcomes.append(
+            Outcome(
+                name=c.name,
+                description=c.description,
+                batch=batch_label,
+                expectation=r.expectation_config.type,
+                success=bool(r.success),
+                observed=_json_safe(observed),
+                error=exc.get("exception_message") if exc.get("raised_exception") else None,
+            )
+        )
+    return outcomes, (suite.name, str(batch.id), result)
+
+
+def validate_dataset(
+    rows: pl.DataFrame,
+    declared_shares: Mapping[str, float],
+    tolerance: float,
+    min_rows_per_mode: int,
+    dataset_name: str,
+    context: Any | None = None,
+) -> ValidationReport:
+    """Run every expectation on ``rows`` and collect a report.
+
+    Args:
+        rows: the labeled dataset (should match ``ROW_SCHEMA``; a mismatch is reported, not
+            raised, so the report lists every problem at once).
+        declared_shares: the mix the dataset declares, ``{mode: share}`` summing to 1.
+        tolerance: allowed ``|realised share - declared share|`` in train and validation.
+        min_rows_per_mode: rows required per (declared mode with share > 0, train/validation).
+        dataset_name: names the report and GX suites (e.g. ``search_algorithm-balanced``).
+        context: a GX data context to reuse (tests share one); default a new ephemeral one.
+    Returns:
+        ``ValidationReport``; ``success`` is true only when every expectation passed.
+    """
+    if not isinstance(rows, pl.DataFrame):
+        raise TypeError(f"rows must be a polars DataFrame, got {type(rows).__name__}")
+    declared = check_shares(declared_shares, f"{dataset_name}: declared shares")
+    if not 0.0 <= tolerance <= 1.0:
+        raise ValueError(f"tolerance must lie in [0, 1] (validation.tolerance), got {tolerance}")
+    if min_rows_per_mode < 0:
+        raise ValueError(f"min_rows_per_mode must be >= 0, got {min_rows_per_mode}")
+
+    import great_expectations as gx
+
+    context = _context(context)
+    source_name = f"modc-{uuid.uuid4().hex[:12]}"
+    source = context.data_sources.add_pandas(source_name)
+    outcomes: list[Outcome] = []
+    raw: list[tuple[str, str, Any]] = []
+    try:
+        cols = rows.columns
+        runs = [("all rows", rows.to_pandas(), _table_checks(declared, cols))]
+        if {"split", "mode"} <= set(cols):
+            for split in MIXED_SPLITS:
+                part = rows.filter(pl.col("split") == split)
+                if not part.height:
+                    continue  # the "splits present" check reports it
+                part = part.with_columns(
+                    (pl.col("mode") == m).cast(pl.Int64).alias(_indicator(m)) for m in declared
+                )
+                checks = _split_checks(split, declared, tolerance, min_rows_per_mode)
+                if "correct" not in cols:
+                    checks = [c for c in checks if c.name != "all train rows correct"]
+                runs.append((f"split={split}", part.to_pandas(), checks))
+        if {"split", "problem_id"} <= set(cols):
+            pairs = rows.select("problem_id", "split").unique().sort("problem_id", "split")
+            runs.append(("problem-split pairs", pairs.to_pandas(), _leakage_checks()))
+        for label, frame, checks in runs:
+            got, res = _run_batch(context, source, label, frame, checks, dataset_name)
+            outcomes.extend(got)
+            raw.append(res)
+    finally:
+        context.data_sources.delete(source_name)
+
+    shares, counts = {}, {}
+    if {"split", "mode"} <= set(rows.columns):
+        present = tuple(s for s in SPLITS if s in set(rows["split"].to_list()))
+        for split, info in mode_shares(rows, present).items():
+            shares[split], counts[split] = info["shares"], info["counts"]
+    return ValidationReport(
+        dataset=dataset_name,
+        success=all(o.success for o in outcomes),
+        n_rows=rows.height,
+        declared_shares=declared,
+        tolerance=float(tolerance),
+        min_rows_per_mode=int(min_rows_per_mode),
+        shares=shares,
+        counts=counts,
+        results=outcomes,
+        gx_version=gx.__version__,
+        gx_results=raw,
+    )
+
+
+# --------------------------------------------------------------------------- reading a report
+def _observed_text(o: Outcome) -> str:
+    obs = o.observed
+    parts = []
+    if "observed_value" in obs:
+        v = obs["observed_value"]
+        parts.append(f"observed {v:.3f}" if isinstance(v, float) else f"observed {v}")
+    if obs.get("unexpected_count"):
+        parts.append(f"{obs['unexpected_count']} unexpected")
+        if obs.get("partial_unexpected_list"):
+            parts.append(f"e.g. {obs['partial_unexpected_list'][:3]}")
+    if "details" in obs and not o.success and "mismatched" in obs["details"]:
+        parts.append(f"mismatch {obs['details']['mismatched']}")
+    if o.error:
+        parts.append(f"error: {o.error}")
+    return ", ".join(parts) or "no observed value"
+
+
+def format_summary(report: ValidationReport) -> str:
+    """Readable text: verdict, mode shares per split vs. declared, then each failed expectation."""
+    n_fail = len(report.failed)
+    verdict = "PASSED" if report.success else f"FAILED ({n_fail} of {len(report.results)})"
+    lines = [f"dataset {report.dataset}: {verdict}, {report.n_rows} rows"]
+    declared = ", ".join(f"{m}={s:.3f}" for m, s in sorted(report.declared_shares.items()))
+    lines.append(f"  declared mix: {declared} (tolerance ±{report.tolerance:.3f})")
+    for split, shares in report.shares.items():
+        cells = ", ".join(
+            f"{m}={s:.3f} ({report.counts[split][m]})" for m, s in sorted(shares.items())
+        )
+        lines.append(f"  {split}: {cells}")
+    for o in report.failed:
+        lines.append(
+            f"  FAILED {o.name} [{o.batch}]: expected {o.description}; {_observed_text(o)}"
+        )
+    return "\n".join(lines)
+
+
+def exit_code(report: ValidationReport) -> int:
+    """Process exit status for the validate stage: 0 when every expectation passed, else 1."""
+    return 0 if report.success else 1
+
+
+def raise_for_report(report: ValidationReport) -> None:
+    """Raise ``DatasetValidationError`` (message = ``format_summary``) unless the report passed."""
+    if not report.success:
+        raise DatasetValidationError(format_summary(report))
+
+
+# --------------------------------------------------------------------------- writing a report
+def write_report(
+    report: ValidationReport, json_path: str | Path, html_dir: str | Path | None = None
+) -> None:
+    """Write ``report`` as JSON to ``json_path`` and, if ``html_dir``, GX data docs there.
+
+    Both are written to a temporary sibling first and moved into place, so a crash never leaves
+    a half-written report behind. Data docs need the raw GX results, which only a report fresh
+    from ``validate_dataset`` holds (a report rebuilt from JSON has none: ValueError).
+    """
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=json_path.parent, prefix=f".{json_path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(report.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, json_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if html_dir is not None:
+        _write_data_docs(report, Path(html_dir).resolve())  # GX wants an absolute path
+
+
+def _write_data_docs(report: ValidationReport, html_dir: Path) -> None:
+    if not report.gx_results:
+        raise ValueError(
+            f"report {report.dataset!r} holds no GX results (it was not made by "
+            "validate_dataset in this process); data docs cannot be built from JSON"
+        )
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    html_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=html_dir.parent, prefix=f".{html_dir.name}."))
+    try:
+        context = _context(None)
+        context.add_data_docs_site(
+            site_name="modc",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(tmp),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+        run_id = RunIdentifier(run_name=mode_slug(report.dataset))
+        for suite_name, batch_id, result in report.gx_results:
+            key = ValidationResultIdentifier(
+                expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name),
+                run_id=run_id,
+                batch_identifier=batch_id,
+            )
+            context.validation_results_store.set(key, result)
+        context.build_data_docs(site_names=["modc"])
+        if html_dir.exists():
+            shutil.rmtree(html_dir)
+        os.replace(tmp, html_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,46 @@
+"""Stage `evaluate`: pass@k of standard vs ModC (experts / prefix split) for every arm.
+
+    python stages/evaluate.py        # reads params.yaml: arms, train_jobs, evaluate
+Writes artifacts/eval/{summary.json,details.json,metrics.json,results.md}, DVC plot data under
+artifacts/eval/plots/ and PNG figures under artifacts/eval/figures/.
+"""
+
+import polars as pl
+
+from modc_data import pipeline
+from modc_data.evaluation.report import ArmSpec, evaluate, write_reports
+from modc_data.modeling.modc_json import read_modc
+
+
+def arm_specs(params) -> dict[str, ArmSpec]:
+    specs = {}
+    for key, arm in params.arms.items():
+        standard = params.model_key(key, "standard")
+        experts = params.model_key(key, "experts")
+        prefix = params.model_key(key, "prefix")
+        if standard is None or (experts is None and prefix is None):
+            continue  # nothing to compare for this arm
+        modc_model = experts or prefix
+        job = params.train_jobs[modc_model]
+        modes = read_modc(pipeline.ARTIFACTS / "models" / job.arm / job.variant).modes
+        specs[key] = ArmSpec(arm.label_source, arm.mix, standard, tuple(modes), experts, prefix)
+    return specs
+
+
+def main(params, argv):
+    specs = arm_specs(params)
+    models = {m for s in specs.values() for m in (s.standard, s.experts, s.prefix) if m}
+    samples = pl.concat(
+        [pl.read_parquet(pipeline.ARTIFACTS / "samples" / f"{m}.parquet") for m in sorted(models)]
+    )
+    problems = pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet")
+    cfg = params.evaluate
+    result = evaluate(
+        samples, problems, specs, ks=cfg.ks, bootstrap=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed,
+        collapse_mode=cfg.collapse_mode, verdict_min_k=cfg.verdict_min_k,
+    )
+    write_reports(result, pipeline.ARTIFACTS / "eval")
+
+
+if __name__ == "__main__":
+    pipeline.run(main)

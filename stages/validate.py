@@ -1,0 +1,63 @@
+"""Stage `validate@<arm>`: great-expectations suite over one labeled dataset.
+
+    python stages/validate.py search_algorithm-skewed   # reads params.yaml: validation, labels
+Writes artifacts/validation/<arm>.json (report; a DVC metric), GX data docs under
+artifacts/validation/<arm>_docs/, and artifacts/validation/<arm>.ok (the dataset's hash: what
+training depends on, so changing a validation-only param never retrains). A failing suite exits
+non-zero, naming each failed expectation, and `dvc repro` stops before training.
+"""
+
+import sys
+
+import polars as pl
+
+from modc_data import pipeline
+from modc_data.artifacts import frame_hash, write_text
+from modc_data.labeling.random_partition import uniform_shares
+from modc_data.pipeline import StageError
+from modc_data.validation import exit_code, format_summary, validate_dataset, write_report
+
+
+def declared_shares(params, arm, rows: pl.DataFrame) -> dict[str, float]:
+    """The mix a dataset must show: the params mix, or uniform over the source's modes."""
+    if arm.label_source == "search_algorithm":
+        return dict(params.labels.mixes[arm.mix])
+    if arm.label_source == "random":
+        return uniform_shares(params.labels.random.n_modes)
+    if arm.label_source == "teacher_id":
+        modes = [f"teacher:{t.name}" for t in params.distill.teachers]
+    elif isinstance(params.gradient_cluster.n_clusters, int):
+        modes = [f"cluster:{i}" for i in range(params.gradient_cluster.n_clusters)]
+    else:  # C chosen by silhouette: the clusters found are the declared set
+        modes = sorted(rows.filter(pl.col("split") == "train")["mode"].unique().to_list())
+    return {m: 1.0 / len(modes) for m in modes}
+
+
+def main(params, argv):
+    if len(argv) != 1 or argv[0] not in params.arms:
+        raise StageError(f"usage: validate.py <arm>; arms are {sorted(params.arms)}")
+    key = argv[0]
+    arm = params.arms[key]
+    path = pipeline.ARTIFACTS / "datasets" / arm.label_source / f"{arm.mix}.parquet"
+    rows = pl.read_parquet(path)
+    cfg = params.validation
+    report = validate_dataset(
+        rows,
+        declared_shares(params, arm, rows),
+        cfg.source_tolerance.get(arm.label_source, cfg.tolerance),
+        cfg.min_rows_per_mode,
+        key,
+    )
+    out = pipeline.ARTIFACTS / "validation"
+    write_report(report, out / f"{key}.json", html_dir=out / f"{key}_docs" if cfg.data_docs else None)
+    print(format_summary(report))
+    code = exit_code(report)
+    if code:
+        print(f"[validate] {path}: validation failed; fix the data or params before training",
+              file=sys.stderr)
+        sys.exit(code)
+    write_text(frame_hash(rows) + "\n", out / f"{key}.ok")
+
+
+if __name__ == "__main__":
+    pipeline.run(main)

@@ -1,0 +1,311 @@
+"""Publishing to the local target: repos load with datasets / transformers in a fresh process,
+cards round-trip, dry-run writes nothing, re-publishing is a no-op, refusals keep the old version,
+and a token in the environment never reaches logs or files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from huggingface_hub import DatasetCard, ModelCard
+
+from modc_data.config import PublishParams
+from modc_data.publish import ModelRelease, PublishError, ReleaseInputs, publish_all
+from modc_data.publish.layout import manifest
+from modc_data.schema import ROW_SCHEMA, make_rows
+from tests.tiny_models import make_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_TOKEN = "hf_FakeTokenForLeakCheck0123456789abcdef"
+KEY = "search_algorithm/balanced"
+SPLITS = ("train", "validation", "test")
+
+
+# --------------------------------------------------------------------------- tiny release inputs
+def make_rows_frame(source: str, modes=("dfs", "bfs"), per_split=6) -> pl.DataFrame:
+    recs = []
+    for split in SPLITS:
+        for i in range(per_split):
+            mode = modes[i % len(modes)]
+            recs.append(dict(
+                problem_id=f"{split}-{i}", task="countdown", prompt=f"numbers {i} 3 target {i + 3}",
+                completion=f"{i} + 3 = {i + 3} goal ({mode})", answer=f"{i} + 3", mode=mode,
+                label_source=source, split=split, correct=True, meta={"budget": 8},
+            ))
+    return make_rows(recs)
+
+
+def _png(path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([1, 2, 4, 8], [0.1, 0.2, 0.3, 0.4])
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _curve(base: float) -> dict:
+    ks = [1, 2, 4, 8]
+    vals = [round(base + 0.05 * i + 0.0123456789, 10) for i in range(len(ks))]
+    return {"k": ks, "pass_at_k": vals, "ci_low": [v - 0.02 for v in vals],
+            "ci_high": [v + 0.02 for v in vals]}
+
+
+def make_release(root: Path, sources=("search_algorithm", "random")) -> ReleaseInputs:
+    """Datasets + passing reports + prefix model + experts group + summary + figure under root."""
+    root.mkdir(parents=True, exist_ok=True)
+    datasets, reports = {}, {}
+    for s in sources:
+        modes = ("dfs", "bfs") if s == "search_algorithm" else ("random:0", "random:1")
+        make_rows_frame(s, modes).write_parquet(root / f"{s}.parquet")
+        datasets[s] = str(root / f"{s}.parquet")
+        (root / f"{s}.report.json").write_text(json.dumps(
+            {"success": True, "dataset": s, "mode_shares": {"train": {m: 0.5 for m in modes}}}))
+        reports[s] = str(root / f"{s}.report.json")
+    prefix = make_tiny_checkpoint(root / "ckpt" / "prefix", "prefix", ["dfs", "bfs"])
+    experts = make_tiny_checkpoint(root / "ckpt" / "experts", "experts", ["dfs", "bfs"])
+    summary = {KEY: {split: {"standard": _curve(0.1), "experts": _curve(0.2), "prefix": _curve(0.3)}
+                     for split in ("test", "test_adversarial")}}
+    (root / "summary.json").write_text(json.dumps(summary))
+    fig = _png(root / "passk_search_algorithm-balanced_test.png")
+    return ReleaseInputs(
+        task="countdown", datasets=datasets, validation_reports=reports,
+        models=[ModelRelease(str(prefix), KEY, figures=[str(fig)]),
+                ModelRelease(str(experts), KEY, figures=[str(fig)])],
+        summary=str(root / "summary.json"),
+        params={"seed": 1234, "labels": {"mixes": {"balanced": {"dfs": 0.5, "bfs": 0.5}}}},
+        revision={"git_commit": "0" * 40, "dvc_lock": {"artifacts/labels": "md5:abc"}},
+    )
+
+
+def run_publish(inputs: ReleaseInputs, out: Path, **kw):
+    return publish_all(
+        task=inputs.task, datasets=inputs.datasets, validation_reports=inputs.validation_reports,
+        models=inputs.models, summary_path=inputs.summary, params=inputs.params,
+        revision=inputs.revision, publish=PublishParams(local_dir=str(out)), log=lambda s: None,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    root = tmp_path_factory.mktemp("release")
+    inputs = make_release(root / "in")
+    out = root / "hub"
+    outcomes = run_publish(inputs, out)
+    return inputs, out, outcomes
+
+
+def _py(code: str, **env) -> subprocess.CompletedProcess:
+    e = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **env}
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=e, capture_output=True,
+                          text=True, timeout=120)
+
+
+# --------------------------------------------------------------------------- tests
+def test_layout_and_fresh_process_loading(published):
+    inputs, out, outcomes = published
+    assert [o.status for o in outcomes] == ["published"] * 3
+    ds_dir = out / "datasets" / "modc" / "modc-countdown"
+    assert (ds_dir / "search_algorithm" / "train-00000-of-00001.parquet").exists()
+    prefix_dir = out / "models" / "modc" / "modc-countdown-search_algorithm-balanced-prefix"
+    experts_dir = out / "models" / "modc" / "modc-countdown-search_algorithm-balanced-experts"
+    for d in (prefix_dir, experts_dir / "dfs", experts_dir / "bfs"):
+        assert any(d.glob("*.safetensors")) and (d / "modc.json").exists()
+    assert (prefix_dir / "figures" / "passk_search_algorithm-balanced_test.png").stat().st_size > 500
+    code = f"""
+import json, datasets
+from transformers import AutoModelForCausalLM, AutoTokenizer
+ds = datasets.load_dataset({str(ds_dir)!r}, "search_algorithm")
+out = {{"splits": sorted(ds), "columns": ds["train"].column_names,
+       "dtypes": {{k: str(v.dtype) for k, v in ds["train"].features.items()}},
+       "rows": {{s: ds[s].num_rows for s in ds}}, "modes": sorted(set(ds["train"]["mode"]))}}
+rnd = datasets.load_dataset({str(ds_dir)!r}, "random")
+out["random_modes"] = sorted(set(rnd["train"]["mode"]))
+m = AutoModelForCausalLM.from_pretrained({str(prefix_dir)!r})
+t = AutoTokenizer.from_pretrained({str(prefix_dir)!r})
+out["prefix_has_token"] = "<mode:dfs>" in t.get_vocab()
+AutoModelForCausalLM.from_pretrained({str(experts_dir / "bfs")!r})
+print(json.dumps(out))
+"""
+    r = _py(code)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["splits"] == sorted(SPLITS)
+    assert got["columns"] == list(ROW_SCHEMA)
+    assert got["dtypes"]["correct"] == "bool" and got["dtypes"]["meta"] == "string"
+    assert got["rows"] == {s: 6 for s in SPLITS}
+    assert got["modes"] == ["bfs", "dfs"] and got["random_modes"] == ["random:0", "random:1"]
+    assert got["prefix_has_token"]
+
+
+def _front_matter(path: Path) -> dict:
+    text = path.read_text()
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_dataset_card_roundtrip(published):
+    _, out, _ = published
+    readme = out / "datasets" / "modc" / "modc-countdown" / "README.md"
+    card = DatasetCard.load(readme)
+    meta = card.data.to_dict()
+    assert meta == _front_matter(readme)  # YAML written == YAML parsed back
+    for field in ("configs", "dataset_info", "license", "task_categories", "tags", "pretty_name",
+                  "size_categories"):
+        assert meta.get(field), field
+    assert {c["config_name"] for c in meta["configs"]} == {"search_algorithm", "random"}
+    sa = next(c for c in meta["configs"] if c["config_name"] == "search_algorithm")
+    assert {f["split"] for f in sa["data_files"]} == set(SPLITS)
+    infos = {i["config_name"]: i for i in meta["dataset_info"]}
+    assert {s["name"]: s["num_examples"] for s in infos["search_algorithm"]["splits"]} == {
+        s: 6 for s in SPLITS}
+    assert "md5:abc" in card.text and "0" * 40 in card.text  # dvc.lock hash, git revision
+    assert "load_dataset(" in card.text and "passed" in card.text
+
+
+def test_model_index_equals_summary(published):
+    inputs, out, _ = published
+    summary = json.loads(Path(inputs.summary).read_text())[KEY]
+    for variant in ("prefix", "experts"):
+        readme = out / "models" / "modc" / f"modc-countdown-search_algorithm-balanced-{variant}" / "README.md"
+        card = ModelCard.load(readme)
+        assert card.data.to_dict() == _front_matter(readme)
+        assert card.data.datasets == ["modc/modc-countdown"]
+        assert card.data.library_name == "transformers"
+        got = {(r.dataset_split, r.metric_config, r.metric_type): r.metric_value
+               for r in card.data.eval_results}
+        want = {(split, arm, f"pass@{k}"): v for split, arms in summary.items()
+                for arm in (variant, "standard")
+                for k, v in zip(arms[arm]["k"], arms[arm]["pass_at_k"], strict=True)}
+        assert got == want
+        assert "ModCSampler" in card.text and "figures/passk_" in card.text
+
+
+def test_dry_run_lists_and_writes_nothing(tmp_path):
+    inputs = make_release(tmp_path / "in", sources=("search_algorithm",))
+    lines: list[str] = []
+    out = tmp_path / "hub"
+    outcomes = publish_all(
+        task="countdown", datasets=inputs.datasets, validation_reports=inputs.validation_reports,
+        models=inputs.models, summary_path=inputs.summary, params={}, revision={},
+        publish=PublishParams(local_dir=str(out)), dry_run=True, log=lines.append)
+    assert not out.exists()
+    assert {o.status for o in outcomes} == {"dry_run"}
+    text = "\n".join(lines)
+    for o in outcomes:
+        assert o.repo_id in text
+        for path, size in o.files:
+            assert f"{path}  {size} bytes" in text
+    assert "model.safetensors" in text and "search_algorithm/train-00000-of-00001.parquet" in text
+
+
+def test_second_publish_is_noop(published):
+    inputs, out, _ = published
+    before = {p: p.stat().st_ino for p in out.rglob("*")}
+    again = run_publish(inputs, out)
+    assert [o.status for o in again] == ["unchanged"] * 3
+    assert {p: p.stat().st_ino for p in out.rglob("*")} == before  # nothing rewritten
+
+
+def _cli(*args, env=None):
+    e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "modc_data.cli", *args], cwd=REPO, env=e,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_failed_validation_refused_and_previous_kept(tmp_path):
+    inputs = make_release(tmp_path / "in", sources=("search_algorithm",))
+    inputs.models = inputs.models[:1]
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"publish": {"local_dir": str(tmp_path / "hub")}}))
+    spec = tmp_path / "release.json"
+    spec.write_text(inputs.to_json())
+    env = {"HF_TOKEN": FAKE_TOKEN}
+    first = _cli("publish", "--params", str(params), "--inputs", str(spec), env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = manifest(tmp_path / "hub")
+
+    # the data changes and its validation now fails: nothing may be published
+    make_rows_frame("search_algorithm", per_split=9).write_parquet(inputs.datasets["search_algorithm"])
+    Path(inputs.validation_reports["search_algorithm"]).write_text(
+        json.dumps({"success": False, "dataset": "search_algorithm"}))
+    second = _cli("publish", "--params", str(params), "--inputs", str(spec), env=env)
+    assert second.returncode != 0
+    assert "validation" in second.stderr and "search_algorithm" in second.stderr
+    assert manifest(tmp_path / "hub") == before
+
+    # token hygiene: never in the captured output nor any written file
+    logs = first.stdout + first.stderr + second.stdout + second.stderr
+    assert FAKE_TOKEN not in logs
+    for p in (tmp_path / "hub").rglob("*"):
+        if p.is_file():
+            assert FAKE_TOKEN.encode() not in p.read_bytes(), p
+
+
+def test_missing_report_or_evaluation_refused(tmp_path):
+    inputs = make_release(tmp_path / "in", sources=("search_algorithm",))
+    with pytest.raises(PublishError, match="validation report .* missing"):
+        run_publish(ReleaseInputs(**{**inputs.__dict__, "validation_reports": {
+            "search_algorithm": str(tmp_path / "nope.json")}}), tmp_path / "hub")
+    summary = json.loads(Path(inputs.summary).read_text())
+    for split in summary[KEY].values():
+        del split["prefix"]  # the prefix model was never evaluated
+    Path(inputs.summary).write_text(json.dumps(summary))
+    with pytest.raises(PublishError, match="no evaluation of arm 'prefix'"):
+        run_publish(inputs, tmp_path / "hub")
+    assert not (tmp_path / "hub").exists()  # refused before anything was written
+
+
+def test_adapter_keeps_hub_base_id(tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from modc_data.modeling.modc_json import ModcInfo, write_modc
+    from tests.tiny_models import save_tiny_base, tiny_tokenizer
+
+    base_dir = save_tiny_base(tmp_path / "local-copy-of-base")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
+                           LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    ckpt = tmp_path / "adapter"
+    model.save_pretrained(ckpt)
+    tiny_tokenizer().save_pretrained(ckpt)
+    assert json.loads((ckpt / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base_dir)
+    write_modc(ckpt, ModcInfo(variant="standard", label_source="search_algorithm", modes=[],
+                              base={"kind": "pretrained", "name_or_path": "tiny-org/tiny-base",
+                                    "adapter": True}))
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({KEY: {"test": {"standard": _curve(0.1)}}}))
+    out = tmp_path / "hub"
+    publish_all(task="countdown", datasets={}, validation_reports={},
+                models=[ModelRelease(str(ckpt), KEY, name="adapter")], summary_path=summary,
+                params={}, revision={}, publish=PublishParams(local_dir=str(out)), log=lambda s: None)
+    repo = out / "models" / "modc" / "adapter"
+    assert json.loads((repo / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-org/tiny-base"
+    card = ModelCard.load(repo / "README.md")
+    assert card.data.base_model == "tiny-org/tiny-base" and card.data.library_name == "peft"
+
+    # a base known only by a local path cannot be published as an adapter
+    write_modc(ckpt, ModcInfo(variant="standard", label_source="search_algorithm", modes=[],
+                              base={"kind": "pretrained", "name_or_path": str(base_dir)}))
+    with pytest.raises(PublishError, match="Hub id"):
+        publish_all(task="countdown", datasets={}, validation_reports={},
+                    models=[ModelRelease(str(ckpt), KEY, name="adapter")], summary_path=summary,
+                    params={}, revision={}, publish=PublishParams(local_dir=str(out)),
+                    log=lambda s: None)
+
+
+def test_cli_help_for_every_subcommand():
+    for sub in ("download", "publish", "sample"):
+        r = _cli(sub, "--help")
+        assert r.returncode == 0 and "usage: modc " + sub in r.stdout

@@ -1,0 +1,467 @@
+"""Sampling backends and the sample step, on tiny random checkpoints (garbage text is fine here)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import polars as pl
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modc_data.config import SampleParams
+from modc_data.modeling.format import encode_prompt
+from modc_data.modeling.load import load_checkpoint
+from modc_data.sampling import Completion, SamplingBackend, get_backend, sample_seed
+from modc_data.sampling.hf import HFBackend, _SeededSampler, hf_generate
+from modc_data.sampling.openai_backend import OpenAIBackend
+from modc_data.sampling.run import SAMPLES_SCHEMA, sample_model, select_problems
+from modc_data.schema import mode_token
+from tests.tiny_models import make_tiny_checkpoint
+
+PROMPTS = ["numbers 3 7 9 target 22", "numbers 2 5 8 target 18", "numbers 1 4 6 target 10"]
+GEN = dict(temperature=1.0, top_p=1.0, max_new_tokens=8)
+
+
+class WordTask:
+    """Stand-in task: the answer is the first word; correct when it is a number; mode by keyword."""
+
+    name = "word"
+
+    def score(self, problem, completion: str) -> tuple[str, bool]:
+        first = completion.split()[0] if completion.split() else ""
+        return first, first.isdigit()
+
+    def detect_mode(self, completion: str) -> str | None:
+        return "dfs" if "goal" in completion else None
+
+
+class RefusingBackend:
+    """Our own protocol, not a library: proves errors come before any generation."""
+
+    name = "refusing"
+
+    def generate(self, *args, **kwargs):
+        raise AssertionError("generate must not be called")
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpts")
+    return {
+        "standard": make_tiny_checkpoint(root / "standard", "standard"),
+        "prefix": make_tiny_checkpoint(root / "prefix", "prefix", ["dfs", "bfs"]),
+        "experts": make_tiny_checkpoint(root / "experts", "experts", ["dfs", "bfs"]),
+    }
+
+
+@pytest.fixture(scope="module")
+def standard(ckpts):
+    model, tok, _ = load_checkpoint(ckpts["standard"])
+    return model, tok
+
+
+def problems_frame(n: int = 3) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "problem_id": [f"p{i}" for i in range(n)],
+            "split": ["test"] * n,
+            "prompt": PROMPTS[:n],
+            "answer": ["x"] * n,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- seeds
+@given(st.integers(0, 2**31), st.text(max_size=8), st.text(max_size=8), st.integers(1, 4096))
+def test_sample_seed_is_stable_multiple_of_n(base, a, b, n):
+    s = sample_seed(base, a, b, n=n)
+    assert s == sample_seed(base, a, b, n=n)
+    assert s % n == 0 and 0 <= s < 2**62
+    # distinct groups: child seeds [s, s+n) never overlap
+    t = sample_seed(base, a, b + "x", n=n)
+    assert s == t or abs(s - t) >= n
+
+
+# --------------------------------------------------------------------------- hf backend
+def test_hf_same_seed_same_samples_across_batch_sizes(standard):
+    model, tok = standard
+    ids = [encode_prompt(tok, p) for p in PROMPTS]
+    runs = [
+        hf_generate(model, tok, ids, n=5, seeds=[11, 12, 13], batch_size=bs, **GEN)
+        for bs in (1, 4, 64)
+    ]
+    assert runs[0] == runs[1] == runs[2]
+    assert all(isinstance(c, Completion) and 1 <= c.n_tokens <= 8 for r in runs[0] for c in r)
+    # samples of one prompt differ from each other, and another seed gives other samples
+    assert len({c.text for c in runs[0][0]}) > 1
+    other = hf_generate(model, tok, ids, n=5, seeds=[99, 12, 13], batch_size=64, **GEN)
+    assert other[0] != runs[0][0] and other[1:] == runs[0][1:]
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.integers(0, 2), min_size=1, max_size=4), st.integers(1, 9))
+def test_hf_prompt_samples_do_not_depend_on_batch_company(standard, picks, batch_size):
+    """Whatever other prompts share the call and whatever the batch size, prompt i's samples
+    equal those it gets alone."""
+    model, tok = standard
+    ids = [encode_prompt(tok, PROMPTS[i]) for i in picks]
+    seeds = [100 + i for i in picks]
+    together = hf_generate(model, tok, ids, n=3, seeds=seeds, batch_size=batch_size, **GEN)
+    for k, i in enumerate(picks):
+        alone = hf_generate(model, tok, [ids[k]], n=3, seeds=[100 + i], batch_size=3, **GEN)
+        assert together[k] == alone[0]
+
+
+def test_hf_greedy_and_tiny_top_p_equal_transformers_greedy(standard):
+    model, tok = standard
+    ids = encode_prompt(tok, PROMPTS[0])
+    ref = model.generate(
+        torch.tensor([ids]),
+        attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+        do_sample=False,
+        max_new_tokens=8,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )[0, len(ids) :].tolist()
+    if tok.eos_token_id in ref:
+        ref = ref[: ref.index(tok.eos_token_id) + 1]
+    want = tok.decode(ref, skip_special_tokens=True)
+    greedy = hf_generate(
+        model, tok, [ids], n=3, seeds=[1], temperature=0, top_p=1.0, max_new_tokens=8
+    )
+    assert [c.text for c in greedy[0]] == [want] * 3
+    # top_p so small that only the most likely token survives: sampling becomes greedy
+    nucleus = hf_generate(
+        model, tok, [ids], n=3, seeds=[1], temperature=1.0, top_p=1e-6, max_new_tokens=8
+    )
+    assert [c.text for c in nucleus[0]] == [want] * 3
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.5, 1.0), (1.0, 0.8)])
+def test_seeded_sampler_matches_target_distribution(temperature, top_p):
+    """Statistical check: token frequencies follow softmax(logits / T) restricted to the nucleus."""
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, float("-inf")])
+    rows = 40_000
+    u = torch.rand(rows, 1, generator=torch.Generator().manual_seed(0))
+    out = _SeededSampler(u, prompt_len=0, temperature=temperature, top_p=top_p)(
+        torch.zeros(rows, 0, dtype=torch.long), logits.expand(rows, -1).clone()
+    )
+    assert torch.isfinite(out).sum(-1).eq(1).all()
+    freq = torch.bincount(out.argmax(-1), minlength=6).double() / rows
+    p = torch.softmax(logits.double() / temperature, -1)
+    order = p.argsort(descending=True)
+    keep = torch.zeros_like(p, dtype=torch.bool)
+    keep[order] = (p[order].cumsum(0) - p[order]) < top_p
+    want = torch.where(keep, p, 0) / p[keep].sum()
+    assert freq[-1] == 0  # a -inf logit is never sampled
+    assert torch.allclose(freq, want, atol=0.01)
+
+
+# --------------------------------------------------------------------------- sample step
+def test_samples_table_schema_and_scoring(ckpts):
+    cfg = SampleParams(n=4, max_new_tokens=6, batch_size=8)
+    df = sample_model(
+        ckpts["standard"],
+        problems_frame(),
+        task=WordTask(),
+        model_key="a/standard",
+        arm="a",
+        variant="standard",
+        modes=None,
+        cfg=cfg,
+        progress=False,
+    )
+    assert dict(df.schema) == SAMPLES_SCHEMA
+    assert df.height == 3 * 4
+    assert df["mode"].unique().to_list() == [""]
+    assert (
+        df.group_by("problem_id").agg(pl.col("sample_idx").sort())["sample_idx"].to_list()
+        == [[0, 1, 2, 3]] * 3
+    )
+    task = WordTask()
+    for r in df.iter_rows(named=True):
+        assert (r["answer"], r["correct"]) == task.score(None, r["completion"])
+        assert r["detected_mode"] == task.detect_mode(r["completion"])
+    # re-running reproduces the table exactly
+    again = sample_model(
+        ckpts["standard"],
+        problems_frame(),
+        task=WordTask(),
+        model_key="a/standard",
+        arm="a",
+        variant="standard",
+        modes=None,
+        cfg=cfg.model_copy(update={"batch_size": 3}),
+        progress=False,
+    )
+    assert again.equals(df)
+
+
+def test_prefix_sampling_prepends_each_mode_token(ckpts):
+    backend = HFBackend(batch_size=16)
+    ids = backend.encode(ckpts["prefix"], PROMPTS[:1], "bfs")[0]
+    _, tok = backend.load(ckpts["prefix"])
+    assert ids[:2] == [tok.bos_token_id, tok.convert_tokens_to_ids(mode_token("bfs"))]
+    assert ids[2:] == encode_prompt(tok, PROMPTS[0])[1:]
+
+    cfg = SampleParams(n=3, max_new_tokens=6)
+    df = sample_model(
+        ckpts["prefix"],
+        problems_frame(2),
+        task=WordTask(),
+        model_key="a/prefix",
+        arm="a",
+        variant="prefix",
+        modes=None,
+        cfg=cfg,
+        backend=backend,
+        progress=False,
+    )
+    assert df.height == 2 * 2 * 3 and set(df["mode"]) == {"dfs", "bfs"}
+    # each mode's rows are exactly what generation from the mode-prefixed ids gives
+    model, tok = backend.load(ckpts["prefix"])
+    for mode in ("dfs", "bfs"):
+        seeds = [sample_seed(cfg.seed, f"p{i}", "a/prefix", mode, n=3) for i in range(2)]
+        want = hf_generate(
+            model,
+            tok,
+            [encode_prompt(tok, p, mode) for p in PROMPTS[:2]],
+            n=3,
+            seeds=seeds,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=6,
+        )
+        got = df.filter(pl.col("mode") == mode).sort("problem_id", "sample_idx")["completion"]
+        assert got.to_list() == [c.text for row in want for c in row]
+
+
+def test_experts_group_samples_each_expert(ckpts):
+    cfg = SampleParams(n=3, max_new_tokens=6)
+    df = sample_model(
+        ckpts["experts"],
+        problems_frame(2),
+        task=WordTask(),
+        model_key="a/experts",
+        arm="a",
+        variant="experts",
+        modes=["bfs"],
+        cfg=cfg,
+        progress=False,
+    )
+    assert set(df["mode"]) == {"bfs"} and df.height == 2 * 3
+    full = sample_model(
+        ckpts["experts"],
+        problems_frame(2),
+        task=WordTask(),
+        model_key="a/experts",
+        arm="a",
+        variant="experts",
+        modes=None,
+        cfg=cfg,
+        progress=False,
+    )
+    assert set(full["mode"]) == {"dfs", "bfs"}
+    for mode in ("dfs", "bfs"):
+        model, tok, info = load_checkpoint(ckpts["experts"] / mode)
+        assert info.mode == mode
+        seeds = [sample_seed(cfg.seed, f"p{i}", "a/experts", mode, n=3) for i in range(2)]
+        want = hf_generate(
+            model,
+            tok,
+            [encode_prompt(tok, p) for p in PROMPTS[:2]],
+            n=3,
+            seeds=seeds,
+            temperature=1.0,
+            top_p=1.0,
+            max_new_tokens=6,
+        )
+        got = full.filter(pl.col("mode") == mode).sort("problem_id", "sample_idx")["completion"]
+        assert got.to_list() == [c.text for row in want for c in row]
+
+
+def test_bad_inputs_fail_before_generation(ckpts, tmp_path):
+    cfg = SampleParams(n=2, max_new_tokens=4)
+    common = dict(
+        task=WordTask(), model_key="k", arm="a", cfg=cfg, backend=RefusingBackend(), progress=False
+    )
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(FileNotFoundError, match="modc.json"):
+        sample_model(tmp_path / "bare", problems_frame(), variant="standard", modes=None, **common)
+    with pytest.raises(ValueError, match=r"known modes: \['bfs', 'dfs'\]"):
+        sample_model(
+            ckpts["prefix"], problems_frame(), variant="prefix", modes=["dfs", "xyz"], **common
+        )
+    with pytest.raises(ValueError, match="known modes"):
+        sample_model(ckpts["experts"], problems_frame(), variant="experts", modes=["xyz"], **common)
+    with pytest.raises(ValueError, match="variant 'prefix'"):
+        sample_model(ckpts["prefix"], problems_frame(), variant="experts", modes=None, **common)
+    with pytest.raises(ValueError, match="missing column"):
+        sample_model(
+            ckpts["standard"],
+            problems_frame().drop("prompt"),
+            variant="standard",
+            modes=None,
+            **common,
+        )
+    with pytest.raises(ValueError, match="openai_base_url"):
+        SampleParams(backend="openai")  # caught when params load
+    with pytest.raises(ValueError, match="openai_base_url"):
+        get_backend("openai", base_url=None)
+    with pytest.raises(ValueError, match="unknown backend"):
+        get_backend("nope")
+
+
+def test_select_problems():
+    df = pl.DataFrame(
+        {
+            "problem_id": ["c", "a", "b", "d"],
+            "split": ["test", "test", "train", "test_adversarial"],
+            "prompt": ["x"] * 4,
+        }
+    )
+    got = select_problems(df, SampleParams(splits=["test", "test_adversarial"], max_problems=1))
+    assert got["problem_id"].to_list() == ["a", "d"]
+    with pytest.raises(ValueError, match="sample.splits"):
+        select_problems(df, SampleParams(splits=["validation"]))
+
+
+# --------------------------------------------------------------------------- openai backend
+class _Server:
+    """Loopback completions server: deterministic choices, records every request."""
+
+    def __init__(self):
+        self.requests: list[tuple[dict, dict]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((self.path, dict(self.headers), body))
+                if body["model"] == "missing":
+                    self.send_response(404)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "model not found"}')
+                    return
+                choices = [
+                    {"index": i, "text": f"{body['seed'] + i} goal", "token_ids": [7] * (i + 1)}
+                    for i in range(body["n"])
+                ][::-1]  # out of order on purpose: the client must sort by index
+                data = json.dumps({"choices": choices, "usage": {"completion_tokens": 0}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_openai_backend_against_loopback_server(ckpts, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123")
+    with _Server() as server:
+        cfg = SampleParams(
+            backend="openai",
+            openai_base_url=server.url,
+            n=3,
+            temperature=0.7,
+            top_p=0.9,
+            max_new_tokens=5,
+        )
+        backend = OpenAIBackend(
+            server.url,
+            served_names={str(ckpts["prefix"]): "served-prefix"},
+            concurrency=2,
+            retries=0,
+        )
+        assert isinstance(backend, SamplingBackend) and "sk-test" not in repr(backend)
+        df = sample_model(
+            ckpts["prefix"],
+            problems_frame(2),
+            task=WordTask(),
+            model_key="a/p",
+            arm="a",
+            variant="prefix",
+            modes=["dfs"],
+            cfg=cfg,
+            backend=backend,
+            progress=False,
+        )
+        text = OpenAIBackend(server.url, prompt_format="text", retries=0).generate(
+            "some-model",
+            ["hello"],
+            mode="bfs",
+            n=1,
+            seeds=[5],
+            temperature=0,
+            top_p=1.0,
+            max_new_tokens=2,
+        )
+        with pytest.raises(RuntimeError, match="HTTP 404"):
+            OpenAIBackend(server.url, retries=0).generate(
+                "missing",
+                ["x"],
+                mode=None,
+                n=1,
+                seeds=[0],
+                temperature=0,
+                top_p=1.0,
+                max_new_tokens=1,
+            )
+    _, tok, _ = load_checkpoint(ckpts["prefix"])
+    sampled = server.requests[:2]
+    assert sorted(b["seed"] for _, _, b in sampled) == sorted(
+        sample_seed(0, f"p{i}", "a/p", "dfs", n=3) for i in range(2)
+    )
+    for path, headers, body in sampled:
+        assert path == "/v1/completions"
+        assert headers["Authorization"] == "Bearer sk-test-123"
+        i = [sample_seed(0, f"p{k}", "a/p", "dfs", n=3) for k in range(2)].index(body["seed"])
+        assert body["prompt"] == encode_prompt(tok, PROMPTS[i], "dfs")  # ids incl. mode token
+        assert body["prompt"][1] == tok.convert_tokens_to_ids(mode_token("dfs"))
+        assert (
+            body["model"],
+            body["n"],
+            body["temperature"],
+            body["top_p"],
+            body["max_tokens"],
+        ) == ("served-prefix", 3, 0.7, 0.9, 5)
+    # choices come back in index order, with their token counts
+    for r in df.iter_rows(named=True):
+        seed = sample_seed(0, r["problem_id"], "a/p", "dfs", n=3)
+        assert r["completion"] == f"{seed + r['sample_idx']} goal"
+        assert r["n_tokens"] == r["sample_idx"] + 1
+        assert r["detected_mode"] == "dfs"
+    assert server.requests[2][2]["prompt"] == "<mode:bfs> hello"
+    assert text == [[Completion(text="5 goal", n_tokens=1)]]
+
+
+# --------------------------------------------------------------------------- vllm backend
+def test_vllm_backend(ckpts):
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="sample.backend='vllm' needs the vllm package"):
+            get_backend("vllm")
+        pytest.skip("vllm is not importable here; checked only the clear ImportError")
+    backend = get_backend("vllm", engine_kwargs={"enforce_eager": True})
+    out = backend.generate(ckpts["standard"], PROMPTS[:2], mode=None, n=3, seeds=[0, 3], **GEN)
+    again = backend.generate(ckpts["standard"], PROMPTS[:2], mode=None, n=3, seeds=[0, 3], **GEN)
+    assert out == again and [len(r) for r in out] == [3, 3]
