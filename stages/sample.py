@@ -7,24 +7,11 @@ Writes artifacts/samples/<job>.parquet (the samples table of modc_data.sampling.
 import polars as pl
 
 from modc_data import pipeline
+from modc_data.tasks import task_from_params
 from modc_data.artifacts import write_parquet
 from modc_data.modeling.modc_json import read_modc
 from modc_data.pipeline import StageError
 from modc_data.sampling.run import sample_model
-from modc_data.tasks import get_task
-
-
-def task_of(params):
-    """The task object with the rules from params (Countdown rules live in `countdown`)."""
-    if params.task == "countdown":
-        c = params.countdown
-        return get_task(
-            "countdown",
-            use_all_numbers=c.use_all_numbers,
-            allow_nonpositive=c.allow_nonpositive,
-            max_intermediate=c.max_intermediate,
-        )
-    return get_task(params.task)
 
 
 def main(params, argv):
@@ -45,7 +32,7 @@ def main(params, argv):
     samples = sample_model(
         model_dir,
         problems,
-        task=task_of(params),
+        task=task_from_params(params),
         model_key=key,
         arm=job.arm,
         variant=job.variant,

@@ -25,7 +25,17 @@ def declared_shares(params, arm, rows: pl.DataFrame) -> dict[str, float]:
     if arm.label_source == "random":
         return uniform_shares(params.labels.random.n_modes)
     if arm.label_source == "teacher_id":
-        modes = [f"teacher:{t.name}" for t in params.distill.teachers]
+        # a model teacher is one mode; a dataset teacher one per listed value of its column
+        modes = []
+        for t in params.distill.teachers:
+            if t.kind == "model":
+                modes.append(f"teacher:{t.name}")
+            elif t.include:
+                modes.extend(f"teacher:{v}" for v in t.include)
+            else:
+                train = rows.filter(pl.col("split") == "train")
+                modes.extend(sorted(set(train["mode"].to_list())))
+        modes = sorted(set(modes))
     elif isinstance(params.gradient_cluster.n_clusters, int):
         modes = [f"cluster:{i}" for i in range(params.gradient_cluster.n_clusters)]
     else:  # C chosen by silhouette: the clusters found are the declared set

@@ -29,3 +29,18 @@ def get_task(name: str, **rules: Any) -> Task:
 
         return MathTask(**rules)
     raise ValueError(f"unknown task {name!r}; known tasks: countdown, math")
+
+
+def task_from_params(params: Any) -> Task:
+    """The task a params file names, with its rules (Countdown rules live in ``countdown``)."""
+    if params.task == "countdown":
+        c = params.countdown
+        return get_task(
+            "countdown",
+            use_all_numbers=c.use_all_numbers,
+            allow_nonpositive=c.allow_nonpositive,
+            max_intermediate=c.max_intermediate,
+        )
+    if params.task == "math":
+        return get_task("math", template=params.math.prompt_template)
+    return get_task(params.task)

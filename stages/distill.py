@@ -1,0 +1,46 @@
+"""Stage `distill`: teacher-ID labels from multi-teacher distillation, verified and rejection-sampled.
+
+    python stages/distill.py         # reads params.yaml: distill, task rules
+Every teacher is checked (loadable, columns present) before any generation. For each pool
+problem and teacher it draws n solutions, keeps verified ones (at most keep_per_teacher),
+balances per `distill.balance`, and writes artifacts/datasets/teacher_id/distilled.parquet plus
+per-teacher pass rates and kept/rejected counts to artifacts/metrics/distill.json.
+"""
+
+import polars as pl
+
+from modc_data import pipeline
+from modc_data.tasks import task_from_params
+from modc_data.artifacts import write_json, write_parquet
+from modc_data.labeling.distill import distill
+from modc_data.labeling.teachers import backend_generate_fn, check_teachers
+
+
+def pool(problems: pl.DataFrame, split: str, size: int, seed: int) -> pl.DataFrame:
+    """A seeded sample of ``size`` problems of ``split`` (all of them if fewer)."""
+    part = problems.filter(pl.col("split") == split).sort("problem_id")
+    return part.sample(n=min(size, part.height), seed=seed, shuffle=True)
+
+
+def main(params, argv):
+    d = params.distill
+    resolved = check_teachers(d.teachers)  # fails here, before any generation
+    problems = pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet")
+    chosen = pl.concat([
+        pool(problems, "train", d.pool_problems, d.seed),
+        pool(problems, "validation", d.validation_problems, d.seed),
+    ])
+    generate = backend_generate_fn(
+        temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens,
+        batch_size=d.batch_size, openai_base_url=params.sample.openai_base_url,
+    )
+    rows, report = distill(
+        chosen, resolved, task_from_params(params), generate, n=d.n, keep_per_teacher=d.keep_per_teacher,
+        balance=d.balance, seed=d.seed,
+    )
+    write_parquet(rows, pipeline.ARTIFACTS / "datasets" / "teacher_id" / "distilled.parquet")
+    write_json(report.to_dict(), pipeline.ARTIFACTS / "metrics" / "distill.json")
+
+
+if __name__ == "__main__":
+    pipeline.run(main)

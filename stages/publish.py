@@ -1,0 +1,73 @@
+"""Stage `publish`: Hub-layout dataset and model repos with cards.
+
+    python stages/publish.py [--dry-run]     # reads params.yaml: publish, arms, train_jobs
+Target `local` (default) writes artifacts/hub/{datasets,models}/<namespace>/<repo>; `hub` pushes
+with huggingface_hub (token from HF_TOKEN or your login). Refuses data that failed validation
+and models without an evaluation. Also writes artifacts/hub/release.json, the inputs record
+that `modc publish --inputs` takes.
+"""
+
+from pathlib import Path
+
+import yaml
+
+from modc_data import pipeline
+from modc_data.artifacts import revision_info, write_json
+from modc_data.modeling.modc_json import read_modc
+from modc_data.pipeline import StageError
+from modc_data.publish.release import ModelRelease, PublishError, ReleaseInputs, publish_inputs
+from modc_data.schema import mode_slug
+
+
+def dvc_lock_hashes(lock_path: Path = Path("dvc.lock")) -> dict[str, str]:
+    """md5 of every stage output recorded in dvc.lock: the exact inputs of what we publish."""
+    if not lock_path.exists():
+        return {}
+    lock = yaml.safe_load(lock_path.read_text()) or {}
+    return {
+        out["path"]: out.get("md5", "")
+        for stage in (lock.get("stages") or {}).values()
+        for out in stage.get("outs", [])
+    }
+
+
+def release_inputs(params) -> ReleaseInputs:
+    art = pipeline.ARTIFACTS
+    datasets, reports, models = {}, {}, []
+    for key, arm in params.arms.items():
+        # One config per label source: the arm whose mix is publish.dataset_mix, else the first.
+        if arm.label_source not in datasets or arm.mix == params.publish.dataset_mix:
+            datasets[arm.label_source] = str(art / "datasets" / arm.label_source / f"{arm.mix}.parquet")
+            reports[arm.label_source] = str(art / "validation" / f"{key}.json")
+    figures_dir = art / "eval" / "figures"
+    for job in params.train_jobs.values():
+        ckpt = art / "models" / job.arm / job.variant
+        info = read_modc(ckpt)
+        summary_key = f"{info.label_source}/{params.arms[job.arm].mix}"
+        figs = sorted(str(p) for p in figures_dir.glob(f"passk_{mode_slug(summary_key)}_*.png"))
+        models.append(ModelRelease(str(ckpt), summary_key, figures=figs))
+    revision = revision_info()
+    revision["dvc_lock"] = dvc_lock_hashes()
+    return ReleaseInputs(
+        task=params.task, datasets=datasets, validation_reports=reports, models=models,
+        summary=str(art / "eval" / "summary.json"), params=params.model_dump(mode="json"),
+        revision=revision,
+    )
+
+
+def main(params, argv):
+    dry_run = "--dry-run" in argv
+    inputs = release_inputs(params)
+    try:
+        outcomes = publish_inputs(inputs, params.publish, dry_run=dry_run)
+    except PublishError as err:
+        raise StageError(f"publish refused: {err}") from None
+    if not dry_run:
+        write_json(inputs.to_json() if isinstance(inputs.to_json(), dict) else __import__("json").loads(inputs.to_json()),
+                   Path(params.publish.local_dir) / "release.json")
+    for o in outcomes:
+        print(f"{o.status:>10}  {o.repo_type:<7} {o.repo_id}  ({len(o.files)} files)")
+
+
+if __name__ == "__main__":
+    pipeline.run(main)

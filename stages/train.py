@@ -1,0 +1,54 @@
+"""Stage `train@<job>`: the standard model, all experts, or the prefix model of one arm.
+
+    python stages/train.py search_algorithm-skewed-prefix   # reads params.yaml: model, train, train_jobs
+Writes artifacts/models/<arm>/<variant>[/<mode>] (safetensors + tokenizer + modc.json) and the
+compute accounting (examples, tokens, optimizer steps) to artifacts/metrics/train/<job>.json.
+Experts of one arm split the standard model's steps between them, so compute is equal.
+"""
+
+import polars as pl
+
+from modc_data import pipeline
+from modc_data.artifacts import revision_info, write_json
+from modc_data.modeling.train import train_experts, train_model
+from modc_data.pipeline import StageError
+
+
+def main(params, argv):
+    if len(argv) != 1 or argv[0] not in params.train_jobs:
+        raise StageError(f"usage: train.py <job>; jobs are {sorted(params.train_jobs)}")
+    key = argv[0]
+    job = params.train_jobs[key]
+    arm = params.arms[job.arm]
+    rows = pl.read_parquet(pipeline.ARTIFACTS / "datasets" / arm.label_source / f"{arm.mix}.parquet")
+    train_rows = rows.filter(pl.col("split") == "train")
+    val_rows = rows.filter(pl.col("split") == "validation")
+    modes = sorted(train_rows["mode"].unique().to_list())
+    # One vocabulary for every variant and every test prompt (a word-level tokenizer would
+    # otherwise map numbers it never saw to <unk>); test completions are not included.
+    problems = pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet", columns=["prompt"])
+    texts = problems["prompt"].to_list() + train_rows["completion"].to_list() + val_rows["completion"].to_list()
+    train_cfg = params.train if job.lr is None else params.train.model_copy(update={"lr": job.lr})
+    common = dict(
+        label_source=arm.label_source, arm=job.arm, model_cfg=params.model, train_cfg=train_cfg,
+        steps=job.steps or params.train.steps, tokenizer_texts=texts,
+        extra_info={"revision": revision_info()},
+    )
+    out_dir = pipeline.ARTIFACTS / "models" / job.arm / job.variant
+    if job.variant == "experts":
+        results = train_experts(train_rows, val_rows, modes=modes, out_dir=out_dir, **common)
+    else:
+        results = {job.variant: train_model(
+            train_rows, val_rows, variant=job.variant, mode=None, modes=modes, out_dir=out_dir, **common
+        )}
+    metrics = {
+        name: {"examples": r.examples, "tokens": r.tokens, "steps": r.steps,
+               "eval_loss": r.eval_loss, "wall_s": round(r.wall_s, 1), "tokens_per_s": round(r.tokens_per_s)}
+        for name, r in results.items()
+    }
+    metrics["total"] = {k: sum(m[k] for m in metrics.values()) for k in ("examples", "tokens", "steps")}
+    write_json(metrics, pipeline.ARTIFACTS / "metrics" / "train" / f"{key}.json")
+
+
+if __name__ == "__main__":
+    pipeline.run(main)
