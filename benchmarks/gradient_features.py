@@ -7,6 +7,11 @@ Countdown tokens; data: Countdown-like prompts with ~60-token traces. Prints exa
 method, the speed-up (target: vmap >= 3x loop), the projection's examples/s, the full
 ``featurize`` examples/s and the process's peak resident memory after each phase
 (``resource.getrusage``; torch allocations are invisible to tracemalloc).
+
+Measured (H100 host): cuda chunk 64: loop 46-56, vmap ~1260 ex/s (23-27x); CPU 16 threads 3.3x;
+CPU 1 thread only 1.1-1.3x, because there the loop is already compute-bound (same FLOPs), so the
+vmap gain comes from using threads or a GPU. Projection to d=1024 costs B * P * d multiply-adds,
+as much as the gradients on a CPU.
 """
 
 from __future__ import annotations

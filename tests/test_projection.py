@@ -50,9 +50,12 @@ def test_norms_and_inner_products_preserved():
 def test_same_seed_same_matrix_and_chunking_does_not_matter(n_params, dim, seed, split):
     a = RademacherProjection(n_params, dim, seed, cache_bytes=0)  # regenerate every block
     b = RademacherProjection(n_params, dim, seed)
+    c = RademacherProjection(n_params, dim, seed, cache_bytes=a.packed_bytes)  # bits only
     m = a.matrix()
     assert m.shape == (n_params, dim)
-    assert torch.equal(m, b.matrix())
+    for cached in (b, c):
+        assert torch.equal(m, cached.matrix())
+        assert torch.equal(m, cached.matrix())  # second read comes from the cache
     assert torch.allclose(m.abs(), torch.full_like(m, dim**-0.5))
     x = torch.randn(6, n_params, generator=torch.Generator().manual_seed(seed % 1000))
     whole = a.project(x)
@@ -69,6 +72,14 @@ def test_other_seed_other_matrix_and_signs_balanced():
     agree = (m0.sign() == m1.sign()).float().mean().item()
     assert 0.45 < agree < 0.55  # independent signs agree half the time
     assert abs((m0 > 0).float().mean().item() - 0.5) < 0.02
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_projection_matches_cpu():
+    proj = RademacherProjection(3 * BLOCK_ROWS + 5, 32, seed=2)
+    x = torch.randn(4, proj.n_params)
+    got = proj.project(x.cuda()).cpu()
+    assert torch.allclose(got, proj.project(x), atol=1e-3, rtol=1e-4)
 
 
 def test_project_rejects_wrong_width():

@@ -4,10 +4,10 @@ What it handles:
 - ``RademacherProjection``: a ``P x d`` matrix with entries ``+-1/sqrt(d)`` (Johnson-Lindenstrauss:
   norms and inner products are preserved in expectation, with relative error ~ ``1/sqrt(d)``).
   The matrix is never held whole: it is generated block by block (``BLOCK_ROWS`` rows of ``P`` at
-  a time), each block from its own ``torch.Generator`` seeded by ``(seed, block index)``, so the
-  same seed gives the same matrix on every run and for any chunking of the examples. Blocks are
-  cached up to ``cache_bytes`` because regenerating them for every chunk costs more than the
-  gradients themselves for models of ~1M parameters.
+  a time), each block from its own CPU ``torch.Generator`` seeded by ``(seed, block index)``, so
+  the same seed gives the same matrix on every run, on every device and for any chunking of the
+  examples. Blocks are cached (as packed bits, and as floats while memory allows) up to
+  ``cache_bytes``, since regenerating them for every chunk would cost as much as the gradients.
 - A feature store: a memory-mapped ``features.npy`` (``numpy.lib.format.open_memmap``, float32,
   ``[n_examples, d]``) plus ``features.json`` (seed, d, parameter count, model hash, number of
   examples, dataset hash, rows done). Rows are committed in order; ``rows_done`` is written only
@@ -46,18 +46,22 @@ def _block_seed(seed: int, block: int) -> int:
 class RademacherProjection:
     """Projects ``[B, n_params]`` float features to ``[B, dim]``; deterministic given ``seed``.
 
-    ``cache_bytes`` bounds the CPU memory spent keeping generated blocks (float32: ``4 * rows * dim``
-    bytes each; packed bits: ``rows * dim / 8``); blocks past the budget are regenerated on every
-    call, which gives the same values.
+    Caching, within ``cache_bytes`` per device: first the packed sign bits of every block
+    (``rows * dim / 8`` bytes each, 32x smaller than floats), then, on the CPU, unpacked float32
+    blocks with what is left. Anything past the budget is regenerated on each call, which gives
+    the same values; on a GPU only the packed bits travel and are unpacked there.
     """
 
     n_params: int
     dim: int
     seed: int = 0
     cache_bytes: int = 512 * 2**20
-    _cache: dict[int, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
-    _cached_bytes: int = field(default=0, init=False, repr=False)
-    _table: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _packed: dict[tuple[str, int], torch.Tensor] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _dense: dict[int, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+    _used: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _tables: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.n_params <= 0:
@@ -69,6 +73,11 @@ class RademacherProjection:
     def n_blocks(self) -> int:
         return math.ceil(self.n_params / BLOCK_ROWS)
 
+    @property
+    def packed_bytes(self) -> int:
+        """Size of the whole matrix as packed bits."""
+        return self.n_params * -(-self.dim // 8)
+
     def _signs(self, index: int) -> torch.Tensor:
         """Packed random bits of one block: uint8 ``[rows, ceil(dim / 8)]``, 8 signs a byte.
 
@@ -77,37 +86,48 @@ class RademacherProjection:
         """
         start = index * BLOCK_ROWS
         rows = min(BLOCK_ROWS, self.n_params - start)
-        if rows <= 0:
-            raise IndexError(f"block {index} is past the {self.n_blocks} blocks of the matrix")
+        if rows <= 0 or index < 0:
+            raise IndexError(f"block {index} is outside the {self.n_blocks} blocks of the matrix")
         gen = torch.Generator(device="cpu").manual_seed(_block_seed(self.seed, index))
         return torch.randint(0, 256, (rows, -(-self.dim // 8)), generator=gen, dtype=torch.uint8)
 
     def _unpack(self, packed: torch.Tensor) -> torch.Tensor:
-        if self._table is None:
+        """uint8 ``[rows, ceil(dim/8)]`` -> float32 ``[rows, dim]`` of +-1/sqrt(dim), same device."""
+        key = str(packed.device)
+        if key not in self._tables:
             # byte value -> its 8 bits (least significant first) as +-1/sqrt(dim)
             bits = (torch.arange(256).unsqueeze(-1) >> torch.arange(8)) & 1
-            self._table = (bits.to(torch.float32) * 2 - 1) / math.sqrt(self.dim)
-        rows = packed.shape[0]
-        flat = self._table.index_select(0, packed.reshape(-1).to(torch.int32))
-        return flat.reshape(rows, -1)[:, : self.dim]
+            table = (bits.to(torch.float32) * 2 - 1) / math.sqrt(self.dim)
+            self._tables[key] = table.to(packed.device)
+        flat = self._tables[key].index_select(0, packed.reshape(-1).to(torch.int32))
+        return flat.reshape(packed.shape[0], -1)[:, : self.dim]
 
-    def block(self, index: int) -> torch.Tensor:
-        """Rows ``[index * BLOCK_ROWS, ...)`` of the matrix: float32 ``[rows, dim]``, +-1/sqrt(dim).
+    def _fits(self, device: str, size: int, reserve: int = 0) -> bool:
+        if self._used.get(device, 0) + size + reserve > self.cache_bytes:
+            return False
+        self._used[device] = self._used.get(device, 0) + size
+        return True
 
-        Cached as float32 while the budget allows, else as packed bits (32x smaller) while that
-        fits, else regenerated; all three give the same values.
-        """
-        hit = self._cache.get(index)
+    def _packed_on(self, index: int, device: torch.device) -> torch.Tensor:
+        key = (str(device), index)
+        hit = self._packed.get(key)
         if hit is not None:
-            return hit if hit.dtype == torch.float32 else self._unpack(hit)
-        packed = self._signs(index)
-        mat = self._unpack(packed)
-        for candidate in (mat, packed):
-            size = candidate.numel() * candidate.element_size()
-            if self._cached_bytes + size <= self.cache_bytes:
-                self._cache[index] = candidate
-                self._cached_bytes += size
-                break
+            return hit
+        cpu = self._packed.get(("cpu", index))
+        packed = (cpu if cpu is not None else self._signs(index)).to(device)
+        if self._fits(str(device), packed.numel()):
+            self._packed[key] = packed
+        return packed
+
+    def block(self, index: int, device: str | torch.device = "cpu") -> torch.Tensor:
+        """Rows ``[index * BLOCK_ROWS, ...)`` of the matrix: float32 ``[rows, dim]``, +-1/sqrt(dim)."""
+        device = torch.device(device)
+        if device.type == "cpu" and index in self._dense:
+            return self._dense[index]
+        mat = self._unpack(self._packed_on(index, device))
+        # dense CPU blocks only in the room left once every block's packed bits could be cached
+        if device.type == "cpu" and self._fits("cpu", mat.numel() * 4, reserve=self.packed_bytes):
+            self._dense[index] = mat
         return mat
 
     def matrix(self) -> torch.Tensor:
@@ -128,7 +148,7 @@ class RademacherProjection:
         out = torch.zeros(x.shape[0], self.dim, dtype=torch.float32, device=x.device)
         for b in range(self.n_blocks):
             start = b * BLOCK_ROWS
-            out.addmm_(x[:, start : start + BLOCK_ROWS], self.block(b).to(x.device))
+            out.addmm_(x[:, start : start + BLOCK_ROWS], self.block(b, x.device))
         return out
 
 
