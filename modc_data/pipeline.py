@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modc_data.artifacts import set_offline_env
-from modc_data.config import ParamsError, Params, load_params
+from modc_data.config import Params, ParamsError, load_params
 
 ARTIFACTS = Path("artifacts")
 

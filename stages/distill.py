@@ -10,10 +10,10 @@ per-teacher pass rates and kept/rejected counts to artifacts/metrics/distill.jso
 import polars as pl
 
 from modc_data import pipeline
-from modc_data.tasks import task_from_params
 from modc_data.artifacts import write_json, write_parquet
 from modc_data.labeling.distill import distill
 from modc_data.labeling.teachers import backend_generate_fn, check_teachers
+from modc_data.tasks import task_from_params
 
 
 def pool(problems: pl.DataFrame, split: str, size: int, seed: int) -> pl.DataFrame:

@@ -5,9 +5,13 @@ Writes artifacts/eval/{summary.json,details.json,metrics.json,results.md}, DVC p
 artifacts/eval/plots/ and PNG figures under artifacts/eval/figures/.
 """
 
+import json
+
 import polars as pl
 
 from modc_data import pipeline
+from modc_data.artifacts import write_text
+from modc_data.evaluation.label_reports import distill_section, gradient_cluster_section
 from modc_data.evaluation.report import ArmSpec, evaluate, write_reports
 from modc_data.modeling.modc_json import read_modc
 
@@ -39,7 +43,18 @@ def main(params, argv):
         samples, problems, specs, ks=cfg.ks, bootstrap=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed,
         collapse_mode=cfg.collapse_mode, verdict_min_k=cfg.verdict_min_k,
     )
-    write_reports(result, pipeline.ARTIFACTS / "eval")
+    out = pipeline.ARTIFACTS / "eval"
+    write_reports(result, out)
+    metrics = pipeline.ARTIFACTS / "metrics"
+
+    def report(name):
+        path = metrics / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    results = (out / "results.md").read_text()
+    results += "\n" + gradient_cluster_section(report("gradient_cluster.json"))
+    results += "\n" + distill_section(report("distill.json"))
+    write_text(results, out / "results.md")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ Writes artifacts/samples/<job>.parquet (the samples table of modc_data.sampling.
 import polars as pl
 
 from modc_data import pipeline
-from modc_data.tasks import task_from_params
 from modc_data.artifacts import write_parquet
 from modc_data.modeling.modc_json import read_modc
 from modc_data.pipeline import StageError
 from modc_data.sampling.run import sample_model
+from modc_data.tasks import task_from_params
 
 
 def main(params, argv):

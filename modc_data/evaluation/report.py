@@ -208,6 +208,8 @@ def _add_diff(curve: Curve, diff: Interval, std: Curve) -> None:
     curve.diff_ci_low = _floats(diff.low)
     curve.diff_ci_high = _floats(diff.high)
     target = std.pass_at_k[-1]  # standard's pass@n
+    if target <= 0:
+        return  # matching a zero pass@n says nothing: the ratio stays undefined (None)
     # Smallest budget at which the ModC arm matches standard's full-budget pass@n.
     for k, v in zip(curve.k, curve.pass_at_k, strict=True):
         if v >= target - 1e-9:
@@ -587,7 +589,9 @@ def results_markdown(result: EvaluationResult) -> str:
             lines.append("")
             for a in arms[1:]:
                 c = ev.curves[a]
-                if c.efficiency_ratio is None:
+                if std.pass_at_k[-1] <= 0:
+                    lines.append(f"- Efficiency ({a}): undefined (standard's pass@{ev.n} is 0).")
+                elif c.efficiency_ratio is None:
                     lines.append(
                         f"- Efficiency ({a}): never reaches standard's pass@{ev.n} = "
                         f"{std.pass_at_k[-1]:.3f} within k ≤ {ev.n}."

@@ -1,0 +1,64 @@
+"""Markdown sections about where the labels came from, appended to ``results.md``.
+
+In: the gradient-cluster stage's report (``{mix: {n_clusters, silhouette, cluster_sizes,
+agreement: {split: {ari, contingency, n}}}}``) and the distillation report (``{teachers:
+{mode: {samples, correct, pass_rate, kept, rejected_*}}, unsolved_problems, problems}``), either
+possibly None when the profile has no such label source. Out: markdown text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def gradient_cluster_section(report: dict[str, Any] | None) -> str:
+    """C, silhouette scores, and agreement of discovered clusters with the true algorithm."""
+    if not report:
+        return ""
+    lines = ["## Gradient-cluster labels: what the clusters found", ""]
+    for mix, rep in sorted(report.items()):
+        sil = ", ".join(f"C={c}: {s:.3f}" for c, s in sorted(rep.get("silhouette", {}).items()))
+        lines += [
+            f"### mix `{mix}`: C = {rep.get('n_clusters')} "
+            f"({rep.get('n_train_rows', '?')} train rows featurised; silhouette {sil or 'n/a'})",
+            "",
+            "| split | rows | adjusted Rand index vs search algorithm |",
+            "|---|---|---|",
+        ]
+        agreement = rep.get("agreement") or {}
+        for split, a in sorted(agreement.items()):
+            lines.append(f"| {split} | {a.get('n', '')} | {a.get('ari', float('nan')):+.3f} |")
+        train = agreement.get("train", {}).get("contingency")
+        if train:
+            truths = sorted({t for row in train.values() for t in row})
+            lines += ["", "Contingency (train rows): cluster × true algorithm", "",
+                      "| cluster | " + " | ".join(truths) + " |",
+                      "|---|" + "---|" * len(truths)]
+            for cluster, row in sorted(train.items()):
+                lines.append(f"| {cluster} | " + " | ".join(str(row.get(t, 0)) for t in truths) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def distill_section(report: dict[str, Any] | None) -> str:
+    """Per-teacher pass rates, kept rows and rejections of the teacher-ID distillation."""
+    if not report:
+        return ""
+    lines = [
+        "## Teacher-ID labels: distillation",
+        "",
+        f"{report.get('problems', '?')} problems, n = {report.get('n', '?')} samples per "
+        f"(problem, teacher), keep ≤ {report.get('keep_per_teacher', '?')} per teacher, "
+        f"balance `{report.get('balance', '?')}`; {report.get('unsolved_problems', 0)} problems "
+        "solved by no teacher (counted, not silently dropped).",
+        "",
+        "| teacher | samples | correct | pass rate | kept | rejected (incorrect / duplicate / over cap) | dropped by balance |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode, t in sorted((report.get("teachers") or {}).items()):
+        lines.append(
+            f"| {mode} | {t.get('samples')} | {t.get('correct')} | {t.get('pass_rate', 0):.3f} | "
+            f"{t.get('kept')} | {t.get('rejected_incorrect')} / {t.get('rejected_duplicate')} / "
+            f"{t.get('rejected_over_cap')} | {t.get('dropped_by_balance')} |"
+        )
+    return "\n".join(lines) + "\n"
