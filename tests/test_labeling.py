@@ -37,7 +37,7 @@ def make_problems(specs: list[tuple[str, str, int, int]]) -> pl.DataFrame:
         }
         for algo, nodes in (("dfs", dn), ("bfs", bn)):
             solved = cat in ("both", f"only_{algo}")
-            rec[f"{algo}_trace"] = f"{algo} step {i}\n" + (f"ANS {i}={i}" if solved else "FAIL")
+            rec[f"{algo}_trace"] = f"{algo} step {i} ; " + (f"ANS {i}={i}" if solved else "FAIL")
             rec[f"{algo}_solved"] = solved
             rec[f"{algo}_nodes"] = nodes
             rec[f"{algo}_answer"] = f"{i}={i}" if solved else ""
@@ -86,7 +86,20 @@ def test_search_algorithm_rows_are_exactly_the_solving_traces(specs, budget):
             "budget": budget,
             "nodes_expanded": p[f"{algo}_nodes"],
             "category": p["category"],
+            "same_trace_both_modes": False,
         }
+
+
+def test_identical_traces_give_one_row_with_a_stable_label():
+    """When DFS and BFS write the same trace, one row (one id) carries a problem-keyed label."""
+    problems = make_problems([("train", "both", 1, 1), ("test", "both", 1, 1)])
+    problems = problems.with_columns(pl.col("dfs_trace").alias("bfs_trace"))
+    rows = search_algorithm_rows(problems, 8)
+    assert rows.height == problems.height
+    assert rows["id"].n_unique() == rows.height
+    assert all(json.loads(m)["same_trace_both_modes"] for m in rows["meta"])
+    again = search_algorithm_rows(problems.reverse(), 8)
+    assert rows.equals(again)
 
 
 def test_search_algorithm_rows_ignore_input_order():

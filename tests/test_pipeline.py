@@ -80,6 +80,7 @@ def test_metrics_and_plots_visible_to_dvc(repo):
 
 
 def test_second_repro_does_nothing_and_validation_param_reruns_only_validation(repo):
+    """Runs last in this module: it edits params.yaml of the shared copy."""
     root, _ = repo
     again = _run(["dvc", "repro"], root)
     assert "Running stage" not in again
@@ -88,5 +89,7 @@ def test_second_repro_does_nothing_and_validation_param_reruns_only_validation(r
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rerun = _run(["dvc", "repro"], root)
     ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
-    assert ran, rerun
-    assert all(name.startswith("validate@") for name in ran), ran
+    assert any(name.startswith("validate@") for name in ran), rerun
+    # Only validation re-runs, plus publish, whose dataset card quotes the validation report;
+    # nothing is regenerated, relabeled, retrained, resampled or re-evaluated.
+    assert all(name.startswith("validate@") or name == "publish" for name in ran), ran
