@@ -23,3 +23,12 @@ for key, value in {
 import torch  # noqa: E402  (after the environment is set)
 
 torch.set_num_threads(1)
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Property tests check correctness, not speed: on a shared 2-core CI box a single example can
+# exceed hypothesis' default 200 ms deadline. Speed is measured by benchmarks/, not tests.
+settings.register_profile(
+    "modc", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("modc")

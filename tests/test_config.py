@@ -51,7 +51,7 @@ def test_stage_fails_before_any_work(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
     proc = subprocess.run(
         [sys.executable, str(ROOT / "stages" / "generate.py")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode != 0
     assert "countdown.budget" in proc.stderr

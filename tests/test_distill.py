@@ -298,7 +298,7 @@ def test_gpu_math_profile_validates_and_dry_runs():
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines() == lines

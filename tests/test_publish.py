@@ -109,7 +109,7 @@ def published(tmp_path_factory):
 def _py(code: str, **env) -> subprocess.CompletedProcess:
     e = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **env}
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=e, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=600)
 
 
 # --------------------------------------------------------------------------- tests
@@ -221,7 +221,7 @@ def test_second_publish_is_noop(published):
 def _cli(*args, env=None):
     e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "modc_data.cli", *args], cwd=REPO, env=e,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_failed_validation_refused_and_previous_kept(tmp_path):
