@@ -3,10 +3,13 @@
 Tests never reach the network: they build tiny models and data themselves.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _HF_HOME = tempfile.mkdtemp(prefix="modc-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 for key, value in {
     "GX_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
