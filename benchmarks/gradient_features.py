@@ -98,10 +98,10 @@ def rate(fn, n: int, device: str = "cpu") -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--examples", type=int, default=64, help="examples timed per method")
+    ap.add_argument("--examples", type=int, default=256, help="examples timed per method")
     ap.add_argument("--chunk", type=int, default=32, help="examples per vmap call")
     ap.add_argument("--dim", type=int, default=1024, help="projection dimension")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (2: this machine and the default train.threads)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
