@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from modc_data import pipeline
-from modc_data.artifacts import revision_info, write_json
+from modc_data.artifacts import revision_info, write_text
 from modc_data.modeling.modc_json import read_modc
 from modc_data.pipeline import StageError
 from modc_data.publish.release import ModelRelease, PublishError, ReleaseInputs, publish_inputs
@@ -63,8 +63,7 @@ def main(params, argv):
     except PublishError as err:
         raise StageError(f"publish refused: {err}") from None
     if not dry_run:
-        write_json(inputs.to_json() if isinstance(inputs.to_json(), dict) else __import__("json").loads(inputs.to_json()),
-                   Path(params.publish.local_dir) / "release.json")
+        write_text(inputs.to_json() + "\n", Path(params.publish.local_dir) / "release.json")
     for o in outcomes:
         print(f"{o.status:>10}  {o.repo_type:<7} {o.repo_id}  ({len(o.files)} files)")
 

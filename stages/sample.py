@@ -10,7 +10,7 @@ from modc_data import pipeline
 from modc_data.artifacts import write_parquet
 from modc_data.modeling.modc_json import read_modc
 from modc_data.pipeline import StageError
-from modc_data.sampling.run import sample_model
+from modc_data.sampling.run import sample_model, select_problems
 from modc_data.tasks import task_from_params
 
 
@@ -21,14 +21,9 @@ def main(params, argv):
     job = params.train_jobs[key]
     model_dir = pipeline.ARTIFACTS / "models" / job.arm / job.variant
     info = read_modc(model_dir)
-    problems = pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet")
-    problems = problems.filter(pl.col("split").is_in(params.sample.splits))
-    if params.sample.max_problems:
-        problems = (
-            problems.sort("problem_id")
-            .group_by("split", maintain_order=True)
-            .head(params.sample.max_problems)
-        )
+    problems = select_problems(
+        pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet"), params.sample
+    )
     samples = sample_model(
         model_dir,
         problems,
