@@ -1,6 +1,13 @@
 """Throughput of the hf sampling backend (batched, seeded per row) against one-at-a-time generate.
 
     .venv/bin/python benchmarks/sampling_throughput.py [--threads 1] [--batch-sizes 256 512 1024]
+    .venv/bin/python benchmarks/sampling_throughput.py --checkpoint artifacts/models/<arm>/standard
+
+With ``--checkpoint`` (a trained modc checkpoint, e.g. from ``make repro``) it instead compares the
+hf backend's decoders and dtypes on real Countdown prompts (``artifacts/data/problems.parquet``),
+where traces end at different lengths: transformers ``generate`` in float32, the compact loop that
+drops finished rows in float32, and the compact loop with bf16 weights; samples/s each, and the
+share of samples identical to ``generate``'s.
 
 Builds a ~1M-parameter Llama (hidden 128, 4 layers, vocab ~100, random weights) on the fly.
 Every sample is exactly ``--new-tokens`` tokens long (eos is suppressed with ``min_new_tokens``),
@@ -73,8 +80,39 @@ def one_at_a_time(model, tok, ids: list[list[int]], n: int, new_tokens: int) -> 
     return time.perf_counter() - t0
 
 
+def compare_decoders(checkpoint: str, n_problems: int, threads: int, batch_size: int) -> None:
+    """samples/s of generate/fp32, compact/fp32 and compact/bf16 on a trained checkpoint."""
+    import polars as pl
+
+    from modc_data.sampling.hf import HFBackend
+
+    problems = pl.read_parquet("artifacts/data/problems.parquet")
+    prompts_ = problems.filter(pl.col("split") == "test_adversarial")["prompt"].to_list()[:n_problems]
+    seeds = list(range(len(prompts_)))
+    torch.set_num_threads(threads)
+    print(f"checkpoint {checkpoint}: {len(prompts_)} problems x 64 samples, threads {threads}, "
+          f"batch {batch_size}, max_new_tokens 96")
+    reference = None
+    for decoder, dtype in (("generate", "float32"), ("compact", "float32"), ("compact", "bfloat16")):
+        backend = HFBackend(batch_size=batch_size, dtype=dtype, decoder=decoder)
+        backend.load(checkpoint)
+        t0 = time.perf_counter()
+        out = backend.generate(checkpoint, prompts_, mode=None, n=64, seeds=seeds,
+                               temperature=1.0, top_p=1.0, max_new_tokens=96)
+        secs = time.perf_counter() - t0
+        flat = [c for r in out for c in r]
+        reference = reference or flat
+        same = sum(a == b for a, b in zip(reference, flat, strict=True)) / len(flat)
+        mean_len = sum(c.n_tokens for c in flat) / len(flat)
+        print(f"{decoder:8s} {dtype:8s}: {len(flat) / secs:7.1f} samples/s "
+              f"({len(flat)} in {secs:.1f}s, mean {mean_len:.1f} tokens; identical to generate/"
+              f"float32: {same:.1%})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", help="compare decoders/dtypes on this trained checkpoint")
+    ap.add_argument("--problems", type=int, default=32, help="with --checkpoint")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--new-tokens", type=int, default=60)
@@ -82,6 +120,9 @@ def main() -> None:
     ap.add_argument("--baseline-samples", type=int, default=24)
     ap.add_argument("--n", type=int, default=64, help="samples per problem (batched side)")
     args = ap.parse_args()
+    if args.checkpoint:
+        compare_decoders(args.checkpoint, args.problems, max(args.threads, 2), 512)
+        return
     torch.set_num_threads(args.threads)
     model, tok = build(device=args.device)
     n_params = sum(p.numel() for p in model.parameters())

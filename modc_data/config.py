@@ -158,6 +158,9 @@ class ModelParams(_Block):
 class TrainParams(_Block):
     steps: int = Field(600, gt=0, description="optimizer steps of the standard model")
     batch_size: int = Field(64, gt=0)
+    micro_batches: int = Field(
+        2, ge=1, description="length-sorted slices of each batch (same gradient, less padding)"
+    )
     lr: float = Field(2e-3, gt=0)
     warmup_steps: int = Field(30, ge=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -176,6 +179,12 @@ class SampleParams(_Block):
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(100, gt=0)
     batch_size: int = Field(512, gt=0, description="sequences per generate call")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="hf: weights while sampling; auto = bf16 where the hardware has it"
+    )
+    decoder: Literal["compact", "generate"] = Field(
+        "compact", description="hf: hand loop that drops finished rows, or transformers generate"
+    )
     splits: list[str] = Field(default_factory=lambda: ["test", "test_adversarial"])
     max_problems: int | None = Field(None, gt=0, description="cap per split (first by id)")
     openai_base_url: str | None = Field(None, description="server URL for backend 'openai'")

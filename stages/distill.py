@@ -33,6 +33,7 @@ def main(params, argv):
     generate = backend_generate_fn(
         temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens,
         batch_size=d.batch_size, openai_base_url=params.sample.openai_base_url,
+        dtype=params.sample.dtype,
     )
     rows, report = distill(
         chosen, resolved, task_from_params(params), generate, n=d.n, keep_per_teacher=d.keep_per_teacher,

@@ -102,6 +102,42 @@ def test_hf_same_seed_same_samples_across_batch_sizes(standard):
     assert other[0] != runs[0][0] and other[1:] == runs[0][1:]
 
 
+@pytest.mark.parametrize("temperature,top_p", [(1.5, 1.0), (1.2, 0.7), (0.0, 1.0)])
+def test_hf_compact_decoder_equals_transformers_generate(standard, temperature, top_p):
+    """The hand-written loop that evicts finished rows gives generate's samples exactly (float32),
+    including rows that end early (eviction happened) and rows that run to the cap."""
+    model, tok = standard
+    ids = [encode_prompt(tok, p) for p in PROMPTS[:2]]
+    gen = dict(n=40, seeds=[1, 2], temperature=temperature, top_p=top_p, max_new_tokens=24)
+    compact = hf_generate(model, tok, ids, batch_size=80, decoder="compact", **gen)
+    reference = hf_generate(model, tok, ids, batch_size=80, decoder="generate", **gen)
+    assert compact == reference
+    if temperature > 0:
+        lengths = [c.n_tokens for r in compact for c in r]
+        early = sum(n < 24 for n in lengths)
+        assert early >= 10 and early < len(lengths), "the test must exercise eviction"
+
+
+def test_hf_backend_dtype_and_decoder(ckpts):
+    fp32 = HFBackend(batch_size=16, dtype="float32")
+    bf16 = HFBackend(batch_size=16, dtype="bfloat16")
+    model, _ = bf16.load(ckpts["standard"])
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert model.config._attn_implementation == "eager"  # CPU: eager decodes faster
+    assert next(fp32.load(ckpts["standard"])[0].parameters()).dtype == torch.float32
+    assert HFBackend(dtype="auto").torch_dtype() in (torch.float32, torch.bfloat16)
+    gen = dict(mode=None, n=6, seeds=[5, 6], **GEN)
+    first = bf16.generate(ckpts["standard"], PROMPTS[:2], **gen)
+    assert first == bf16.generate(ckpts["standard"], PROMPTS[:2], **gen)  # reproducible
+    assert all(1 <= c.n_tokens <= 8 for r in first for c in r)
+    with pytest.raises(ValueError, match="sample.dtype"):
+        HFBackend(dtype="float16")
+    with pytest.raises(ValueError, match="sample.decoder"):
+        HFBackend(decoder="beam")
+    with pytest.raises(ValueError, match="decoder"):
+        SampleParams(decoder="beam")
+
+
 @settings(max_examples=8, deadline=None)
 @given(st.lists(st.integers(0, 2), min_size=1, max_size=4), st.integers(1, 9))
 def test_hf_prompt_samples_do_not_depend_on_batch_company(standard, picks, batch_size):

@@ -267,6 +267,7 @@ def backend_generate_fn(
     device: str | None = None,
     trust_remote_code: bool = False,
     progress: bool = False,
+    dtype: str = "float32",
 ) -> GenerateFn:
     """Default ``generate`` for model teachers, built on ``modc_data.sampling``'s backends.
 
@@ -275,7 +276,8 @@ def backend_generate_fn(
     ``AutoModelForCausalLM`` and sampled with the same seeded ``hf_generate``. vllm / openai: the
     backend gets the path or id as its model. Prompts arrive rendered with the teacher's template.
     Each prompt's samples are seeded by ``sample_seed(seed, teacher, prompt)``, so they do not
-    depend on how the caller chunks the prompts.
+    depend on how the caller chunks the prompts. ``dtype``: the hf backend's sampling dtype
+    (``HFBackend``'s ``dtype``).
     """
     from modc_data.sampling import get_backend
     from modc_data.sampling.base import sample_seed
@@ -287,7 +289,7 @@ def backend_generate_fn(
         if name not in backends:
             kw: dict[str, Any] = {"trust_remote_code": trust_remote_code}
             if name == "hf":
-                kw.update(batch_size=batch_size, device=device)
+                kw.update(batch_size=batch_size, device=device, dtype=dtype)
             elif name == "openai":
                 kw = {"base_url": openai_base_url}
             backends[name] = get_backend(name, **kw)

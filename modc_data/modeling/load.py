@@ -25,10 +25,12 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
 ):
     """(model, tokenizer, ModcInfo) from a checkpoint directory; the model is in eval mode.
 
-    ``dtype`` None: float32 on CPU, as saved elsewhere. A directory with ``adapter_config.json``
+    ``dtype`` None: float32 on CPU, as saved elsewhere. ``attn_implementation``: passed to
+    ``from_pretrained`` when given (None: the transformers default). A directory with ``adapter_config.json``
     is a LoRA adapter: its base (``info.base['name_or_path']``, else the adapter config's
     ``base_model_name_or_path``) is loaded first, grown to the adapter tokenizer's size, then
     wrapped with ``peft.PeftModel.from_pretrained``. Raises FileNotFoundError when ``modc.json``
@@ -43,6 +45,8 @@ def load_checkpoint(
         )
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     kwargs = {"dtype": dtype or torch.float32, "trust_remote_code": trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
     if (path / ADAPTER_CONFIG).exists():
         from peft import PeftModel
 

@@ -10,6 +10,15 @@ hand-written sampler, run as a logits processor that leaves a single finite scor
 ``do_sample=False`` so that ``generate`` picks exactly that token (stopping at eos, padding finished
 rows, caching, all stay transformers').
 
+Two decoders run the batches. ``compact`` (default) is a hand-written KV-cache loop: transformers'
+``generate`` keeps every finished row in the batch until the longest one ends, so with traces of
+~65 tokens and a 96-token cap about a third of the work decodes padding; this loop drops finished
+rows from the batch and the ``DynamicCache`` (``Cache.reorder_cache``, the public hook beam search
+uses) whenever an eighth of them have finished. No library does that on CPU (vLLM's continuous
+batching is GPU-only). It feeds the same uniforms, so its samples equal ``generate``'s in float32
+(tests check it); measured 1.4x ``generate``'s samples/s on 2 cores. ``generate`` (transformers'
+own loop, static cache) stays selectable for models the hand loop does not suit.
+
 What it leaves out: beam search; other samplers' knobs (top-k, penalties: the model's own
 generation_config penalties are switched off so only the requested settings apply). Float
 differences between batch shapes could in principle flip a token whose CDF boundary lies within
@@ -29,6 +38,9 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from modc_data.modeling.format import encode_prompt
 from modc_data.sampling.base import Completion, check_request
 
+DECODERS = ("compact", "generate")
+DTYPES = ("auto", "float32", "bfloat16")
+
 
 class _SeededSampler(LogitsProcessor):
     """Temperature + top-p sampling from per-row uniforms ``u`` (rows, max_new_tokens).
@@ -46,21 +58,92 @@ class _SeededSampler(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         step = input_ids.shape[1] - self.prompt_len
         u = self.u[:, step].to(scores.device)
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            # Nucleus: keep the smallest prefix (by descending prob) whose mass reaches top_p.
-            probs, order = probs.sort(dim=-1, descending=True)
-            before = probs.cumsum(-1) - probs  # mass strictly before each token
-            probs = probs.masked_fill(before >= self.top_p, 0.0)
-        else:
-            order = None
-        cdf = probs.cumsum(-1)
-        # right=True: a token with zero probability (flat cdf) is never chosen.
-        pick = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True)
-        pick = pick.clamp_(max=probs.shape[-1] - 1)
-        token = order.gather(-1, pick) if order is not None else pick
+        token = _pick(scores, u, self.temperature, self.top_p).unsqueeze(-1)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(-1, token, 0.0)
+
+
+def _pick(scores: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """(rows,) token ids: inverse-CDF sampling of softmax(scores / T), nucleus-truncated, with one
+    uniform per row; ``temperature == 0`` is argmax."""
+    if temperature == 0:
+        return scores.argmax(-1)
+    probs = torch.softmax(scores.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        # Nucleus: keep the smallest prefix (by descending prob) whose mass reaches top_p.
+        probs, order = probs.sort(dim=-1, descending=True)
+        before = probs.cumsum(-1) - probs  # mass strictly before each token
+        probs = probs.masked_fill(before >= top_p, 0.0)
+    else:
+        order = None
+    cdf = probs.cumsum(-1)
+    # right=True: a token with zero probability (flat cdf) is never chosen.
+    pick = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True)
+    pick = pick.clamp_(max=probs.shape[-1] - 1)
+    token = order.gather(-1, pick) if order is not None else pick
+    return token.squeeze(-1)
+
+
+# Finished rows are dropped from the batch once they are this share of it: compacting costs a
+# copy of the KV cache, so doing it every step is slower (measured: 1/8 beats 0 and 1/4).
+_COMPACT_SHARE = 0.125
+
+
+def _decode_compact(
+    model,
+    input_ids: torch.Tensor,
+    attention: torch.Tensor,
+    uniforms: torch.Tensor | None,
+    *,
+    temperature: float,
+    top_p: float,
+    eos: Sequence[int],
+    max_new_tokens: int,
+    pad: int,
+) -> torch.Tensor:
+    """(rows, max_new_tokens) generated ids, ``pad`` after each row's eos (see module docstring).
+
+    Hand-written KV-cache decoding that evicts finished rows; ``input_ids`` is left-padded and
+    ``attention`` marks real tokens. ``uniforms`` (rows, max_new_tokens) drive sampling; None is
+    greedy.
+    """
+    from transformers import DynamicCache
+
+    device = input_ids.device
+    rows_total = input_ids.shape[0]
+    cache = DynamicCache(config=model.config)
+    position = (attention.cumsum(-1) - 1).clamp(min=0)
+    logits = model(
+        input_ids=input_ids, attention_mask=attention, position_ids=position,
+        past_key_values=cache, use_cache=True, logits_to_keep=1,
+    ).logits[:, -1]
+    out = torch.full((rows_total, max_new_tokens), pad, dtype=torch.long, device=device)
+    rows = torch.arange(rows_total, device=device)  # batch row -> output row
+    alive = torch.ones(rows_total, dtype=torch.bool, device=device)
+    next_pos = position[:, -1] + 1
+    eos_t = torch.tensor(list(eos), dtype=torch.long, device=device)
+    if uniforms is not None:
+        uniforms = uniforms.to(device)
+    for t in range(max_new_tokens):
+        u = uniforms[rows, t] if uniforms is not None else None
+        token = _pick(logits, u, temperature if u is not None else 0, top_p)
+        out[rows[alive], t] = token[alive]
+        if len(eos_t):
+            alive &= ~torch.isin(token, eos_t)
+        if t == max_new_tokens - 1 or not bool(alive.any()):
+            break
+        if int((~alive).sum()) >= _COMPACT_SHARE * len(rows):
+            keep = alive.nonzero().squeeze(1)
+            cache.reorder_cache(keep)
+            rows, attention, token, next_pos = rows[keep], attention[keep], token[keep], next_pos[keep]
+            alive = alive[keep]
+        attention = torch.cat([attention, attention.new_ones(len(rows), 1)], dim=1)
+        logits = model(
+            input_ids=token.unsqueeze(1), attention_mask=attention,
+            position_ids=next_pos.unsqueeze(1), past_key_values=cache, use_cache=True,
+        ).logits[:, -1]
+        next_pos = next_pos + 1
+    return out
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -104,18 +187,24 @@ def hf_generate(
     batch_size: int = 512,
     generate_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
+    decoder: str = "compact",
 ) -> list[list[Completion]]:
     """Sample ``n`` completions for each prompt (token ids) with a loaded causal LM.
 
     Rows (prompt i, sample j) are sorted by prompt length and packed ``batch_size`` rows per
-    ``generate`` call. Sample j of prompt i depends only on ``seeds[i]``, j and the model (see the
+    batch. Sample j of prompt i depends only on ``seeds[i]``, j and the model (see the
     module docstring). ``temperature == 0`` is greedy: one row per prompt, copied n times.
-    ``generate_kwargs`` go to ``generate`` (e.g. ``min_new_tokens``; ``cache_implementation``
-    overrides the default static KV cache, e.g. ``"dynamic"`` for a model without one).
+    ``decoder``: ``compact`` (hand loop that drops finished rows) or ``generate`` (transformers).
+    ``generate_kwargs`` go to ``generate`` and select it (e.g. ``min_new_tokens``;
+    ``cache_implementation`` overrides the default static KV cache).
     Returns, per prompt, n Completions: text decoded with special tokens skipped, n_tokens up
     to and including eos.
     """
     check_request(prompt_ids, seeds, n, temperature, top_p, max_new_tokens)
+    if decoder not in DECODERS:
+        raise ValueError(f"sample.decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    if generate_kwargs:
+        decoder = "generate"  # only transformers' loop understands them
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if any(len(p) == 0 for p in prompt_ids):
@@ -145,28 +234,19 @@ def hf_generate(
             ids = prompt_ids[i]
             input_ids[b, longest - len(ids) :] = torch.as_tensor(list(ids), dtype=torch.long)
             attention[b, longest - len(ids) :] = 1
-        processors = LogitsProcessorList()
-        if not greedy:
-            processors.append(
-                _SeededSampler(
-                    _uniforms(batch, seeds, n, max_new_tokens), longest, temperature, top_p
-                )
+        uniforms = None if greedy else _uniforms(batch, seeds, n, max_new_tokens)
+        if decoder == "compact":
+            generated = _decode_compact(
+                model, input_ids.to(device), attention.to(device), uniforms,
+                temperature=temperature, top_p=top_p, eos=eos, max_new_tokens=max_new_tokens,
+                pad=pad,
+            ).tolist()
+        else:
+            generated = _generate(
+                model, input_ids.to(device), attention.to(device), uniforms, longest,
+                temperature=temperature, top_p=top_p, eos=eos, max_new_tokens=max_new_tokens,
+                pad=pad, extra=extra,
             )
-        out = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            logits_processor=processors,
-            pad_token_id=pad,
-            eos_token_id=eos or None,
-            use_cache=True,
-            # Neutralise penalties a Hub model's generation_config may carry.
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            **extra,
-        )
-        generated = out[:, longest:].tolist()
         eos_set = set(eos)
         cut = []
         for seq in generated:
@@ -180,13 +260,40 @@ def hf_generate(
     return [[texts[(i, j)] for j in range(n)] for i in range(len(prompt_ids))]
 
 
+def _generate(model, input_ids, attention, uniforms, longest, *, temperature, top_p, eos,
+              max_new_tokens, pad, extra) -> list[list[int]]:
+    """transformers ``generate`` with the seeded sampler as a logits processor; generated ids."""
+    processors = LogitsProcessorList()
+    if uniforms is not None:
+        processors.append(_SeededSampler(uniforms, longest, temperature, top_p))
+    out = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        logits_processor=processors,
+        pad_token_id=pad,
+        eos_token_id=list(eos) or None,
+        use_cache=True,
+        # Neutralise penalties a Hub model's generation_config may carry.
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        **extra,
+    )
+    return out[:, longest:].tolist()
+
+
 class HFBackend:
     """transformers backend; checkpoints are loaded with ``modeling.load.load_checkpoint``.
 
-    ``batch_size``: sequences per ``generate`` call. ``device``: default cuda when available,
-    else cpu. ``generate_kwargs``: extra ``generate`` arguments. ``trust_remote_code`` stays off
-    unless the user turns it on. One checkpoint is kept loaded at
-    a time (experts are sampled one after another).
+    ``batch_size``: sequences per batch. ``device``: default cuda when available, else cpu.
+    ``dtype``: weights' dtype while sampling; ``auto`` is bfloat16 where the hardware has native
+    bf16 (the check training's ``bf16: auto`` uses), else float32. On 2 CPU cores bf16 weights
+    sample 1.4x faster than float32; ~95% of samples are identical to float32's, the rest
+    differ by tokens whose probabilities bf16 rounds. ``decoder``: ``compact`` or ``generate``
+    (module docstring). ``generate_kwargs``: extra ``generate`` arguments (they imply the
+    ``generate`` decoder). ``trust_remote_code`` stays off unless the user turns it on. One
+    checkpoint is kept loaded at a time (experts are sampled one after another).
     """
 
     name = "hf"
@@ -197,14 +304,30 @@ class HFBackend:
         device: str | None = None,
         generate_kwargs: dict[str, Any] | None = None,
         trust_remote_code: bool = False,
+        dtype: str = "float32",
+        decoder: str = "compact",
     ):
         if batch_size < 1:
             raise ValueError(f"sample.batch_size must be >= 1, got {batch_size}")
+        if dtype not in DTYPES:
+            raise ValueError(f"sample.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if decoder not in DECODERS:
+            raise ValueError(f"sample.decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.generate_kwargs = dict(generate_kwargs or {})
         self.trust_remote_code = trust_remote_code
+        self.dtype = dtype
+        self.decoder = decoder
         self._loaded: tuple[str, Any, Any] | None = None
+
+    def torch_dtype(self) -> torch.dtype:
+        """The dtype ``dtype`` resolves to on this backend's device."""
+        from modc_data.modeling.train import use_bf16
+
+        if self.dtype == "auto":
+            return torch.bfloat16 if use_bf16("auto", torch.device(self.device)) else torch.float32
+        return torch.bfloat16 if self.dtype == "bfloat16" else torch.float32
 
     def load(self, model: str | Path):
         """(model, tokenizer) of a checkpoint dir, cached while the same dir is asked for."""
@@ -214,7 +337,11 @@ class HFBackend:
 
             self._loaded = None  # free the previous model before loading the next
             m, tok, _info = load_checkpoint(
-                model, device=self.device, trust_remote_code=self.trust_remote_code
+                model, device=self.device, dtype=self.torch_dtype(),
+                trust_remote_code=self.trust_remote_code,
+                # Decoding one token against a short cache: eager attention measured 1.2x sdpa
+                # on CPU (sdpa's CPU flash kernel dominated the profile); sdpa on CUDA.
+                attn_implementation="eager" if torch.device(self.device).type == "cpu" else None,
             )
             self._loaded = (key, m, tok)
         return self._loaded[1], self._loaded[2]
@@ -253,4 +380,5 @@ class HFBackend:
             batch_size=self.batch_size,
             generate_kwargs=self.generate_kwargs,
             progress=progress,
+            decoder=self.decoder,
         )

@@ -105,7 +105,7 @@ def plan_targets(model_dir: str | Path, variant: str, modes: Sequence[str] | Non
 def make_backend(cfg: SampleParams) -> SamplingBackend:
     """The backend named by ``sample.backend``, configured from the other ``sample`` params."""
     if cfg.backend == "hf":
-        return get_backend("hf", batch_size=cfg.batch_size)
+        return get_backend("hf", batch_size=cfg.batch_size, dtype=cfg.dtype, decoder=cfg.decoder)
     if cfg.backend == "openai":
         return get_backend("openai", base_url=cfg.openai_base_url)
     return get_backend(cfg.backend)
