@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -147,3 +148,31 @@ def test_max_examples_and_missing_truth_column(tmp_path):
     assert out.filter(pl.col("split") == "train").height == 5
     assert report["n_train_rows_left_out"] == 7
     assert out.filter(pl.col("split") == "validation").height == 2
+
+
+def test_stage_feature_cache_is_keyed_by_reference_model(tmp_path, monkeypatch):
+    """A retrained reference model gets a fresh feature store (the stale one is removed) instead
+    of failing on the store's metadata; the same inputs find the same store (resume)."""
+    import importlib.util
+
+    from modc_data import pipeline
+    from modc_data.config import GradientClusterParams
+    from tests.tiny_models import tiny_rows
+
+    spec = importlib.util.spec_from_file_location(
+        "gc_stage", Path(__file__).resolve().parents[1] / "stages" / "gradient_cluster.py"
+    )
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    monkeypatch.setattr(pipeline, "ARTIFACTS", tmp_path / "artifacts")
+    rows, cfg = tiny_rows(8, ["dfs", "bfs"], "train", seed=0), GradientClusterParams()
+    first, second = tmp_path / "m1", tmp_path / "m2"
+    for d, payload in ((first, b"one"), (second, b"two")):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(payload)
+    a = stage.cache_dir("balanced", first, rows, cfg)
+    a.mkdir(parents=True)
+    assert stage.cache_dir("balanced", first, rows, cfg) == a and a.exists()
+    b = stage.cache_dir("balanced", second, rows, cfg)
+    assert b != a and not a.exists()
+    assert stage.cache_dir("balanced", second, rows.head(4), cfg) != b
