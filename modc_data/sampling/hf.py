@@ -16,7 +16,8 @@ Two decoders run the batches. ``compact`` (default) is a hand-written KV-cache l
 rows from the batch and the ``DynamicCache`` (``Cache.reorder_cache``, the public hook beam search
 uses) whenever an eighth of them have finished. No library does that on CPU (vLLM's continuous
 batching is GPU-only). It feeds the same uniforms, so its samples equal ``generate``'s in float32
-(tests check it); measured 1.4x ``generate``'s samples/s on 2 cores. ``generate`` (transformers'
+(tests check it); measured 1.1-1.4x ``generate``'s samples/s on 2 cores (more where trace
+lengths vary more; ``benchmarks/sampling_throughput.py --checkpoint``). ``generate`` (transformers'
 own loop, static cache) stays selectable for models the hand loop does not suit.
 
 What it leaves out: beam search; other samplers' knobs (top-k, penalties: the model's own
@@ -289,8 +290,8 @@ class HFBackend:
     ``batch_size``: sequences per batch. ``device``: default cuda when available, else cpu.
     ``dtype``: weights' dtype while sampling; ``auto`` is bfloat16 where the hardware has native
     bf16 (the check training's ``bf16: auto`` uses), else float32. On 2 CPU cores bf16 weights
-    sample 1.4x faster than float32; ~95% of samples are identical to float32's, the rest
-    differ by tokens whose probabilities bf16 rounds. ``decoder``: ``compact`` or ``generate``
+    sample 1.4x faster than float32; 85-95% of samples are identical to float32's, the rest
+    differ from the first token whose probabilities bf16 rounds differently. ``decoder``: ``compact`` or ``generate``
     (module docstring). ``generate_kwargs``: extra ``generate`` arguments (they imply the
     ``generate`` decoder). ``trust_remote_code`` stays off unless the user turns it on. One
     checkpoint is kept loaded at a time (experts are sampled one after another).
