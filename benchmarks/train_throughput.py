@@ -60,10 +60,11 @@ def _default_train() -> TrainParams:
 
 
 def main() -> None:
+    defaults = _default_train()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=_default_train().batch_size,
+    ap.add_argument("--batch-size", type=int, default=defaults.batch_size,
                     help="default: params.yaml's train.batch_size")
     ap.add_argument("--models", type=int, default=14, help="models in the whole pipeline")
     ap.add_argument("--budget-min", type=float, default=25.0, help="minutes for all training")
@@ -98,7 +99,7 @@ def main() -> None:
 
     best = max(results.values(), key=lambda r: r.tokens_per_s)
     per_step = best.wall_s / best.steps
-    default_steps = _default_train().steps
+    default_steps = defaults.steps
     print(f"bf16 speed-up: {results[('on', 1)].tokens_per_s / results[('off', 1)].tokens_per_s:.2f}x")
     print(f"micro_batches=2 speed-up (bf16): "
           f"{results[('on', 2)].tokens_per_s / results[('on', 1)].tokens_per_s:.2f}x")

@@ -8,30 +8,28 @@ artifacts/datasets/gradient_cluster/<mix>.parquet and, per mix, C, silhouette sc
 sizes and the agreement with the true search algorithm (ARI, contingency table) to
 artifacts/metrics/gradient_cluster.json. Features are cached (and resumed after an
 interruption) under artifacts/cache/gradient_cluster/<mix>/<key>, where the key hashes the
-reference model's weights, the rows and the params: a rerun with a retrained reference model
+reference model's parameters (``gradients.model_hash``), the rows and the params: a rerun with a retrained reference model
 starts a fresh store, and stores of other keys are deleted.
 """
 
 import hashlib
 import shutil
 import sys
-from pathlib import Path
 
 import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import frame_hash, write_json, write_parquet
 from modc_data.labeling.gradient_cluster import label_by_gradient_clusters
+from modc_data.labeling.gradients import model_hash
 from modc_data.modeling.load import load_checkpoint
 from modc_data.pipeline import StageError
 
 
-def cache_dir(mix: str, model_dir: Path, rows: pl.DataFrame, cfg) -> Path:
+def cache_dir(mix: str, model, rows: pl.DataFrame, cfg):
     """The feature store of this (reference model, rows, params); stale siblings are removed."""
     h = hashlib.sha256()
-    for f in sorted(model_dir.glob("*.safetensors")):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
+    h.update(model_hash(model).encode())
     h.update(frame_hash(rows, ["id", "prompt", "completion"]).encode())
     h.update(cfg.model_dump_json().encode())
     key = h.hexdigest()[:16]
@@ -40,7 +38,10 @@ def cache_dir(mix: str, model_dir: Path, rows: pl.DataFrame, cfg) -> Path:
         for old in root.iterdir():
             if old.name != key:
                 print(f"[gradient_cluster] removing stale feature cache {old}", file=sys.stderr)
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
+                if old.is_dir():
+                    shutil.rmtree(old)
+                else:
+                    old.unlink()
     return root / key
 
 
@@ -56,7 +57,7 @@ def main(params, argv):
     for mix in cfg.mixes:
         rows = pl.read_parquet(pipeline.ARTIFACTS / "datasets" / ref.label_source / f"{mix}.parquet")
         labeled, rep = label_by_gradient_clusters(
-            rows, model, tokenizer, cfg, cache_dir(mix, model_dir, rows, cfg),
+            rows, model, tokenizer, cfg, cache_dir(mix, model, rows, cfg),
         )
         write_parquet(labeled, pipeline.ARTIFACTS / "datasets" / "gradient_cluster" / f"{mix}.parquet")
         report[mix] = rep

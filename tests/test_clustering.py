@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
@@ -166,10 +167,8 @@ def test_stage_feature_cache_is_keyed_by_reference_model(tmp_path, monkeypatch):
     spec.loader.exec_module(stage)
     monkeypatch.setattr(pipeline, "ARTIFACTS", tmp_path / "artifacts")
     rows, cfg = tiny_rows(8, ["dfs", "bfs"], "train", seed=0), GradientClusterParams()
-    first, second = tmp_path / "m1", tmp_path / "m2"
-    for d, payload in ((first, b"one"), (second, b"two")):
-        d.mkdir()
-        (d / "model.safetensors").write_bytes(payload)
+    torch.manual_seed(0)
+    first, second = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)  # two different "models"
     a = stage.cache_dir("balanced", first, rows, cfg)
     a.mkdir(parents=True)
     assert stage.cache_dir("balanced", first, rows, cfg) == a and a.exists()

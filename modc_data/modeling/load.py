@@ -30,8 +30,8 @@ def load_checkpoint(
     """(model, tokenizer, ModcInfo) from a checkpoint directory; the model is in eval mode.
 
     ``dtype`` None: float32 on CPU, as saved elsewhere. ``attn_implementation``: passed to
-    ``from_pretrained`` when given (None: the transformers default). A directory with ``adapter_config.json``
-    is a LoRA adapter: its base (``info.base['name_or_path']``, else the adapter config's
+    ``from_pretrained`` when given (None: the transformers default). A directory with
+    ``adapter_config.json`` is a LoRA adapter: its base (``info.base['name_or_path']``, else the adapter config's
     ``base_model_name_or_path``) is loaded first, grown to the adapter tokenizer's size, then
     wrapped with ``peft.PeftModel.from_pretrained``. Raises FileNotFoundError when ``modc.json``
     is missing and ValueError for an ``experts`` group directory.

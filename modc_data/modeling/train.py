@@ -387,11 +387,12 @@ def train_model(
                 collate(part, pad_id)
                 for part in micro_batches([train_ex[i] for i in order[step].tolist()], train_cfg.micro_batches)
             ]
-            targets = sum(_targets(b["labels"]) for b in slices)
+            counts = [_targets(b["labels"]) for b in slices]
+            targets = max(sum(counts), 1)
             loss = torch.zeros(())
-            for batch in slices:
+            for batch, count in zip(slices, counts, strict=True):
                 tokens += int(batch["attention_mask"].sum())
-                weight = _targets(batch["labels"]) / max(targets, 1)
+                weight = count / targets
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     # HF's loss is the slice's mean over its target tokens; reweighted to the batch's.

@@ -127,7 +127,7 @@ def _decode_compact(
         uniforms = uniforms.to(device)
     for t in range(max_new_tokens):
         u = uniforms[rows, t] if uniforms is not None else None
-        token = _pick(logits, u, temperature if u is not None else 0, top_p)
+        token = _pick(logits, u, temperature, top_p)  # greedy (temperature 0) ignores u
         out[rows[alive], t] = token[alive]
         if len(eos_t):
             alive &= ~torch.isin(token, eos_t)
@@ -291,8 +291,8 @@ class HFBackend:
     ``dtype``: weights' dtype while sampling; ``auto`` is bfloat16 where the hardware has native
     bf16 (the check training's ``bf16: auto`` uses), else float32. On 2 CPU cores bf16 weights
     sample 1.4x faster than float32; 85-95% of samples are identical to float32's, the rest
-    differ from the first token whose probabilities bf16 rounds differently. ``decoder``: ``compact`` or ``generate``
-    (module docstring). ``generate_kwargs``: extra ``generate`` arguments (they imply the
+    differ from the first token whose probabilities bf16 rounds differently. ``decoder``:
+    ``compact`` or ``generate`` (module docstring). ``generate_kwargs``: extra ``generate`` arguments (they imply the
     ``generate`` decoder). ``trust_remote_code`` stays off unless the user turns it on. One
     checkpoint is kept loaded at a time (experts are sampled one after another).
     """
