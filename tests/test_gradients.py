@@ -15,6 +15,7 @@ from modc_data.labeling.gradients import (
     gradient_params,
     gradients_loop,
     gradients_vmap,
+    length_order,
 )
 from modc_data.labeling.projection import META_FILE, read_feature_meta
 from modc_data.modeling.format import IGNORE_INDEX
@@ -129,24 +130,33 @@ def test_too_long_example_refused(tok):
 def test_resumed_featurisation_equals_uninterrupted(tok, tmp_path):
     model = tiny_llama(tok, seed=6)
     pairs = PAIRS * 3
-    full, info = featurize(model, tok, pairs, tmp_path / "a", dim=16, seed=1, chunk_size=4)
+    # buffer_bytes=1: project and commit every chunk of 4 (the default groups whole chunks)
+    kw = {"dim": 16, "seed": 1, "chunk_size": 4, "buffer_bytes": 1}
+    full, info = featurize(model, tok, pairs, tmp_path / "a", **kw)
     full = np.array(full)
     assert info["rows_resumed"] == 0 and info["method"] == "vmap"
     assert full.shape == (15, 16) and np.isfinite(full).all() and (np.abs(full).sum(1) > 0).all()
 
-    # Interrupt: rows past rows_done hold garbage, as after a crash mid-chunk.
-    part, _ = featurize(model, tok, pairs, tmp_path / "b", dim=16, seed=1, chunk_size=4)
-    # (commits happen at chunk boundaries, so resuming at row 8 repeats the very same chunks)
-    part[8:] = np.nan
+    # Interrupt: rows past rows_done hold garbage, as after a crash mid-chunk. Rows are done in
+    # length order, so rows_done = 8 means the 8 shortest examples.
+    order = length_order(encode_pairs(tok, pairs))
+    assert sorted(order) == list(range(15)) and list(order) != list(range(15))
+    part, _ = featurize(model, tok, pairs, tmp_path / "b", **kw)
+    # (commits happen at chunk boundaries, so resuming at 8 repeats the very same chunks)
+    part[order[8:]] = np.nan
     part.flush()
     meta = json.loads((tmp_path / "b" / META_FILE).read_text())
     meta["rows_done"] = 8
     (tmp_path / "b" / META_FILE).write_text(json.dumps(meta))
     del part
-    resumed, info = featurize(model, tok, pairs, tmp_path / "b", dim=16, seed=1, chunk_size=4)
+    resumed, info = featurize(model, tok, pairs, tmp_path / "b", **kw)
     assert info["rows_resumed"] == 8
     np.testing.assert_array_equal(np.array(resumed), full)
     assert read_feature_meta(tmp_path / "b").rows_done == 15
+
+    # projecting all 15 rows together (the default buffer) gives the same features
+    grouped, _ = featurize(model, tok, pairs, tmp_path / "g", dim=16, seed=1, chunk_size=4)
+    np.testing.assert_allclose(np.array(grouped), full, rtol=1e-4, atol=1e-5)
 
     # the loop computes the same features
     loop, info = featurize(model, tok, pairs, tmp_path / "c", dim=16, seed=1, method="loop")
@@ -200,3 +210,17 @@ def test_auto_falls_back_to_loop_when_vmap_fails(tok, tmp_path):
     assert info["method"] == "loop"
     want, _ = featurize(model.inner, tok, PAIRS, tmp_path / "l", dim=8, method="loop")
     np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-5, atol=1e-6)
+
+
+def test_rows_stay_in_input_order_though_computed_by_length(tok, tmp_path):
+    from modc_data.labeling.projection import RademacherProjection
+
+    model = tiny_llama(tok, seed=6)
+    feats, info = featurize(model, tok, PAIRS, tmp_path, dim=16, seed=1, chunk_size=2)
+    examples = encode_pairs(tok, PAIRS)
+    assert list(length_order(examples)) != list(range(len(PAIRS)))  # the order is not trivial
+    proj = RademacherProjection(info["n_params"], 16, seed=1)
+    for i, ex in enumerate(examples):
+        want = proj.project(gradients_loop(model, [ex]))[0].numpy()
+        np.testing.assert_allclose(feats[i], want, rtol=1e-4, atol=1e-5)
+    assert read_feature_meta(tmp_path).order == "length"

@@ -10,8 +10,9 @@ What it handles:
   ``cache_bytes``, since regenerating them for every chunk would cost as much as the gradients.
 - A feature store: a memory-mapped ``features.npy`` (``numpy.lib.format.open_memmap``, float32,
   ``[n_examples, d]``) plus ``features.json`` (seed, d, parameter count, model hash, number of
-  examples, dataset hash, rows done). Rows are committed in order; ``rows_done`` is written only
-  after the rows it counts are flushed, so an interrupted run resumes where it stopped.
+  examples, dataset hash, processing order, rows done). Rows are committed in that order;
+  ``rows_done`` is written only after the rows it counts are flushed, so an interrupted run
+  resumes where it stopped.
 
 What it leaves out: computing gradients (``gradients.py``) and clustering (``clustering.py``).
 TRAK projects on the GPU with a custom kernel; this is a plain-torch, hand-written equivalent.
@@ -164,6 +165,7 @@ class FeatureMeta:
     n_examples: int
     dataset_hash: str
     block_rows: int = BLOCK_ROWS
+    order: str = "input"  # the order rows are computed in; rows_done counts rows of that order
     rows_done: int = 0
 
 
@@ -187,7 +189,7 @@ def open_feature_store(directory: str | Path, meta: FeatureMeta) -> tuple[np.mem
     """Open (or create) the store in ``directory`` for a run described by ``meta``.
 
     Returns the writable memmap ``[n_examples, dim]`` float32 and the stored metadata, whose
-    ``rows_done`` says how many leading rows are already computed. Raises ValueError naming the
+    ``rows_done`` says how many rows (the first of ``meta.order``) are already computed. Raises ValueError naming the
     first mismatching field when the store was made by a different run (another seed, model,
     dataset, ...), before any work is done.
     """
