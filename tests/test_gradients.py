@@ -224,3 +224,13 @@ def test_rows_stay_in_input_order_though_computed_by_length(tok, tmp_path):
         want = proj.project(gradients_loop(model, [ex]))[0].numpy()
         np.testing.assert_allclose(feats[i], want, rtol=1e-4, atol=1e-5)
     assert read_feature_meta(tmp_path).order == "length"
+
+
+def test_group_rows_fills_the_buffer_with_whole_chunks():
+    from modc_data.labeling.gradients import group_rows
+
+    # 1M parameters of fp32 = 4 MB a row: 1 GiB holds 256 rows, i.e. 8 whole chunks of 32
+    assert group_rows(32, 2**20, 2**30, 10_000) == 256
+    assert group_rows(32, 2**20, 2**30 - 1, 10_000) == 224  # never a partial chunk
+    assert group_rows(32, 2**30, 2**30, 10_000) == 32  # at least one chunk
+    assert group_rows(32, 2**20, 2**30, 100) == 100  # never more than the examples
