@@ -39,6 +39,7 @@ import torch  # noqa: E402
 
 from modc_data.config import ScratchModelParams  # noqa: E402
 from modc_data.labeling.gradients import (  # noqa: E402
+    BUFFER_BYTES,
     encode_pairs,
     featurize,
     gradients_loop,
@@ -163,13 +164,12 @@ def main() -> None:
         f"({ratios.min():.1f}-{ratios.max():.1f}; target >= 3x); in input order "
         f"{np.median(np.array(rates['vmap, input order']) / np.array(rates['loop'])):.1f}x"
     )
-    chunks = by_length
 
     proj = RademacherProjection(n_params, args.dim, seed=0)
-    g = gradients_vmap(model, chunks[0], tok.pad_token_id, out=buffer)
+    g = gradients_vmap(model, by_length[0], tok.pad_token_id, out=buffer)
     first = len(g) / rate(lambda: proj.project(g), len(g), dev)
     proj_rate = rate(lambda: proj.project(g), len(g), dev)
-    group = group_rows(args.chunk, n_params, 2**30, len(examples))
+    group = group_rows(args.chunk, n_params, BUFFER_BYTES, len(examples))
     big = torch.randn(group, n_params, device=dev)
     group_rate = rate(lambda: proj.project(big), group, dev)
     print(

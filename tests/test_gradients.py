@@ -15,9 +15,10 @@ from modc_data.labeling.gradients import (
     gradient_params,
     gradients_loop,
     gradients_vmap,
+    group_rows,
     length_order,
 )
-from modc_data.labeling.projection import META_FILE, read_feature_meta
+from modc_data.labeling.projection import META_FILE, RademacherProjection, read_feature_meta
 from modc_data.modeling.format import IGNORE_INDEX
 from tests.tiny_models import TINY_SCRATCH, tiny_llama, tiny_tokenizer
 
@@ -213,8 +214,6 @@ def test_auto_falls_back_to_loop_when_vmap_fails(tok, tmp_path):
 
 
 def test_rows_stay_in_input_order_though_computed_by_length(tok, tmp_path):
-    from modc_data.labeling.projection import RademacherProjection
-
     model = tiny_llama(tok, seed=6)
     feats, info = featurize(model, tok, PAIRS, tmp_path, dim=16, seed=1, chunk_size=2)
     examples = encode_pairs(tok, PAIRS)
@@ -227,8 +226,6 @@ def test_rows_stay_in_input_order_though_computed_by_length(tok, tmp_path):
 
 
 def test_group_rows_fills_the_buffer_with_whole_chunks():
-    from modc_data.labeling.gradients import group_rows
-
     # 1M parameters of fp32 = 4 MB a row: 1 GiB holds 256 rows, i.e. 8 whole chunks of 32
     assert group_rows(32, 2**20, 2**30, 10_000) == 256
     assert group_rows(32, 2**20, 2**30 - 1, 10_000) == 224  # never a partial chunk

@@ -242,6 +242,7 @@ def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int | 
 
 
 ORDER = "length"  # the processing order recorded in the store; see ``length_order``
+BUFFER_BYTES = 2**30  # featurize's default gradient buffer; see ``group_rows``
 
 
 def length_order(examples: Sequence[Example]) -> np.ndarray:
@@ -304,7 +305,7 @@ def featurize(
     chunk_size: int = 32,
     method: Method = "auto",
     cache_bytes: int = 512 * 2**20,
-    buffer_bytes: int = 2**30,
+    buffer_bytes: int = BUFFER_BYTES,
 ) -> tuple[np.memmap, dict]:
     """Projected gradient features of ``pairs``, stored (and resumed) in ``directory``.
 

@@ -189,9 +189,9 @@ def open_feature_store(directory: str | Path, meta: FeatureMeta) -> tuple[np.mem
     """Open (or create) the store in ``directory`` for a run described by ``meta``.
 
     Returns the writable memmap ``[n_examples, dim]`` float32 and the stored metadata, whose
-    ``rows_done`` says how many rows (the first of ``meta.order``) are already computed. Raises ValueError naming the
-    first mismatching field when the store was made by a different run (another seed, model,
-    dataset, ...), before any work is done.
+    ``rows_done`` says how many rows (the first of ``meta.order``) are already computed. Raises
+    ValueError naming the first mismatching field when the store was made by a different run
+    (another seed, model, dataset, ...), before any work is done.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
