@@ -62,6 +62,12 @@ class RandomLabelParams(_Block):
 
 
 class LabelsParams(_Block):
+    # One `label@<source>` stage per entry. `search_algorithm` (Countdown only) labels every
+    # problem's DFS/BFS traces, writes each mix and the random-partition control of random arms.
+    # Tasks without traces (math) list none: their labels come from distill / gradient_cluster.
+    sources: list[Literal["search_algorithm"]] = Field(
+        default_factory=list, description="label stages to run"
+    )
     random: RandomLabelParams = RandomLabelParams()
     # mix name -> {mode: share}; shares must sum to 1. Rows of every label source are drawn
     # from the search-algorithm rows under one of these mixes.
@@ -144,7 +150,11 @@ class LoraParams(_Block):
 
 
 class PretrainedModelParams(_Block):
-    name_or_path: str = "Qwen/Qwen2.5-0.5B"
+    name_or_path: str = Field("Qwen/Qwen2.5-0.5B", description="Hub id or local folder")
+    hub_id: str | None = Field(
+        None, description="Hub id of the base when name_or_path is a local copy (e.g. a converted "
+        "GGUF): adapter repos name it as base_model",
+    )
     lora: LoraParams = LoraParams()
     trust_remote_code: bool = False
 
@@ -218,8 +228,14 @@ class EvaluateParams(_Block):
 
 # --------------------------------------------------------------------------- gradient clusters
 class GradientClusterParams(_Block):
-    reference_arm: str = "search_algorithm-balanced"
-    mixes: list[str] = Field(default_factory=lambda: ["balanced"])
+    reference_arm: str = Field(
+        "search_algorithm-balanced", description="arm whose own standard model gives the gradients"
+    )
+    rows_source: str = Field(
+        "search_algorithm", description="label source of the rows clustered (the reference arm's)"
+    )
+    # One `gradient_cluster@<mix>` stage per entry: rows_source/<mix>.parquet -> gradient_cluster/<mix>.parquet
+    mixes: list[str] = Field(default_factory=list)
     projection_dim: int = Field(1024, gt=0)
     n_clusters: int | Literal["auto"] = 2
     auto_range: list[int] = Field(default_factory=lambda: [2, 3, 4])
@@ -276,6 +292,13 @@ class TeacherParams(_Block):
 
 
 class DistillParams(_Block):
+    # One `distill@<mix>` stage per entry (at most one): teacher_id/<mix>.parquet.
+    mixes: list[str] = Field(default_factory=list, max_length=1)
+    after: str = Field(
+        "artifacts/data/problems.parquet",
+        description="the file or folder the teachers come from, as a DVC dep (pipeline models, "
+        "a local dataset); the problems table when they come from outside (Hub, a server)",
+    )
     teachers: list[TeacherParams] = Field(default_factory=list)
     pool_problems: int = Field(2000, gt=0, description="training problems distilled")
     n: int = Field(4, gt=0, description="samples per (problem, teacher)")
@@ -308,6 +331,9 @@ class MathDataParams(_Block):
         dataset="DigitalLearningGmbH/MATH-lighteval", answer_column="solution"
     )
     test: MathSourceParams = MathSourceParams(dataset="HuggingFaceH4/MATH-500", split="test")
+    validation: int = Field(
+        500, ge=0, description="train-pool problems held out as the validation split (seeded)"
+    )
     prompt_template: str = Field(
         "Problem: {problem}\nPut the final answer in \\boxed{}.",
         description="'{problem}' is replaced by the statement (plain replacement, not format)",
@@ -345,23 +371,91 @@ class Params(_Block):
 
     @model_validator(mode="after")
     def _references(self) -> Params:
+        """Cross-references between blocks, checked before any stage does work."""
+        errors = self._reference_errors()
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    def _reference_errors(self) -> list[str]:
+        errs: list[str] = []
+        produced = self.dataset_mixes()
+        if "search_algorithm" in self.labels.sources and self.task != "countdown":
+            errs.append(
+                f"labels.sources: 'search_algorithm' needs DFS/BFS traces, which only task "
+                f"'countdown' has (task is {self.task!r}); use labels.sources: []"
+            )
         for key, arm in self.arms.items():
             if key != arm.key:
-                raise ValueError(f"arms.{key}: key must be '<label_source>-<mix>' = {arm.key!r}")
-            if arm.label_source != "teacher_id" and arm.mix not in self.labels.mixes:
-                raise ValueError(
-                    f"arms.{key}.mix: unknown mix {arm.mix!r}; mixes are {sorted(self.labels.mixes)}"
+                errs.append(f"arms.{key}: key must be '<label_source>-<mix>' = {arm.key!r}")
+            if arm.mix not in produced[arm.label_source]:
+                errs.append(
+                    f"arms.{key}.mix: no stage makes {arm.label_source}/{arm.mix}.parquet; "
+                    f"{_producer_hint(arm.label_source)} (now {sorted(produced[arm.label_source])})"
                 )
-            if arm.standard_from is not None and arm.standard_from not in self.arms:
-                raise ValueError(f"arms.{key}.standard_from: unknown arm {arm.standard_from!r}")
+            if arm.standard_from is not None:
+                if arm.standard_from not in self.arms:
+                    errs.append(f"arms.{key}.standard_from: unknown arm {arm.standard_from!r}; "
+                                f"arms are {sorted(self.arms)}")
+                elif f"{arm.standard_from}-standard" not in self.train_jobs:
+                    errs.append(f"arms.{key}.standard_from: arm {arm.standard_from!r} has no "
+                                f"standard model (add train_jobs.{arm.standard_from}-standard)")
         for key, job in self.train_jobs.items():
             if job.arm not in self.arms:
-                raise ValueError(
-                    f"train_jobs.{key}: arm {job.arm!r} is not in arms {sorted(self.arms)}"
-                )
-            if key != f"{job.arm}-{job.variant}":
-                raise ValueError(f"train_jobs.{key}: key must be '{job.arm}-{job.variant}'")
-        return self
+                errs.append(f"train_jobs.{key}: arm {job.arm!r} is not in arms {sorted(self.arms)}")
+            elif key != f"{job.arm}-{job.variant}":
+                errs.append(f"train_jobs.{key}: key must be '{job.arm}-{job.variant}'")
+            elif (job.label_source, job.mix) != (self.arms[job.arm].label_source,
+                                                 self.arms[job.arm].mix):
+                errs.append(f"train_jobs.{key}: label_source/mix must match arms.{job.arm}")
+        g = self.gradient_cluster
+        if g.mixes:
+            ref = self.arms.get(g.reference_arm)
+            if ref is None:
+                errs.append(f"gradient_cluster.reference_arm: unknown arm {g.reference_arm!r}; "
+                            f"arms are {sorted(self.arms)}")
+            else:
+                if ref.label_source != g.rows_source:
+                    errs.append(f"gradient_cluster.rows_source: {g.rows_source!r} is not the "
+                                f"reference arm's label source {ref.label_source!r}")
+                if f"{g.reference_arm}-standard" not in self.train_jobs:
+                    errs.append(f"gradient_cluster.reference_arm: {g.reference_arm!r} has no "
+                                f"standard model (add train_jobs.{g.reference_arm}-standard)")
+            for mix in g.mixes:
+                if mix not in produced.get(g.rows_source, set()):
+                    errs.append(f"gradient_cluster.mixes: no stage makes {g.rows_source}/{mix}"
+                                f".parquet to cluster; {_producer_hint(g.rows_source)}")
+        d = self.distill
+        if d.mixes and not d.teachers:
+            errs.append("distill.teachers: empty, but distill.mixes asks for a teacher_id "
+                        "dataset; list the teachers or set distill.mixes: []")
+        for i, t in enumerate(d.teachers):
+            local = t.path if t.kind == "model" else t.dataset
+            if local and local.startswith("artifacts/") and not (
+                local == d.after or local.startswith(d.after.rstrip("/") + "/")
+            ):
+                errs.append(f"distill.teachers[{i}] ({t.name}): {local!r} is a pipeline output, "
+                            f"so distill.after must be it or a folder above it (now {d.after!r})")
+        splits = TASK_SPLITS.get(self.task, ())
+        bad = [sp for sp in self.sample.splits if sp not in splits]
+        if bad:
+            errs.append(f"sample.splits: {bad} are not splits of task {self.task!r}; "
+                        f"allowed: {list(splits)}")
+        if self.evaluate.ks and max(self.evaluate.ks) > self.sample.n:
+            errs.append(f"evaluate.ks: k={max(self.evaluate.ks)} exceeds sample.n="
+                        f"{self.sample.n} (pass@k needs n >= k samples per mode)")
+        return errs
+
+    def dataset_mixes(self) -> dict[str, set[str]]:
+        """label source -> the mixes whose dataset some stage of this profile writes."""
+        search = "search_algorithm" in self.labels.sources
+        random_mixes = {a.mix for a in self.arms.values() if a.label_source == "random"}
+        return {
+            "search_algorithm": set(self.labels.mixes) if search else set(),
+            "random": (random_mixes & set(self.labels.mixes)) if search else set(),
+            "teacher_id": set(self.distill.mixes),
+            "gradient_cluster": set(self.gradient_cluster.mixes),
+        }
 
     def standard_arm(self, arm: str) -> str:
         """Arm whose standard model serves ``arm`` (itself unless ``standard_from`` is set)."""
@@ -378,25 +472,75 @@ class Params(_Block):
         return key if key in self.train_jobs else None
 
 
+# (block, key) of the params lists that decide which optional stages dvc.yaml runs.
+STAGE_LISTS = (("labels", "sources"), ("gradient_cluster", "mixes"), ("distill", "mixes"))
+
+# Splits each task's generate stage writes.
+TASK_SPLITS = {
+    "countdown": ("train", "validation", "test", "test_adversarial", "validation_adversarial"),
+    "math": ("train", "validation", "test"),
+}
+
+
+def _producer_hint(label_source: str) -> str:
+    return {
+        "search_algorithm": "add the mix to labels.mixes (and 'search_algorithm' to labels.sources)",
+        "random": "add the mix to labels.mixes (and 'search_algorithm' to labels.sources)",
+        "teacher_id": "set distill.mixes to [<mix>]",
+        "gradient_cluster": "add the mix to gradient_cluster.mixes",
+    }[label_source]
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid params ({err.error_count()} problem(s)):"]
+    lines = [f"{source}: invalid params:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = ".".join(str(p) for p in e["loc"])
+        if not loc:  # a cross-field check: its message names the fields itself
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.extend(f"  - {line}" for line in msg.splitlines())
+            continue
         val = e.get("input")
         shown = repr(val) if not isinstance(val, dict) else "{…}"
         lines.append(f"  - {loc}: {e['msg']} (got {shown[:80]})")
     return "\n".join(lines)
 
 
-def parse_params(data: dict[str, Any] | None, source: str = PARAMS_FILE) -> Params:
+def missing_pipeline_keys(data: dict[str, Any]) -> list[str]:
+    """Keys dvc.yaml interpolates that ``data`` (a raw profile) lacks.
+
+    DVC reads the file itself, not these models' defaults, so a profile run by ``dvc repro``
+    must write them out: the task and its block, arms, train_jobs and the stage lists.
+    """
+    missing = [k for k in ("task", "arms", "train_jobs") if k not in data]
+    task = data.get("task", "countdown")
+    if isinstance(task, str) and task not in data:
+        missing.append(f"{task} (the block of task {task!r})")
+    for block, key in STAGE_LISTS:
+        if not isinstance(data.get(block), dict) or key not in data[block]:
+            missing.append(f"{block}.{key}")
+    return missing
+
+
+def parse_params(
+    data: dict[str, Any] | None, source: str = PARAMS_FILE, pipeline: bool = False
+) -> Params:
+    """Validate a params mapping. ``pipeline``: also require what dvc.yaml reads from the file."""
+    missing = missing_pipeline_keys(data or {}) if pipeline else []
+    if missing:
+        raise ParamsError(
+            f"{source}: missing " + ", ".join(missing) + ": dvc.yaml reads these from the "
+            "profile itself (a stage list runs one stage per entry; write [] for none)"
+        )
     try:
         return Params.model_validate(data or {})
     except ValidationError as err:
         raise ParamsError(_format_errors(err, source)) from None
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    """Read and validate a params file; raises ParamsError naming every bad field."""
+def load_params(path: str | Path = PARAMS_FILE, pipeline: bool = False) -> Params:
+    """Read and validate a params file; raises ParamsError naming every bad field.
+
+    ``pipeline``: the file is a profile ``dvc repro`` runs (see ``missing_pipeline_keys``)."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: params file not found (run from the repo root)")
@@ -406,4 +550,4 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if data is not None and not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    return parse_params(data, str(path))
+    return parse_params(data, str(path), pipeline=pipeline)

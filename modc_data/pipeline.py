@@ -28,7 +28,7 @@ def run(main: Callable[[Params, list[str]], None], params_path: str = "params.ya
     name = Path(sys.argv[0]).stem
     started = time.perf_counter()
     try:
-        params = load_params(params_path)
+        params = load_params(params_path, pipeline=True)
         main(params, sys.argv[1:])
     except (ParamsError, StageError, FileNotFoundError, ValueError) as err:
         print(f"[{name}] error: {err}", file=sys.stderr)

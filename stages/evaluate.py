@@ -47,13 +47,14 @@ def main(params, argv):
     write_reports(result, out)
     metrics = pipeline.ARTIFACTS / "metrics"
 
-    def report(name):
-        path = metrics / name
-        return json.loads(path.read_text()) if path.exists() else None
+    def reports(source):
+        """{mix: report} of one label source's stages (empty when the profile has none)."""
+        return {p.stem: json.loads(p.read_text()) for p in sorted((metrics / source).glob("*.json"))}
 
     results = (out / "results.md").read_text()
-    results += "\n" + gradient_cluster_section(report("gradient_cluster.json"))
-    results += "\n" + distill_section(report("distill.json"))
+    results += "\n" + gradient_cluster_section(reports("gradient_cluster"))
+    for mix, rep in reports("distill").items():
+        results += "\n" + distill_section(rep, mix)
     write_text(results, out / "results.md")
 
 

@@ -1,12 +1,12 @@
-"""Stage `gradient_cluster`: discover modes without labels from per-example gradients.
+"""Stage `gradient_cluster@<mix>`: discover modes without labels from per-example gradients.
 
-    python stages/gradient_cluster.py   # reads params.yaml: gradient_cluster
-For each mix in gradient_cluster.mixes: the reference arm's standard model (trained on the
-unlabeled mixture) gives each row's gradient of log p(completion | prompt); a Rademacher
-projection and k-means turn them into modes `cluster:<i>`. Writes
-artifacts/datasets/gradient_cluster/<mix>.parquet and, per mix, C, silhouette scores, cluster
-sizes and the agreement with the true search algorithm (ARI, contingency table) to
-artifacts/metrics/gradient_cluster.json. Features are cached (and resumed after an
+    python stages/gradient_cluster.py balanced   # reads params.yaml: gradient_cluster
+The reference arm's standard model (trained on the unlabeled mixture; a LoRA adapter over a
+pretrained base, or a scratch model) gives each row of <rows_source>/<mix>.parquet its gradient
+of log p(completion | prompt); a Rademacher projection and k-means turn them into modes
+`cluster:<i>`. Writes artifacts/datasets/gradient_cluster/<mix>.parquet (+ .declared.json) and
+C, silhouette scores, cluster sizes and the agreement with the rows' known modes (ARI,
+contingency table) to artifacts/metrics/gradient_cluster/<mix>.json. Features are cached (and resumed after an
 interruption) under artifacts/cache/gradient_cluster/<mix>/<key>, where the key hashes the
 reference model's parameters (``gradients.model_hash``), the rows and the params: a rerun with a retrained reference model
 starts a fresh store, and stores of other keys are deleted.
@@ -20,7 +20,8 @@ import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import frame_hash, write_json, write_parquet
-from modc_data.labeling.gradient_cluster import label_by_gradient_clusters
+from modc_data.labeling.declared import uniform, write_declared
+from modc_data.labeling.gradient_cluster import cluster_mode, label_by_gradient_clusters
 from modc_data.labeling.gradients import model_hash
 from modc_data.modeling.load import load_checkpoint
 from modc_data.pipeline import StageError
@@ -47,21 +48,23 @@ def cache_dir(mix: str, model, rows: pl.DataFrame, cfg):
 
 def main(params, argv):
     cfg = params.gradient_cluster
-    if cfg.reference_arm not in params.arms:
-        raise StageError(f"gradient_cluster.reference_arm: unknown arm {cfg.reference_arm!r}")
-    ref = params.arms[cfg.reference_arm]
-    model_dir = pipeline.ARTIFACTS / "models" / params.standard_arm(cfg.reference_arm) / "standard"
-    model, tokenizer, _ = load_checkpoint(model_dir)
+    if len(argv) != 1 or argv[0] not in cfg.mixes:
+        raise StageError(f"usage: gradient_cluster.py <mix>; gradient_cluster.mixes are {cfg.mixes}")
+    mix = argv[0]
+    model_dir = pipeline.ARTIFACTS / "models" / cfg.reference_arm / "standard"
+    model, tokenizer, _ = load_checkpoint(model_dir, trainable=True)
     model = model.float()
-    report = {}
-    for mix in cfg.mixes:
-        rows = pl.read_parquet(pipeline.ARTIFACTS / "datasets" / ref.label_source / f"{mix}.parquet")
-        labeled, rep = label_by_gradient_clusters(
-            rows, model, tokenizer, cfg, cache_dir(mix, model, rows, cfg),
-        )
-        write_parquet(labeled, pipeline.ARTIFACTS / "datasets" / "gradient_cluster" / f"{mix}.parquet")
-        report[mix] = rep
-    write_json(report, pipeline.ARTIFACTS / "metrics" / "gradient_cluster.json")
+    rows = pl.read_parquet(pipeline.ARTIFACTS / "datasets" / cfg.rows_source / f"{mix}.parquet")
+    labeled, rep = label_by_gradient_clusters(
+        rows, model, tokenizer, cfg, cache_dir(mix, model, rows, cfg),
+    )
+    path = pipeline.ARTIFACTS / "datasets" / "gradient_cluster" / f"{mix}.parquet"
+    write_parquet(labeled, path)
+    modes = labeled.filter(pl.col("split") == "train")["mode"].unique().to_list()
+    if isinstance(cfg.n_clusters, int):  # C fixed: every cluster is declared; auto: those found
+        modes = [cluster_mode(i) for i in range(cfg.n_clusters)]
+    write_declared(path, uniform(modes))
+    write_json(rep, pipeline.ARTIFACTS / "metrics" / "gradient_cluster" / f"{mix}.json")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Stage `validate@<arm>`: great-expectations suite over one labeled dataset.
 
-    python stages/validate.py search_algorithm-skewed   # reads params.yaml: validation, labels
+    python stages/validate.py search_algorithm-skewed   # reads params.yaml: validation, arms.<arm>
 Writes artifacts/validation/<arm>.json (report; a DVC metric), GX data docs under
 artifacts/validation/<arm>_docs/, and artifacts/validation/<arm>.ok (the dataset's hash: what
 training depends on, so changing a validation-only param never retrains). A failing suite exits
-non-zero, naming each failed expectation, and `dvc repro` stops before training.
+non-zero, naming each failed expectation, and `dvc repro` stops before training. The shares the
+dataset must show come from <mix>.declared.json, written beside it by the stage that made it.
 """
 
 import sys
@@ -13,34 +14,9 @@ import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import frame_hash, write_text
-from modc_data.labeling.random_partition import uniform_shares
+from modc_data.labeling.declared import read_declared
 from modc_data.pipeline import StageError
 from modc_data.validation import exit_code, format_summary, validate_dataset, write_report
-
-
-def declared_shares(params, arm, rows: pl.DataFrame) -> dict[str, float]:
-    """The mix a dataset must show: the params mix, or uniform over the source's modes."""
-    if arm.label_source == "search_algorithm":
-        return dict(params.labels.mixes[arm.mix])
-    if arm.label_source == "random":
-        return uniform_shares(params.labels.random.n_modes)
-    if arm.label_source == "teacher_id":
-        # a model teacher is one mode; a dataset teacher one per listed value of its column
-        modes = []
-        for t in params.distill.teachers:
-            if t.kind == "model":
-                modes.append(f"teacher:{t.name}")
-            elif t.include:
-                modes.extend(f"teacher:{v}" for v in t.include)
-            else:
-                train = rows.filter(pl.col("split") == "train")
-                modes.extend(sorted(set(train["mode"].to_list())))
-        modes = sorted(set(modes))
-    elif isinstance(params.gradient_cluster.n_clusters, int):
-        modes = [f"cluster:{i}" for i in range(params.gradient_cluster.n_clusters)]
-    else:  # C chosen by silhouette: the clusters found are the declared set
-        modes = sorted(rows.filter(pl.col("split") == "train")["mode"].unique().to_list())
-    return {m: 1.0 / len(modes) for m in modes}
 
 
 def main(params, argv):
@@ -53,7 +29,7 @@ def main(params, argv):
     cfg = params.validation
     report = validate_dataset(
         rows,
-        declared_shares(params, arm, rows),
+        read_declared(path),
         cfg.source_tolerance.get(arm.label_source, cfg.tolerance),
         cfg.min_rows_per_mode,
         key,

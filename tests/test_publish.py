@@ -16,7 +16,7 @@ import yaml
 from huggingface_hub import DatasetCard, ModelCard
 
 from modc_data.config import PublishParams
-from modc_data.publish import ModelRelease, PublishError, ReleaseInputs, publish_all
+from modc_data.publish import LocalTarget, ModelRelease, PublishError, ReleaseInputs, publish_all
 from modc_data.publish.layout import manifest
 from modc_data.schema import ROW_SCHEMA, make_rows
 from tests.tiny_models import make_tiny_checkpoint
@@ -295,14 +295,22 @@ def test_adapter_keeps_hub_base_id(tmp_path):
     card = ModelCard.load(repo / "README.md")
     assert card.data.base_model == "tiny-org/tiny-base" and card.data.library_name == "peft"
 
-    # a base known only by a local path cannot be published as an adapter
+    # a base known only by a local path: a local folder release keeps the path ...
     write_modc(ckpt, ModcInfo(variant="standard", label_source="search_algorithm", modes=[],
                               base={"kind": "pretrained", "name_or_path": str(base_dir)}))
+    local = tmp_path / "hub-local"
+    publish_all(task="countdown", datasets={}, validation_reports={},
+                models=[ModelRelease(str(ckpt), KEY, name="adapter")], summary_path=summary,
+                params={}, revision={}, publish=PublishParams(local_dir=str(local)), log=lambda s: None)
+    card = ModelCard.load(local / "models" / "modc" / "adapter" / "README.md")
+    assert card.data.base_model == str(base_dir)
+    # ... but it cannot go to the Hub as an adapter
     with pytest.raises(PublishError, match="Hub id"):
         publish_all(task="countdown", datasets={}, validation_reports={},
                     models=[ModelRelease(str(ckpt), KEY, name="adapter")], summary_path=summary,
-                    params={}, revision={}, publish=PublishParams(local_dir=str(out)),
-                    log=lambda s: None)
+                    params={}, revision={}, publish=PublishParams(target="hub", local_dir=str(out)),
+                    target=LocalTarget(tmp_path / "never"), log=lambda s: None)
+    assert not (tmp_path / "never").exists()
 
 
 def test_cli_help_for_every_subcommand():

@@ -40,12 +40,12 @@ def gradient_cluster_section(report: dict[str, Any] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def distill_section(report: dict[str, Any] | None) -> str:
+def distill_section(report: dict[str, Any] | None, mix: str = "distilled") -> str:
     """Per-teacher pass rates, kept rows and rejections of the teacher-ID distillation."""
     if not report:
         return ""
     lines = [
-        "## Teacher-ID labels: distillation",
+        f"## Teacher-ID labels: distillation (`teacher_id/{mix}`)",
         "",
         f"{report.get('problems', '?')} problems, n = {report.get('n', '?')} samples per "
         f"(problem, teacher), keep ≤ {report.get('keep_per_teacher', '?')} per teacher, "

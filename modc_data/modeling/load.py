@@ -26,8 +26,12 @@ def load_checkpoint(
     dtype: torch.dtype | None = None,
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
+    trainable: bool = False,
 ):
     """(model, tokenizer, ModcInfo) from a checkpoint directory; the model is in eval mode.
+
+    ``trainable``: a LoRA adapter is loaded with its adapter weights requiring grad (gradient
+    features need them); a full model's parameters require grad either way.
 
     ``dtype`` None: float32 on CPU, as saved elsewhere. ``attn_implementation``: passed to
     ``from_pretrained`` when given (None: the transformers default). A directory with
@@ -62,7 +66,7 @@ def load_checkpoint(
             )
         base = AutoModelForCausalLM.from_pretrained(base_name, **kwargs)
         fit_embeddings(base, tokenizer)
-        model = PeftModel.from_pretrained(base, path)
+        model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.to(device)

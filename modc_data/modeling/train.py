@@ -335,7 +335,8 @@ def train_model(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)  # LoRA init draws from the global RNG
             model, tokenizer = load_pretrained_base(model_cfg.pretrained, modes if prefix else ())
-        base_info = {"kind": "pretrained", "name_or_path": model_cfg.pretrained.name_or_path, "adapter": True}
+        base_info = {"kind": "pretrained", "name_or_path": model_cfg.pretrained.name_or_path,
+                     "hub_id": model_cfg.pretrained.hub_id, "adapter": True}
         max_len = getattr(model.config, "max_position_embeddings", None) or 10**9
         len_field = "the base model's max_position_embeddings"
     model.to(device)
@@ -525,7 +526,9 @@ def train_experts(
         task=_task_of(train_rows),
         arm=arm,
         experts={m: mode_slug(m) for m in modes},
-        base={"kind": model_cfg.base, "name_or_path": model_cfg.pretrained.name_or_path if model_cfg.base == "pretrained" else None, "adapter": model_cfg.base == "pretrained"},
+        base={"kind": model_cfg.base, "name_or_path": model_cfg.pretrained.name_or_path if model_cfg.base == "pretrained" else None,
+              "hub_id": model_cfg.pretrained.hub_id if model_cfg.base == "pretrained" else None,
+              "adapter": model_cfg.base == "pretrained"},
         data_hash=data_hash(train_rows.filter(pl.col("mode").is_in(modes))["id"].to_list()),
         train={
             "steps": sum(r.steps for r in results.values()),

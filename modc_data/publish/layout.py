@@ -143,11 +143,13 @@ def check_checkpoint(path: str | Path) -> ModcInfo:
     return info
 
 
-def hub_base_id(info: ModcInfo, adapter_base: str | None) -> str | None:
+def hub_base_id(info: ModcInfo, adapter_base: str | None, allow_local: bool = False) -> str | None:
     """Hub id of a pretrained base (``None`` for scratch models).
 
     An adapter trained over a local copy of a Hub model keeps the Hub id from ``modc.json``
-    (``base.hub_id`` or ``base.name_or_path``); a purely local base cannot be published.
+    (``base.hub_id``, from ``model.pretrained.hub_id``, or ``base.name_or_path``). A purely
+    local base cannot go to the Hub; with ``allow_local`` (the ``local`` target, a folder on
+    this machine) its path is kept instead, which loads wherever that path exists.
     """
     candidates = [info.base.get("hub_id"), info.base.get("name_or_path"), adapter_base]
     for c in candidates:
@@ -155,6 +157,8 @@ def hub_base_id(info: ModcInfo, adapter_base: str | None) -> str | None:
             return c
     if adapter_base is None:
         return None  # a full model loads without its base; the card just names none
+    if allow_local:
+        return next(c for c in candidates if isinstance(c, str) and c)
     raise PublishError(
         f"base model {candidates} is a local path; an adapter repo must name its base by Hub id "
         "(set modc.json base.hub_id or train from a Hub id)"
@@ -272,6 +276,7 @@ def _fix_adapter_base(d: Path, base_id: str | None) -> None:
 def build_model_repo(
     out_dir: str | Path,
     *,
+    allow_local_base: bool = False,
     repo_id: str,
     checkpoint: str | Path,
     summary_key: str,
@@ -289,7 +294,7 @@ def build_model_repo(
     adapter_cfgs = [d / "adapter_config.json" for d in _checkpoint_dirs(out, info)]
     adapter_base = next((json.loads(p.read_text()).get("base_model_name_or_path")
                          for p in adapter_cfgs if p.exists()), None)
-    base_id = hub_base_id(info, adapter_base)
+    base_id = hub_base_id(info, adapter_base, allow_local=allow_local_base)
     for d in _checkpoint_dirs(out, info):
         _fix_adapter_base(d, base_id)
     fig_rel = []

@@ -161,6 +161,7 @@ def publish_all(
                     tmp, repo_id=repo_id, checkpoint=m.checkpoint, summary_key=m.summary_key,
                     summary_entry=entry, dataset_repo_id=dataset_repo_id, figures=m.figures,
                     license=publish.license, params=params, revision=revision,
+                    allow_local_base=publish.target == "local",
                 ))
             bar.update()
     return outcomes

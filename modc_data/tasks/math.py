@@ -198,3 +198,31 @@ def load_math_problems(source: Any, split_name: str, task: MathTask | None = Non
         for row in ds
     )
     return problems_frame(records, split_name, task)
+
+
+def math_problems(cfg: Any, seed: int) -> pl.DataFrame:
+    """problems.parquet for task ``math`` from ``MathDataParams`` (config.py).
+
+    train: the train source minus ``cfg.validation`` problems held out as ``validation`` (a
+    seeded choice by hash, so it does not depend on the source's row order); test: the test
+    source. Problems whose statement is also in test are dropped from train and validation
+    (no leakage: the unit is ``problem_id``, a hash of the statement).
+    """
+    task = MathTask(cfg.prompt_template)
+    test = load_math_problems(cfg.test, "test", task)
+    pool = load_math_problems(cfg.train, "train", task)
+    pool = pool.filter(~pl.col("problem_id").is_in(test["problem_id"].implode()))
+    if cfg.validation >= pool.height:
+        raise ValueError(
+            f"math.validation: {cfg.validation} held-out problems leave none of the "
+            f"{pool.height} train-pool problems for training; lower math.validation"
+        )
+    order = pool.with_columns(
+        pl.concat_str(pl.lit(f"{seed}:"), pl.col("problem_id")).hash(seed=0).alias("_k")
+    ).sort("_k", "problem_id")
+    held = set(order["problem_id"].head(cfg.validation).to_list())
+    pool = pool.with_columns(
+        pl.when(pl.col("problem_id").is_in(list(held))).then(pl.lit("validation"))
+        .otherwise(pl.lit("train")).alias("split")
+    )
+    return pl.concat([pool, test]).sort("split", "problem_id")

@@ -1,0 +1,40 @@
+"""The mode shares a labeled dataset is meant to have, written beside it by the stage that made it.
+
+``<dataset>.declared.json`` holds ``{"shares": {mode: share}}`` (shares sum to 1) or
+``{"shares": null}`` when the producer fixes no shares. The validate stage checks the realised
+shares against it, so validation needs no knowledge of each label source's params: a change
+of those params reruns the producer, which rewrites this file, which reruns validation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from modc_data.artifacts import write_json
+
+
+def declared_path(dataset: str | Path) -> Path:
+    """``x/<mix>.parquet`` -> ``x/<mix>.declared.json``."""
+    dataset = Path(dataset)
+    return dataset.with_name(dataset.name.removesuffix(".parquet") + ".declared.json")
+
+
+def uniform(modes: Iterable[str]) -> dict[str, float]:
+    modes = sorted(set(modes))
+    return {m: 1.0 / len(modes) for m in modes}
+
+
+def write_declared(dataset: str | Path, shares: dict[str, float] | None) -> Path:
+    return write_json({"shares": shares}, declared_path(dataset))
+
+
+def read_declared(dataset: str | Path) -> dict[str, float] | None:
+    """The declared shares of ``dataset``; FileNotFoundError naming the file when absent."""
+    path = declared_path(dataset)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no declared mode shares beside {dataset}; rerun the stage that made it"
+        )
+    return json.loads(path.read_text())["shares"]
