@@ -1,4 +1,5 @@
-"""Countdown problem generation: the problems table with both reference traces per problem.
+"""Problem generation: the problems table of a task (``problems_from_params``), and Countdown's
+own, with both reference traces per problem.
 
 ``generate_problems(cfg, seed)`` draws unique problems (``modc_data.tasks.countdown``), runs DFS
 and BFS on each under ``cfg.budget`` in ``cfg.workers`` processes, and returns one polars frame
@@ -312,3 +313,22 @@ def solvability_breakdown(df: pl.DataFrame) -> dict[str, dict]:
             "share": {c: round(count[c] / n, 4) if n else 0.0 for c in CATEGORIES},
         }
     return out
+
+
+def problems_from_params(params: Any):
+    """(problems frame, generate metrics) for the task a params file names.
+
+    Countdown draws problems and runs DFS/BFS (``generate_problems`` below); math loads them
+    with ``datasets`` from ``params.math``. A new task adds a branch here and to
+    ``modc_data.tasks.get_task``.
+    """
+    if params.task == "countdown":
+        problems = generate_problems(params.countdown, seed=params.seed)
+        return problems, solvability_breakdown(problems)
+    if params.task == "math":
+        from modc_data.tasks.math import math_problems
+
+        problems = math_problems(params.math, seed=params.seed)
+        counts = problems.group_by("split").len().sort("split")
+        return problems, {"problems": dict(zip(counts["split"], counts["len"], strict=True))}
+    raise ValueError(f"task {params.task!r} has no problem source; known: countdown, math")

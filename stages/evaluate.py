@@ -1,6 +1,6 @@
 """Stage `evaluate`: pass@k of standard vs ModC (experts / prefix split) for every arm.
 
-    python stages/evaluate.py        # reads params.yaml: arms, train_jobs, evaluate
+    python stages/evaluate.py        # reads params.yaml: arms, train_jobs, evaluate, task rules
 Writes artifacts/eval/{summary.json,details.json,metrics.json,results.md}, DVC plot data under
 artifacts/eval/plots/ and PNG figures under artifacts/eval/figures/.
 """
@@ -14,6 +14,7 @@ from modc_data.artifacts import write_text
 from modc_data.evaluation.label_reports import distill_section, gradient_cluster_section
 from modc_data.evaluation.report import ArmSpec, evaluate, write_reports
 from modc_data.modeling.modc_json import read_modc
+from modc_data.tasks import task_from_params
 
 
 def arm_specs(params) -> dict[str, ArmSpec]:
@@ -51,7 +52,13 @@ def main(params, argv):
         """{mix: report} of one label source's stages (empty when the profile has none)."""
         return {p.stem: json.loads(p.read_text()) for p in sorted((metrics / source).glob("*.json"))}
 
-    results = (out / "results.md").read_text()
+    # The verdicts in `correct` are the task verifier's; results name it (and dvc.yaml makes
+    # this stage depend on modc_data/tasks, so a verifier change re-evaluates).
+    task = task_from_params(params)
+    rules = {k: v for k, v in sorted(vars(task).items()) if not k.startswith("_")}
+    results = (out / "results.md").read_text().replace(
+        "\n", f"\nSamples verified by task `{task.name}` (rules {rules or 'none'}).\n", 1
+    )
     results += "\n" + gradient_cluster_section(reports("gradient_cluster"))
     for mix, rep in reports("distill").items():
         results += "\n" + distill_section(rep, mix)

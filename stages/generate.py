@@ -8,7 +8,7 @@ Writes artifacts/data/problems.parquet and a breakdown to artifacts/metrics/gene
 
 from modc_data import pipeline
 from modc_data.artifacts import write_json, write_parquet
-from modc_data.tasks import problems_from_params
+from modc_data.generate import problems_from_params
 
 
 def main(params, argv):

@@ -45,22 +45,3 @@ def task_from_params(params: Any) -> Task:
         return get_task("math", template=params.math.prompt_template)
     return get_task(params.task)
 
-
-def problems_from_params(params: Any):
-    """(problems frame, generate metrics) for the task a params file names.
-
-    Countdown draws problems and runs DFS/BFS (``modc_data.generate``); math loads them with
-    ``datasets`` from ``params.math``. A new task adds a branch here and to ``get_task``.
-    """
-    if params.task == "countdown":
-        from modc_data.generate import generate_problems, solvability_breakdown
-
-        problems = generate_problems(params.countdown, seed=params.seed)
-        return problems, solvability_breakdown(problems)
-    if params.task == "math":
-        from modc_data.tasks.math import math_problems
-
-        problems = math_problems(params.math, seed=params.seed)
-        counts = problems.group_by("split").len().sort("split")
-        return problems, {"problems": dict(zip(counts["split"], counts["len"], strict=True))}
-    raise ValueError(f"task {params.task!r} has no problem source; known: countdown, math")
