@@ -41,6 +41,10 @@ repro: setup
 	  cp profiles/$(PROFILE).yaml params.yaml; \
 	  echo "repro: params.yaml replaced by profiles/$(PROFILE).yaml (git checkout params.yaml restores the default)"; \
 	fi
+	@if grep -q '^  .*data/math-smoke/' params.yaml && [ ! -d data/math-smoke/base ]; then \
+	  echo "repro: writing the math-smoke demo inputs to data/math-smoke"; \
+	  $(PY) -m modc_data.tasks.math_demo data/math-smoke; \
+	fi
 	@source $(VENV)/bin/activate && dvc repro
 
 test: setup

@@ -1,19 +1,24 @@
-"""Dry run: what ``dvc repro`` would do for a profile, without loading or running anything.
+"""What ``dvc repro`` would run for a profile, read from DVC itself, without running anything.
 
     python -m modc_data.plan profiles/gpu-math.yaml
 
-Prints the stages in pipeline order with their sizes: problems, teachers (and the backend each
-is sampled through), how many teacher samples distillation draws, the models trained (base,
-LoRA, steps), the samples drawn at evaluation and where results are published. It reads only the
-params file: no model, dataset or network is touched, so it runs anywhere, GPU profiles included.
+The stages, their order, inputs and outputs come from DVC's own view of dvc.yaml resolved
+against the profile (a throw-away copy with the profile as params.yaml), so this cannot drift
+from the real DAG. Each stage gets a line of sizes from the params: problems, teachers (and the
+backend each is sampled through), teacher samples drawn, models trained (base, LoRA, steps),
+samples drawn at evaluation and where results are published. No model, dataset or network is
+touched, so it runs anywhere, GPU profiles included.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from modc_data.config import Params, load_params
+from modc_data.config import Params, ParamsError, load_params
 from modc_data.labeling.teachers import looks_local
 
 
@@ -151,37 +156,84 @@ def _sample(p: Params) -> list[str]:
     return lines
 
 
-def plan(params: Params) -> list[str]:
-    """Lines describing each stage ``dvc repro`` would run for ``params`` (nothing is run)."""
-    p = params
-    lines = [f"plan for task {p.task!r} (seed {p.seed}); nothing is run"]
-    lines += _generate(p)
-    if p.task == "countdown":
-        lines.append(
-            f"label: search_algorithm + random ({p.labels.random.n_modes} modes) under mixes "
-            f"{sorted(p.labels.mixes)}"
-        )
-        if any(a.label_source == "gradient_cluster" for a in p.arms.values()):
-            g = p.gradient_cluster
-            lines.append(
-                f"label:gradient_cluster: gradients of {g.reference_arm}'s standard model, "
-                f"projection {g.projection_dim}, {g.n_clusters} clusters"
-            )
-    lines += _distill(p)
+def dvc_stages(profile: str | Path, root: str | Path = ".") -> list[dict]:
+    """Stages of dvc.yaml resolved against ``profile``, in run order (DVC's own DAG).
+
+    Each: ``{"name", "cmd", "deps" (non-code inputs), "outs"}``. Works in a throw-away copy
+    holding dvc.yaml, .dvc/config and the profile as params.yaml, so the checkout is untouched.
+    """
+    import networkx as nx
+    from dvc.repo import Repo
+
+    root = Path(root)
+    with tempfile.TemporaryDirectory(prefix="modc-plan-") as tmp:
+        t = Path(tmp)
+        shutil.copy2(root / "dvc.yaml", t / "dvc.yaml")
+        (t / ".dvc").mkdir()
+        if (root / ".dvc" / "config").exists():
+            shutil.copy2(root / ".dvc" / "config", t / ".dvc" / "config")
+        shutil.copy2(profile, t / "params.yaml")
+        subprocess.run(["git", "init", "-q"], cwd=t, check=True)
+        with Repo(str(t)) as repo:
+            graph = repo.index.graph  # edges run from a stage to the stages it depends on
+            order = list(reversed(list(nx.topological_sort(graph))))
+            out = []
+            for st in order:
+                if not getattr(st, "cmd", None):
+                    continue
+                deps = [str(Path(d.def_path)) for d in st.deps if not hasattr(d, "params")]
+                out.append({
+                    "name": st.name,
+                    "cmd": st.cmd,
+                    "deps": list(dict.fromkeys(
+                        d for d in deps if not d.startswith(("modc_data", "stages/")))),
+                    "outs": [str(o.def_path) for o in st.outs],
+                })
+    return out
+
+
+def _describe(p: Params) -> dict[str, list[str]]:
+    """Size lines per stage kind (the part of a stage's name before '@')."""
     v = p.validation
-    lines.append(
-        f"validate: great-expectations suites; share tolerance {v.tolerance}, "
-        f">= {v.min_rows_per_mode} rows per mode and split"
-    )
-    lines += _train(p)
-    lines += _sample(p)
-    lines.append(
-        f"evaluate: pass@k curves and ModC split, {p.evaluate.bootstrap} bootstrap resamples, "
-        f"{p.evaluate.ci:.0%} CI"
-    )
     pub = p.publish
     where = pub.local_dir if pub.target == "local" else f"the Hub under {pub.namespace!r}"
-    lines.append(f"publish: {pub.target} -> {where} (dataset mix {pub.dataset_mix!r})")
+    g = p.gradient_cluster
+    return {
+        "generate": _generate(p),
+        "label": [f"search_algorithm + random ({p.labels.random.n_modes} modes) under mixes "
+                  f"{sorted(p.labels.mixes)}"],
+        "gradient_cluster": [f"gradients of {g.reference_arm}'s standard model on "
+                             f"{g.rows_source} rows, projection {g.projection_dim}, "
+                             f"{g.n_clusters} clusters"],
+        "distill": _distill(p),
+        "validate": [f"great-expectations suites; share tolerance {v.tolerance}, "
+                     f">= {v.min_rows_per_mode} rows per mode and split"],
+        "train": _train(p),
+        "sample": _sample(p),
+        "evaluate": [f"pass@k curves and ModC split, {p.evaluate.bootstrap} bootstrap "
+                     f"resamples, {p.evaluate.ci:.0%} CI"],
+        "publish": [f"{pub.target} -> {where}"],
+    }
+
+
+def plan(profile: str | Path, root: str | Path = ".") -> list[str]:
+    """Lines describing each stage ``dvc repro`` would run for ``profile`` (nothing is run).
+
+    Raises ParamsError (naming the field) for a profile that does not validate.
+    """
+    p = load_params(profile, pipeline=True)
+    stages = dvc_stages(profile, root)
+    lines = [f"plan for task {p.task!r} (seed {p.seed}): {len(stages)} stages; nothing is run"]
+    described: set[str] = set()
+    for st in stages:
+        kind = st["name"].split("@")[0]
+        lines.append(f"{st['name']}: {st['cmd']}")
+        if st["deps"]:
+            lines.append(f"    needs {', '.join(st['deps'])}")
+        lines.append(f"    makes {', '.join(st['outs'])}")
+        if kind not in described:  # sizes once per kind: they come from one params block
+            described.add(kind)
+            lines += [f"    {line.strip()}" for line in _describe(p)[kind]]
     return lines
 
 
@@ -190,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m modc_data.plan PROFILE.yaml", file=sys.stderr)
         return 2
-    print("\n".join(plan(load_params(argv[0]))))
+    try:
+        print("\n".join(plan(argv[0])))
+    except (ParamsError, FileNotFoundError) as err:
+        print(f"plan: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -282,8 +282,15 @@ def test_gpu_math_profile_validates_and_dry_runs():
     params = load_params(ROOT / "profiles" / "gpu-math.yaml")
     assert params.task == "math" and params.model.base == "pretrained"
     assert {t.backend for t in params.distill.teachers} == {"vllm"}
-    lines = plan(params)
+    lines = plan(ROOT / "profiles" / "gpu-math.yaml", ROOT)
     text = "\n".join(lines)
+    # the stages are DVC's own: every train and sample job, distillation, no Countdown labels
+    for job in params.train_jobs:
+        assert f"train@{job}: python stages/train.py {job}" in lines
+        assert f"sample@{job}: python stages/sample.py {job}" in lines
+    stage_lines = [line for line in lines[1:] if not line.startswith(" ")]
+    assert stage_lines[0].startswith("generate:") and stage_lines[-1].startswith("publish:")
+    assert not any(line.startswith("label@") for line in lines)
     for needle in (
         "Qwen/Qwen2.5-Math-7B-Instruct",
         "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
