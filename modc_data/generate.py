@@ -22,6 +22,7 @@ import multiprocessing
 import random
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from typing import Any
 
 import polars as pl
 from tqdm.auto import tqdm
