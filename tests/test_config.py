@@ -63,3 +63,41 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ParamsError, match="mapping"):
         load_params(bad)
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda d: d["evaluate"].update(ks=[1, 8, 128]), "evaluate.ks: k=128 exceeds sample.n=64"),
+        (lambda d: d["arms"]["random-balanced"].update(standard_from="nope"),
+         "arms.random-balanced.standard_from: unknown arm 'nope'"),
+        (lambda d: d["arms"].update({"search_algorithm-wide": {"label_source": "search_algorithm", "mix": "wide"}}),
+         "arms.search_algorithm-wide.mix: no stage makes search_algorithm/wide.parquet"),
+        (lambda d: d["gradient_cluster"].update(reference_arm="random-balanced", rows_source="random"),
+         "gradient_cluster.reference_arm: 'random-balanced' has no standard model"),
+        (lambda d: d["gradient_cluster"].update(rows_source="teacher_id"),
+         "gradient_cluster.rows_source: 'teacher_id' is not the reference arm's label source"),
+        (lambda d: d["distill"].update(mixes=[]),
+         "arms.teacher_id-distilled.mix: no stage makes teacher_id/distilled.parquet"),
+        (lambda d: d["distill"].update(after="artifacts/data/problems.parquet"),
+         "distill.after must be it or a folder above it"),
+        (lambda d: d["sample"].update(splits=["test", "dev"]), "sample.splits: ['dev']"),
+        (lambda d: d.update(task="math"), "labels.sources: 'search_algorithm' needs DFS/BFS traces"),
+    ],
+)
+def test_cross_block_references_fail_when_params_load(edit, needle):
+    """Typos that would otherwise surface only after training and sampling ran."""
+    data = _default()
+    edit(data)
+    with pytest.raises(ParamsError) as err:
+        parse_params(data)
+    assert needle in str(err.value)
+
+
+def test_every_cross_reference_error_is_reported_at_once():
+    data = _default()
+    data["evaluate"]["ks"] = [1, 999]
+    data["sample"]["splits"] = ["nope"]
+    with pytest.raises(ParamsError) as err:
+        parse_params(data)
+    assert "evaluate.ks" in str(err.value) and "sample.splits" in str(err.value)
