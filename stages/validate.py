@@ -13,15 +13,18 @@ import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import frame_hash, write_text
+from modc_data.labeling import mixes
 from modc_data.labeling.random_partition import uniform_shares
+from modc_data.labeling.search_algorithm import ALGORITHMS
 from modc_data.pipeline import StageError
 from modc_data.validation import exit_code, format_summary, validate_dataset, write_report
 
 
-def declared_shares(params, arm, rows: pl.DataFrame) -> dict[str, float]:
-    """The mix a dataset must show: the params mix, or uniform over the source's modes."""
+def declared_shares(params, arm, rows: pl.DataFrame) -> dict[str, float] | None:
+    """The mix a dataset must show: the params mix, or uniform over the source's modes; None for
+    the rejection mix (no fixed shares: validation reports the realised ones)."""
     if arm.label_source == "search_algorithm":
-        return dict(params.labels.mixes[arm.mix])
+        return mixes.declared_shares(params.labels.mixes[arm.mix])
     if arm.label_source == "random":
         return uniform_shares(params.labels.random.n_modes)
     if arm.label_source == "teacher_id":
@@ -57,6 +60,7 @@ def main(params, argv):
         cfg.source_tolerance.get(arm.label_source, cfg.tolerance),
         cfg.min_rows_per_mode,
         key,
+        modes=ALGORITHMS,  # used only by a mix with no fixed shares (search-algorithm rows)
     )
     out = pipeline.ARTIFACTS / "validation"
     write_report(report, out / f"{key}.json", html_dir=out / f"{key}_docs" if cfg.data_docs else None)
