@@ -39,12 +39,28 @@ def arm_data(draw, max_problems=12, n_modes=None, n=None, free=True, with_q=True
     p = draw(st.integers(1, max_problems))
     n_ = n or draw(st.integers(1, 8))
     arms = ((FREE,) if free else ()) + tuple(f"m{i}" for i in range(m))
-    c = np.array(draw(st.lists(st.lists(st.integers(0, n_), min_size=len(arms), max_size=len(arms)),
-                               min_size=p, max_size=p)))
+    c = np.array(
+        draw(
+            st.lists(
+                st.lists(st.integers(0, n_), min_size=len(arms), max_size=len(arms)),
+                min_size=p,
+                max_size=p,
+            )
+        )
+    )
     q = None
     if with_q:
-        raw = np.array(draw(st.lists(st.lists(st.integers(0, 5), min_size=m, max_size=m),
-                                     min_size=p, max_size=p)), dtype=float) + 1e-9
+        raw = (
+            np.array(
+                draw(
+                    st.lists(
+                        st.lists(st.integers(0, 5), min_size=m, max_size=m), min_size=p, max_size=p
+                    )
+                ),
+                dtype=float,
+            )
+            + 1e-9
+        )
         q = raw / raw.sum(axis=1, keepdims=True)
     return ArmCounts(arms, np.full_like(c, n_), c, q)
 
@@ -109,7 +125,10 @@ def run_sequential(policy, orders, k):
 @SLOW
 @given(data=st.data())
 def test_feedback_only_sequential_policy_equals_its_all_failure_schedule(data):
-    pools = [data.draw(st.lists(st.booleans(), min_size=1, max_size=3)) for _ in range(data.draw(st.integers(1, 3)))]
+    pools = [
+        data.draw(st.lists(st.booleans(), min_size=1, max_size=3))
+        for _ in range(data.draw(st.integers(1, 3)))
+    ]
     k = data.draw(st.integers(1, sum(map(len, pools))))
     policy = data.draw(sequential_policy(len(pools)))
     # The schedule: the arms the policy plays when every draw so far failed.
@@ -188,8 +207,11 @@ def test_static_fit_is_never_below_free_or_uniform_on_its_data(d, ks, limit):
 @given(d=arm_data(n=5, n_modes=2, max_problems=6, with_q=False), k=st.integers(1, 5))
 def test_static_fit_is_the_best_of_all_allocations_on_three_arms(d, k):
     best = max(
-        mean_pass(d, Allocation.fixed(np.broadcast_to(np.array([i, j, k - i - j]), (d.n_problems, 3))))
-        for i in range(k + 1) for j in range(k + 1 - i)
+        mean_pass(
+            d, Allocation.fixed(np.broadcast_to(np.array([i, j, k - i - j]), (d.n_problems, 3)))
+        )
+        for i in range(k + 1)
+        for j in range(k + 1 - i)
     )
     assert mean_pass(d, fit_static(d, [k]).allocate(d, k)) == pytest.approx(best, abs=1e-12)
 
@@ -198,15 +220,21 @@ def test_static_fit_is_the_best_of_all_allocations_on_three_arms(d, k):
 @given(d=arm_data(n=6), ks=st.lists(st.integers(1, 6), min_size=1, max_size=3, unique=True))
 def test_oracle_is_at_least_every_policy_on_every_problem(d, ks):
     oracle = OraclePolicy()
-    assert oracle.upper_bound and not any(p.upper_bound for p in fitted(d, ks) if p.name != "oracle")
+    assert oracle.upper_bound and not any(
+        p.upper_bound for p in fitted(d, ks) if p.name != "oracle"
+    )
     for k in ks:
         top = allocation_pass_at_k(d, oracle.allocate(d, k))
         for policy in fitted(d, ks):
-            assert (allocation_pass_at_k(d, policy.allocate(d, k)) <= top + 1e-12).all(), policy.name
+            assert (allocation_pass_at_k(d, policy.allocate(d, k)) <= top + 1e-12).all(), (
+                policy.name
+            )
         # ... and every fixed allocation at all, not only the listed policies
         for split in product(range(k + 1), repeat=len(d.arms)):
             if sum(split) == k:
-                alloc = Allocation.fixed(np.broadcast_to(np.array(split), (d.n_problems, len(split))))
+                alloc = Allocation.fixed(
+                    np.broadcast_to(np.array(split), (d.n_problems, len(split)))
+                )
                 assert (allocation_pass_at_k(d, alloc) <= top + 1e-12).all()
 
 

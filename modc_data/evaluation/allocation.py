@@ -1,4 +1,4 @@
-"""Allocation of a sampling budget k over M + 1 arms: the model's free sampling and each forced mode.
+"""Allocation of a budget of k samples over M + 1 arms: the model's free sampling and each mode.
 
 What goes in: ``ArmCounts`` — per problem and arm, ``n`` samples and ``c`` correct (shape (P, A)),
 the arm names (``FREE`` first when the model can sample freely, then the forced modes) and
@@ -25,9 +25,10 @@ Policies (``Policy`` protocol; fit the two that learn on validation only):
 - ``OraclePolicy``: all k on the arm with the best pass@k per problem, read from the very samples
   it is scored on — an upper bound, flagged ``upper_bound = True``, never a product choice.
 
-Why the oracle bounds every allocation per problem: ``log C(f, j)/C(n, j) = Σ_{i<j} log((f-i)/(n-i))``
-has decreasing increments, so ``g_a(j) = log F_a(j)`` is concave in j with ``g_a(0) = 0`` and lies
-above its chord: ``g_a(j) >= (j/k) g_a(k)`` for 0 <= j <= k <= n_a. Summing,
+Why the oracle bounds every allocation per problem: with f = n - c failures,
+``g_a(j) = log C(f, j)/C(n, j) = Σ_{i<j} log((f-i)/(n-i))`` has decreasing increments, so it is
+concave in j with ``g_a(0) = 0`` and lies above its chord: ``g_a(j) >= (j/k) g_a(k)`` for
+0 <= j <= k <= n_a. Summing,
 ``Σ_a g_a(k_a) >= Σ_a (k_a/k) g_a(k) >= min_a g_a(k)``, so no split beats the best single arm
 (given every arm holds at least k samples, as in the pipeline: n per arm >= every k).
 
@@ -57,7 +58,8 @@ FREE = "free"  # name of the free-sampling arm
 # (q = 0, e.g. from a handful of free samples) gets a finite weight under β < 0.
 PREFERENCE_SMOOTHING = 0.1
 FREE_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # default grid of f for fit_preference
-BETAS = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)  # default grid of β for fit_preference
+# default grid of β for fit_preference, simplest first: a tie keeps the smaller |β|
+BETAS = (0.0, -0.5, 0.5, -1.0, 1.0, -2.0, 2.0)
 EXHAUSTIVE_LIMIT = 20_000  # fit_static scores every allocation up to this many, else hill-climbs
 
 
@@ -219,7 +221,8 @@ class StaticPolicy:
 @dataclass(frozen=True)
 class PreferencePolicy:
     """Per problem from q(m|x): ``round(f k)`` free samples, the rest over forced modes with
-    weights ∝ q̃^β (largest-remainder rounding, ties to the earlier mode). ``params``: k -> (f, β).
+    weights ∝ q̃^β (largest-remainder rounding, ties to the earlier mode).
+    ``params``: k -> (f, β).
     """
 
     params: dict[int, tuple[float, float]]
@@ -365,7 +368,8 @@ def fit_preference(
     free_shares: tuple[float, ...] = FREE_SHARES,
     betas: tuple[float, ...] = BETAS,
 ) -> PreferencePolicy:
-    """Per k, the grid point (f, β) with the best mean pass@k on ``data`` (ties: first in grid).
+    """Per k, the grid point (f, β) with the best mean pass@k on ``data`` (ties: first in grid,
+    f outer, β inner, so with f = 1, where β does not matter, β = 0 is reported).
 
     Without a free arm only f = 0 is tried. The grid holds (1, ·) = free sampling, so the fit is
     never below free on ``data``; β = 0 is an even split with the remainder to the earlier modes.
@@ -374,7 +378,9 @@ def fit_preference(
     params: dict[int, tuple[float, float]] = {}
     for k in ks:
         grid = [(f, b) for f in shares for b in betas]
-        scores = [mean_pass(data, Allocation.fixed(preference_counts(data, k, f, b))) for f, b in grid]
+        scores = [
+            mean_pass(data, Allocation.fixed(preference_counts(data, k, f, b))) for f, b in grid
+        ]
         params[k] = grid[int(np.argmax(scores))]
     return PreferencePolicy(params)
 
