@@ -15,11 +15,15 @@ from matplotlib.image import imread
 from modc_data.evaluation.allocation import FREE, ArmCounts
 from modc_data.evaluation.allocation_report import (
     POLICY_ORDER,
+    SHIPPABLE,
     arm_counts,
     evaluate_policies,
     policies_markdown,
+    shipped_policy,
     write_policies_figure,
 )
+from modc_data.modeling.modc_json import ModcInfo
+from modc_data.sampler import shipped_budget
 
 KS = [1, 2, 4, 8, 16]
 N = 32  # samples per arm and problem
@@ -148,3 +152,22 @@ def test_arm_counts_round_trip_from_sample_rows():
             "pre",
             ["dfs", "bfs"],
         )
+
+
+@pytest.mark.parametrize("kind", ["collapsed", "informed"])
+def test_shipped_policy_round_trips_into_the_sampler(kind):
+    val, val_std = world(kind, 200, seed=5)
+    test, test_std = world(kind, 100, seed=6)
+    ev = evaluate_policies(val, test, KS, *test_std, n_resamples=100)
+    shipped = shipped_policy(ev, ["dfs", "bfs"])
+    info = ModcInfo(variant="prefix", label_source="search_algorithm", modes=["dfs", "bfs"],
+                    free_sampling=True, allocation=json.loads(json.dumps(shipped)))
+    for j, k in enumerate(KS):
+        entry = shipped[str(k)]
+        best = max(SHIPPABLE, key=lambda n: ev.policies[n].validation[j])
+        assert ev.policies[entry["policy"]].validation[j] == ev.policies[best].validation[j]
+        assert shipped_budget(info, k) == entry["counts"] and sum(entry["counts"].values()) == k
+    if kind == "informed":
+        assert shipped["1"]["counts"] == {FREE: 1, "dfs": 0, "bfs": 0}
+    else:
+        assert shipped["8"]["counts"] == {FREE: 0, "dfs": 4, "bfs": 4}

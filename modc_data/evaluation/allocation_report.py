@@ -44,6 +44,7 @@ from modc_data.evaluation.bootstrap import (
 from modc_data.evaluation.figures import _save
 from modc_data.evaluation.passk import pass_at_k_curve
 from modc_data.evaluation.report import _cell
+from modc_data.sampler import split_budget
 
 # Row order of tables and figures; "chosen" is the validated product choice.
 POLICY_ORDER = ("standard", "free", "uniform", "static", "preference", "chosen", "oracle")
@@ -393,3 +394,37 @@ def policies_figure(ev: PolicyEvaluation, title: str) -> Figure:
 def write_policies_figure(ev: PolicyEvaluation, title: str, path: str | Path) -> Path:
     """Render ``policies_figure`` to ``path`` (PNG, written atomically)."""
     return _save(policies_figure(ev, title), Path(path))
+
+
+# --------------------------------------------------------------------------- shipping to modc.json
+SHIPPABLE = ("free", "uniform", "static")  # policies whose counts are the same for every prompt
+
+
+def shipped_policy(ev: PolicyEvaluation, modes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The allocation to write into ``modc.json`` (``ModcInfo.allocation``), per k.
+
+    At each k, the policy with the best *validation* mean among those ``ModCSampler`` can apply
+    to any prompt (``SHIPPABLE``: one count per arm, no q(m|x) needed), as
+    ``{"policy": name, "counts": {arm: samples}, "validation": mean}``. Uniform ships its
+    representative split (remainder to the first modes, as ``sampler.split_budget``): at k not
+    divisible by M that is one of the allocations its score averages over.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for j, k in enumerate(ev.ks):
+        names = [n for n in SHIPPABLE if n in ev.policies]
+        best = names[0]
+        for name in names[1:]:
+            if ev.policies[name].validation[j] > ev.policies[best].validation[j] + 1e-12:
+                best = name
+        if best == "static":
+            counts = {a: int(m) for a, m in ev.static[k].items()}
+        elif best == "free":
+            counts = {a: (k if a == FREE else 0) for a in ev.arms}
+        else:
+            counts = dict.fromkeys(ev.arms, 0) | split_budget(k, list(modes))
+        out[str(k)] = {
+            "policy": best,
+            "counts": counts,
+            "validation": ev.policies[best].validation[j],
+        }
+    return out
