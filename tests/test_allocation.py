@@ -22,6 +22,7 @@ from modc_data.evaluation.allocation import (
     StaticPolicy,
     UniformPolicy,
     allocation_pass_at_k,
+    concat_arm_counts,
     fit_preference,
     fit_static,
     mean_pass,
@@ -295,3 +296,14 @@ def test_bad_inputs_fail_clearly():
         StaticPolicy({2: {"a": 2}}).allocate(no_free, 3)
     with pytest.raises(ValueError, match="k > n"):
         allocation_pass_at_k(no_free, Allocation.fixed(np.array([[5, 0], [5, 0]])))
+
+
+def test_concat_arm_counts_stacks_problems():
+    a = ArmCounts((FREE, "x"), np.full((2, 2), 4), np.ones((2, 2), dtype=int), np.ones((2, 1)))
+    b = ArmCounts((FREE, "x"), np.full((3, 2), 4), np.zeros((3, 2), dtype=int), np.ones((3, 1)))
+    both = concat_arm_counts([a, b])
+    assert both.n_problems == 5 and both.c.sum() == 4 and both.q.shape == (5, 1)
+    with pytest.raises(ValueError, match="same arms"):
+        concat_arm_counts([a, ArmCounts(("x",), a.n[:, 1:], a.c[:, 1:])])
+    with pytest.raises(ValueError, match="some parts but not all"):
+        concat_arm_counts([a, ArmCounts(a.arms, a.n, a.c)])

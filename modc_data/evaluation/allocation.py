@@ -121,6 +121,24 @@ class ArmCounts:
         return [self.arms[i] for i in self.forced]
 
 
+def concat_arm_counts(parts: list[ArmCounts]) -> ArmCounts:
+    """Stack the problems of several splits (e.g. validation_adversarial and a natural validation
+    slice, to fit on both); every part must have the same arms, and q on all or none."""
+    if not parts or any(p.arms != parts[0].arms for p in parts):
+        raise ValueError(
+            f"concat_arm_counts: need parts with the same arms, got {[p.arms for p in parts]}"
+        )
+    qs = [p.q for p in parts]
+    if any(q is None for q in qs) and not all(q is None for q in qs):
+        raise ValueError("concat_arm_counts: q(m|x) is given for some parts but not all")
+    return ArmCounts(
+        parts[0].arms,
+        np.concatenate([p.n for p in parts]),
+        np.concatenate([p.c for p in parts]),
+        None if qs[0] is None else np.concatenate(qs),
+    )
+
+
 @dataclass(frozen=True)
 class Allocation:
     """Per-problem (possibly randomised) allocation of k samples over the arms.
@@ -398,6 +416,7 @@ __all__ = [
     "StaticPolicy",
     "UniformPolicy",
     "allocation_pass_at_k",
+    "concat_arm_counts",
     "fit_preference",
     "fit_static",
     "mean_pass",
