@@ -336,19 +336,19 @@ def validate_dataset(
             with no fixed shares, per mode in ``modes``.
         dataset_name: names the report and GX suites (e.g. ``search_algorithm-balanced``).
         context: a GX data context to reuse (tests share one); default a new ephemeral one.
-        modes: with ``declared_shares=None``, the modes the mixed splits may use (required);
-            ignored otherwise (the shares' keys are the modes).
+        modes: with ``declared_shares=None``, the modes the mixed splits may use and must each
+            have ``min_rows_per_mode`` rows of; default the modes present in them (then a mode
+            absent altogether goes unnoticed). Ignored when shares are declared (their keys).
     Returns:
         ``ValidationReport``; ``success`` is true only when every expectation passed.
     """
     if not isinstance(rows, pl.DataFrame):
         raise TypeError(f"rows must be a polars DataFrame, got {type(rows).__name__}")
     if declared_shares is None:
-        if not modes:
-            raise ValueError(
-                f"{dataset_name}: a mix with no fixed shares needs its list of modes (modes=...)"
-            )
-        declared: dict[str, float | None] = dict.fromkeys(sorted(set(modes)))
+        if modes is None and {"split", "mode"} <= set(rows.columns):
+            # Weaker: a mode missing from the data altogether goes unnoticed; pass modes.
+            modes = rows.filter(pl.col("split").is_in(MIXED_SPLITS))["mode"].unique().to_list()
+        declared: dict[str, float | None] = dict.fromkeys(sorted(set(modes or ())))
     else:
         declared = check_shares(declared_shares, f"{dataset_name}: declared shares")
     if not 0.0 <= tolerance <= 1.0:

@@ -237,5 +237,9 @@ def test_mix_with_no_fixed_shares_still_checks_modes_and_rows(context):
     stray = labeled_rows().with_columns(set_cell("mode", 0, "cluster:9"))
     report = validate_dataset(stray, None, 0.1, 20, "stray", context=context, modes=["dfs", "bfs"])
     assert failed_names(report) == {"mode in declared set in train"}
-    with pytest.raises(ValueError, match="needs its list of modes"):
-        validate_dataset(rows, None, 0.1, 20, "no modes", context=context)
+    # without the list of modes, the modes present are the declared set
+    only_dfs = labeled_rows({"dfs": 1.0})
+    report = validate_dataset(only_dfs, None, 0.1, 20, "present", context=context)
+    assert report.success and report.declared_modes == ["dfs"]
+    report = validate_dataset(only_dfs, None, 0.1, 20, "all", context=context, modes=["dfs", "bfs"])
+    assert "rows of mode 'bfs' in train" in failed_names(report)
