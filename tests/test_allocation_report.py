@@ -96,6 +96,8 @@ def test_report_without_free_arm_skips_free_and_renders(tmp_path):
     # the cells are the numbers of the evaluation
     assert f"{ev.policies['uniform'].mean[0]:.3f} [" in md
     json.dumps(ev.to_dict())  # JSON-safe for summary files
+    with pytest.raises(ValueError, match=r"k=64 exceeds the 32 samples of arm 'dfs'"):
+        evaluate_policies(forced(val), forced(test), [1, 64], *test_std)
     path = write_policies_figure(ev, "skewed / test_adversarial", tmp_path / "f" / "policies.png")
     img = imread(path)
     assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100

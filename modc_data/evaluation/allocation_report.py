@@ -137,7 +137,8 @@ def evaluate_policies(
 
     Args:
         validation, test: one model's arms on two splits (same arm names, any problems).
-        ks: budgets; every arm and the standard model need at least max(ks) samples.
+        ks: budgets; every arm and the standard model need at least max(ks) samples on every
+            problem (ValueError otherwise, before any fitting).
         standard_n, standard_c: (P_test,) the standard model's samples and correct counts on the
             test problems, in ``test``'s problem order.
         standard_validation: optional (n, c) of the standard model on the validation problems,
@@ -163,6 +164,16 @@ def evaluate_policies(
             f"problems, got {standard_n.shape} and {standard_c.shape}"
         )
 
+    # Every arm must hold every k (as the standard model must): then any allocation is feasible
+    # and the oracle bound holds (allocation.py).
+    for name, data in (("validation", validation), ("test", test)):
+        few = data.n.min(axis=0)
+        if ks[-1] > few.min():
+            arm = data.arms[int(np.argmin(few))]
+            raise ValueError(
+                f"evaluate_policies: k={ks[-1]} exceeds the {few.min()} samples of arm {arm!r} on "
+                f"some {name} problem; lower ks (evaluate.ks) or sample more (sample.n)"
+            )
     policies: dict[str, Policy] = {"uniform": UniformPolicy()}
     skipped: dict[str, str] = {}
     if test.free is not None:
