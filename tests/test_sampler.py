@@ -207,3 +207,16 @@ def test_models_that_cannot_sample_freely_refuse_free_arms(tmp_path):
     # nothing shipped (checkpoints before the allocation existed): auto is uniform
     with_allocation(ckpt, {}, False)
     assert ModCSampler.from_pretrained(ckpt).budget(5, "auto") == {"dfs": 3, "bfs": 2}
+
+
+def test_cli_sample_applies_the_shipped_policy_and_free_flag(tmp_path, capsys):
+    from modc_data.cli import main
+
+    ckpt = with_allocation(make_tiny_checkpoint(tmp_path / "p", "prefix", ["dfs", "bfs"]), SHIPPED, True)
+    args = ["sample", str(ckpt), "--prompt", "numbers 3 7 9 target 22", "--max-new-tokens", "3"]
+    assert main([*args, "-k", "8"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert Counter(x["mode"] for x in recs) == {None: 2, "dfs": 5, "bfs": 1}
+    assert main([*args, "-k", "3", "--split", "free"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert Counter(x["mode"] for x in recs) == {None: 3}
