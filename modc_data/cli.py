@@ -111,11 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--local-dir", help="override publish.local_dir")
     u.set_defaults(func=_publish)
 
-    s = sub.add_parser("sample", help="sample k completions split across the model's modes")
+    s = sub.add_parser("sample", help="sample k completions split across the model's arms")
     s.add_argument("model", help="model repo id or folder with modc.json")
     s.add_argument("--prompt", action="append", required=True, help="repeat for several")
     s.add_argument("-k", type=int, default=8, help="samples per prompt (split across modes)")
-    s.add_argument("--split", default="uniform", help="'uniform' or JSON {mode: weight}")
+    s.add_argument("--split", default="auto",
+                   help="'auto' (the validated allocation in modc.json), 'uniform', 'free' or "
+                        "JSON {arm: weight} (arms: the modes, and 'free' where allowed)")
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--max-new-tokens", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)

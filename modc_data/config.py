@@ -69,16 +69,33 @@ class LabelsParams(_Block):
         default_factory=list, description="label stages to run"
     )
     random: RandomLabelParams = RandomLabelParams()
-    # mix name -> {mode: share}; shares must sum to 1. Rows of every label source are drawn
-    # from the search-algorithm rows under one of these mixes.
-    mixes: dict[str, dict[str, float]] = Field(
+    # mix name -> {mode: share} (shares sum to 1, validated against the data) or the string
+    # "rejection" (one solving trace per problem, mode uniform among the solving modes; realised
+    # shares reported, not checked). Rows of every label source are drawn from the
+    # search-algorithm rows under one of these mixes.
+    mixes: dict[str, dict[str, float] | Literal["rejection"]] = Field(
         default_factory=lambda: {"balanced": {"dfs": 0.5, "bfs": 0.5}}
     )
 
+    @field_validator("mixes", mode="before")
+    @classmethod
+    def _kind(cls, v: Any) -> Any:
+        # Before pydantic's union check, so a misspelt kind gets one clear line, not two.
+        for name, mix in v.items() if isinstance(v, dict) else ():
+            if isinstance(mix, str) and mix != "rejection":
+                raise ValueError(
+                    f"mix {name!r} is {mix!r}; give {{mode: share}} shares or 'rejection'"
+                )
+        return v
+
     @field_validator("mixes")
     @classmethod
-    def _shares(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    def _shares(
+        cls, v: dict[str, dict[str, float] | str]
+    ) -> dict[str, dict[str, float] | str]:
         for name, shares in v.items():
+            if isinstance(shares, str):
+                continue  # the rejection mix declares no shares
             if not shares:
                 raise ValueError(f"mix {name!r} lists no modes")
             if any(s < 0 for s in shares.values()):

@@ -9,6 +9,14 @@ What goes in: a local checkpoint folder or a Hub model repo id holding ``modc.js
 model, an experts group, a single expert or a standard model). What comes out: per prompt, ``k``
 ``ModeSample(mode, completion)`` records; mode ``m`` gets ``k_m`` of them with ``sum k_m == k``.
 Generation goes through ``modc_data.sampling`` backends (``hf`` by default, ``vllm`` on GPU).
+
+How k is split (``split``): ``"auto"`` (default) applies the allocation validated for this model
+and shipped in ``modc.json`` (``allocation``, per k: e.g. all on free sampling at k = 1, even
+over the modes at k = 8); ``"uniform"`` splits evenly over the modes; ``"free"`` puts all k on
+the model's own sampling (no mode token); a dict gives explicit weights over ``arms``. The arms
+are the modes, plus ``"free"`` where the model can sample freely: a standard model or single
+expert (its only arm), or a prefix model trained to emit its own mode token (``free_sampling``
+in modc.json); today's prefix models and experts groups cannot, and asking them is an error.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modc_data.modeling.modc_json import ModcInfo, read_modc
+from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc
 from modc_data.sampling.base import get_backend, sample_seed
 
 
@@ -66,6 +74,55 @@ def split_budget(k: int, modes: Sequence[str], split: str | Mapping[str, float] 
     return dict(zip(modes, counts, strict=True))
 
 
+FREE = "free"  # the arm with no mode token (same name as evaluation.allocation.FREE)
+
+
+def can_sample_freely(info: ModcInfo) -> bool:
+    """Whether the checkpoint can be sampled with no mode token: a standard model, or a prefix
+    model trained to emit its own mode token. An expert samples its own mode, a group needs one."""
+    return info.variant == "standard" or (info.variant == "prefix" and info.free_sampling)
+
+
+def arms_of(info: ModcInfo) -> list[str]:
+    """Arms the budget can go to: ``"free"`` first where allowed, then the modes."""
+    return ([FREE] if can_sample_freely(info) else []) + list(info.modes)
+
+
+def shipped_budget(info: ModcInfo, k: int) -> dict[str, int]:
+    """Samples per arm under the allocation shipped in ``modc.json`` (``split="auto"``).
+
+    The entry for k when there is one; otherwise the entry of the nearest validated k (on a log
+    scale, ties to the smaller) used as weights (``split_budget``'s largest-remainder rounding).
+    No shipped allocation: uniform over the modes (a standard model: all free).
+    """
+    arms = arms_of(info)
+    modes = [a for a in arms if a != FREE]
+    if not info.allocation:
+        return split_budget(k, modes or arms, "uniform") if modes else {FREE: k}
+    where = f"{MODC_FILE} allocation"
+    try:
+        table = {int(kk): v for kk, v in info.allocation.items()}
+    except ValueError:
+        raise ValueError(f"{where}: keys must be budgets k, got {sorted(info.allocation)}") from None
+    near = min(table, key=lambda v: (abs(math.log2(v) - math.log2(max(k, 1))), v))
+    entry = table[near]
+    counts = entry.get("counts")
+    if not isinstance(counts, Mapping):
+        raise ValueError(
+            f"{where}[{near}]: policy {entry.get('policy')!r} ships no per-arm counts "
+            "(a per-prompt policy such as 'preference' needs q(m|x) from the model's first token, "
+            "which this checkpoint cannot give); re-ship with a counts policy"
+        )
+    unknown = sorted(set(a for a, m in counts.items() if m) - set(arms))
+    if unknown:
+        raise ValueError(f"{where}[{near}]: arms {unknown} are not among this model's {arms}")
+    if near == k:
+        if sum(counts.values()) != k:
+            raise ValueError(f"{where}[{k}]: counts {dict(counts)} do not sum to k={k}")
+        return {a: int(counts.get(a, 0)) for a in arms}
+    return split_budget(k, arms, {a: float(m) for a, m in counts.items() if a in arms})
+
+
 def _resolve(repo_or_path: str | Path, revision: str | None) -> Path:
     path = Path(repo_or_path)
     if path.is_dir():
@@ -106,8 +163,45 @@ class ModCSampler:
         """Modes the budget is split over ([] for a standard model)."""
         return list(self.info.modes)
 
+    @property
+    def arms(self) -> list[str]:
+        """Arms a budget can go to: ``"free"`` (where the model can sample freely), the modes."""
+        return arms_of(self.info)
+
+    def budget(self, k: int, split: str | Mapping[str, float] = "auto") -> dict[str, int]:
+        """Samples per arm for one prompt (same for every prompt), summing to ``k``."""
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        arms = self.arms
+        if len(arms) == 1:
+            return {arms[0]: k}  # a standard model or single expert: one way to sample
+        if split == "auto":
+            return shipped_budget(self.info, k)
+        if split == "free":
+            if FREE not in arms:
+                raise ValueError(
+                    f"{self.path}: this {self.info.variant} model cannot sample without a mode "
+                    "token (free_sampling is off in modc.json); use 'uniform', 'auto' or weights"
+                )
+            return {a: (k if a == FREE else 0) for a in arms}
+        if split == "uniform":
+            even = split_budget(k, self.modes)
+            return {a: even.get(a, 0) for a in arms}
+        if isinstance(split, Mapping) and FREE in split and FREE not in arms:
+            raise ValueError(
+                f"{self.path}: weights name 'free' but this model cannot sample freely; "
+                f"its arms are {arms}"
+            )
+        if not isinstance(split, Mapping):
+            raise ValueError(
+                f"split must be 'auto', 'uniform', 'free' or a dict of arm weights, got {split!r}"
+            )
+        return split_budget(k, arms, split)
+
     def _target(self, mode: str | None) -> tuple[Path, str | None]:
-        """(checkpoint dir, mode token argument) that samples ``mode``."""
+        """(checkpoint dir, mode token argument) that samples ``mode`` (None: free)."""
+        if mode is None:
+            return self.path, None
         if self.info.variant == "experts":
             return self.path / self.info.experts[mode], None
         if self.info.variant == "prefix":
@@ -118,26 +212,26 @@ class ModCSampler:
         self,
         prompts: Sequence[str],
         k: int,
-        split: str | Mapping[str, float] = "uniform",
+        split: str | Mapping[str, float] = "auto",
         temperature: float = 1.0,
         max_new_tokens: int = 100,
         seed: int = 0,
         top_p: float = 1.0,
     ) -> list[list[ModeSample]]:
-        """``k`` samples per prompt, ``split_budget(k, modes, split)`` of them under each mode.
+        """``k`` samples per prompt, ``budget(k, split)`` of them on each arm.
 
-        Returns ``len(prompts)`` lists of ``k`` ModeSample, grouped by mode in ``modes`` order.
-        Same seed, same samples.
+        Returns ``len(prompts)`` lists of ``k`` ModeSample, grouped by arm in ``arms`` order;
+        free samples carry mode None. Same seed, same samples.
         """
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, got one string")
-        modes = self.modes or [None]
-        budget = (split_budget(k, self.modes, split) if self.modes else {None: k})
+        budget = self.budget(k, split)
         out: list[list[ModeSample]] = [[] for _ in prompts]
-        for mode in modes:
-            n = budget[mode]
+        for arm in self.arms:
+            n = budget.get(arm, 0)
             if n == 0:
                 continue
+            mode = None if arm == FREE else arm
             model_dir, token_mode = self._target(mode)
             seeds = [sample_seed(seed, p, str(mode), n=n) for p in prompts]
             comps = self.backend.generate(

@@ -1,7 +1,8 @@
 """Great-expectations validation of a mode-labeled dataset (the ``validate`` stage's logic).
 
 What goes in: schema rows (``modc_data.schema.ROW_SCHEMA``) of one labeled dataset, the mix it
-declares (``{mode: share}``), a share tolerance and a minimum row count per (mode, split).
+declares (``{mode: share}``, or None with the list of its modes for a mix with no fixed shares,
+such as the rejection mix), a share tolerance and a minimum row count per (mode, split).
 What comes out: a ``ValidationReport`` (one ``Outcome`` per expectation, mode shares and counts
 per split) that ``write_report`` saves as JSON (+ GX data docs HTML) and ``format_summary`` /
 ``exit_code`` turn into the stage's message and exit status.
@@ -10,7 +11,8 @@ Every check is a great-expectations 1.x expectation run on an in-memory pandas b
 ephemeral context; checks that GX has no expectation for are phrased as GX expectations on a
 derived batch instead of hand-written:
 - mode share within tolerance  -> ``ExpectColumnMeanToBeBetween`` on a 0/1 "row is mode m" column
-  of one split's rows (the mean of an indicator is the share);
+  of one split's rows (the mean of an indicator is the share); skipped when no shares are
+  declared, and the realised shares are reported instead;
 - rows per mode and split      -> ``ExpectColumnSumToBeBetween`` on the same indicator;
 - no problem in two splits     -> ``ExpectColumnValuesToBeUnique(problem_id)`` on the distinct
   (problem_id, split) pairs.
@@ -29,7 +31,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,13 +77,14 @@ class ValidationReport:
     dataset: str
     success: bool
     n_rows: int
-    declared_shares: dict[str, float]
+    declared_shares: dict[str, float] | None  # None: no fixed shares (e.g. the rejection mix)
     tolerance: float
     min_rows_per_mode: int
     shares: dict[str, dict[str, float]]  # split -> mode -> realised share (every split)
     counts: dict[str, dict[str, int]]  # split -> mode -> rows
     results: list[Outcome]
     gx_version: str = ""
+    declared_modes: list[str] = field(default_factory=list)  # modes the mixed splits may use
     # Raw GX suite results (suite name, batch id, result) kept for data docs; not serialized.
     gx_results: list[tuple[str, str, Any]] = field(default_factory=list, repr=False, compare=False)
 
@@ -193,8 +196,10 @@ def _indicator(mode: str) -> str:
 
 
 def _split_checks(
-    split: str, declared: dict[str, float], tolerance: float, min_rows: int
+    split: str, declared: dict[str, float | None], tolerance: float, min_rows: int
 ) -> list[_Check]:
+    """Checks on one mixed split; a mode whose share is None has no share check (no fixed
+    shares), only the row count."""
     import great_expectations.expectations as gxe
 
     # Only the mixed splits must use declared modes: test splits keep every mode's rows, so a
@@ -207,6 +212,9 @@ def _split_checks(
         )
     ]
     for mode, share in sorted(declared.items()):
+        if share is None:
+            checks.append(_rows_check(split, mode, min_rows))
+            continue
         lo, hi = max(0.0, share - tolerance), min(1.0, share + tolerance)
         checks.append(
             _Check(
@@ -219,13 +227,7 @@ def _split_checks(
             )
         )
         if share > 0:  # a mode declared absent needs no rows
-            checks.append(
-                _Check(
-                    f"rows of mode {mode!r} in {split}",
-                    f"at least {min_rows} {split} rows have mode {mode!r}",
-                    gxe.ExpectColumnSumToBeBetween(column=_indicator(mode), min_value=min_rows),
-                )
-            )
+            checks.append(_rows_check(split, mode, min_rows))
     if split == "train":
         checks.append(
             _Check(
@@ -235,6 +237,16 @@ def _split_checks(
             )
         )
     return checks
+
+
+def _rows_check(split: str, mode: str, min_rows: int) -> _Check:
+    import great_expectations.expectations as gxe
+
+    return _Check(
+        f"rows of mode {mode!r} in {split}",
+        f"at least {min_rows} {split} rows have mode {mode!r}",
+        gxe.ExpectColumnSumToBeBetween(column=_indicator(mode), min_value=min_rows),
+    )
 
 
 def _leakage_checks() -> list[_Check]:
@@ -303,28 +315,42 @@ def _run_batch(
 
 def validate_dataset(
     rows: pl.DataFrame,
-    declared_shares: Mapping[str, float],
+    declared_shares: Mapping[str, float] | None,
     tolerance: float,
     min_rows_per_mode: int,
     dataset_name: str,
     context: Any | None = None,
+    *,
+    modes: Sequence[str] | None = None,
 ) -> ValidationReport:
     """Run every expectation on ``rows`` and collect a report.
 
     Args:
         rows: the labeled dataset (should match ``ROW_SCHEMA``; a mismatch is reported, not
             raised, so the report lists every problem at once).
-        declared_shares: the mix the dataset declares, ``{mode: share}`` summing to 1.
+        declared_shares: the mix the dataset declares, ``{mode: share}`` summing to 1, or None
+            for a mix with no fixed shares (the rejection mix): then no share is checked and
+            the report carries the realised shares only.
         tolerance: allowed ``|realised share - declared share|`` in train and validation.
-        min_rows_per_mode: rows required per (declared mode with share > 0, train/validation).
+        min_rows_per_mode: rows required per (declared mode with share > 0, train/validation);
+            with no fixed shares, per mode in ``modes``.
         dataset_name: names the report and GX suites (e.g. ``search_algorithm-balanced``).
         context: a GX data context to reuse (tests share one); default a new ephemeral one.
+        modes: with ``declared_shares=None``, the modes the mixed splits may use and must each
+            have ``min_rows_per_mode`` rows of; default the modes present in them (then a mode
+            absent altogether goes unnoticed). Ignored when shares are declared (their keys).
     Returns:
         ``ValidationReport``; ``success`` is true only when every expectation passed.
     """
     if not isinstance(rows, pl.DataFrame):
         raise TypeError(f"rows must be a polars DataFrame, got {type(rows).__name__}")
-    declared = check_shares(declared_shares, f"{dataset_name}: declared shares")
+    if declared_shares is None:
+        if modes is None and {"split", "mode"} <= set(rows.columns):
+            # Weaker: a mode missing from the data altogether goes unnoticed; pass modes.
+            modes = rows.filter(pl.col("split").is_in(MIXED_SPLITS))["mode"].unique().to_list()
+        declared: dict[str, float | None] = dict.fromkeys(sorted(set(modes or ())))
+    else:
+        declared = check_shares(declared_shares, f"{dataset_name}: declared shares")
     if not 0.0 <= tolerance <= 1.0:
         raise ValueError(f"tolerance must lie in [0, 1] (validation.tolerance), got {tolerance}")
     if min_rows_per_mode < 0:
@@ -371,7 +397,7 @@ def validate_dataset(
         dataset=dataset_name,
         success=all(o.success for o in outcomes),
         n_rows=rows.height,
-        declared_shares=declared,
+        declared_shares=None if declared_shares is None else declared,
         tolerance=float(tolerance),
         min_rows_per_mode=int(min_rows_per_mode),
         shares=shares,
@@ -379,6 +405,7 @@ def validate_dataset(
         results=outcomes,
         gx_version=gx.__version__,
         gx_results=raw,
+        declared_modes=sorted(declared),
     )
 
 
@@ -405,8 +432,13 @@ def format_summary(report: ValidationReport) -> str:
     n_fail = len(report.failed)
     verdict = "PASSED" if report.success else f"FAILED ({n_fail} of {len(report.results)})"
     lines = [f"dataset {report.dataset}: {verdict}, {report.n_rows} rows"]
-    declared = ", ".join(f"{m}={s:.3f}" for m, s in sorted(report.declared_shares.items()))
-    lines.append(f"  declared mix: {declared} (tolerance ±{report.tolerance:.3f})")
+    if report.declared_shares is None:
+        lines.append(
+            f"  declared mix: no fixed shares over {report.declared_modes} (realised shares below)"
+        )
+    else:
+        declared = ", ".join(f"{m}={s:.3f}" for m, s in sorted(report.declared_shares.items()))
+        lines.append(f"  declared mix: {declared} (tolerance ±{report.tolerance:.3f})")
     for split, shares in report.shares.items():
         cells = ", ".join(
             f"{m}={s:.3f} ({report.counts[split][m]})" for m, s in sorted(shares.items())

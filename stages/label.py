@@ -11,9 +11,9 @@ import polars as pl
 from modc_data import pipeline
 from modc_data.artifacts import write_json, write_parquet
 from modc_data.labeling.declared import write_declared
-from modc_data.labeling.mixes import apply_mix, mode_shares
+from modc_data.labeling.mixes import apply_mix, declared_shares, mix_seeds, mode_shares
 from modc_data.labeling.random_partition import random_rows, uniform_shares
-from modc_data.labeling.search_algorithm import search_algorithm_rows
+from modc_data.labeling.search_algorithm import ALGORITHMS, search_algorithm_rows
 from modc_data.pipeline import StageError
 
 
@@ -26,10 +26,12 @@ def main(params, argv):
     write_parquet(full, out / "search_algorithm" / "full.parquet")
     metrics = {"search_algorithm/full": mode_shares(full)}
     mixed = {}
-    for i, (mix, shares) in enumerate(sorted(params.labels.mixes.items())):
-        mixed[mix] = apply_mix(full, shares, seed=params.seed + i)
+    seeds = mix_seeds(params.labels.mixes, params.seed)
+    for mix, shares in sorted(params.labels.mixes.items()):
+        mixed[mix] = apply_mix(full, shares, seed=seeds[mix])
         write_parquet(mixed[mix], out / "search_algorithm" / f"{mix}.parquet")
-        write_declared(out / "search_algorithm" / f"{mix}.parquet", dict(shares))
+        write_declared(out / "search_algorithm" / f"{mix}.parquet", declared_shares(shares),
+                       modes=ALGORITHMS)
         metrics[f"search_algorithm/{mix}"] = mode_shares(mixed[mix])
     random_mixes = sorted({a.mix for a in params.arms.values() if a.label_source == "random"})
     (out / "random").mkdir(parents=True, exist_ok=True)

@@ -27,12 +27,14 @@ def main(params, argv):
     path = pipeline.ARTIFACTS / "datasets" / arm.label_source / f"{arm.mix}.parquet"
     rows = pl.read_parquet(path)
     cfg = params.validation
+    shares, modes = read_declared(path)
     report = validate_dataset(
         rows,
-        read_declared(path),
+        shares,
         cfg.source_tolerance.get(arm.label_source, cfg.tolerance),
         cfg.min_rows_per_mode,
         key,
+        modes=modes,  # what must appear when the mix fixes no shares (the rejection mix)
     )
     out = pipeline.ARTIFACTS / "validation"
     write_report(report, out / f"{key}.json", html_dir=out / f"{key}_docs" if cfg.data_docs else None)

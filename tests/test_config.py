@@ -32,6 +32,7 @@ def _default() -> dict:
         (lambda d: d["train"].update(stepz=10), "train.stepz"),
         (lambda d: d.update(unknown_block={}), "unknown_block"),
         (lambda d: d["labels"]["mixes"].update(bad={"dfs": 0.7, "bfs": 0.7}), "labels.mixes"),
+        (lambda d: d["labels"]["mixes"].update(bad="rejekt"), "labels.mixes"),
         (lambda d: d["train_jobs"]["search_algorithm-skewed-prefix"].update(mix="nope"), "train_jobs"),
         (lambda d: d["sample"].update(backend="tgi"), "sample.backend"),
     ],
@@ -101,3 +102,12 @@ def test_every_cross_reference_error_is_reported_at_once():
     with pytest.raises(ParamsError) as err:
         parse_params(data)
     assert "evaluate.ks" in str(err.value) and "sample.splits" in str(err.value)
+
+
+def test_rejection_mix_is_a_mix_beside_the_share_mixes():
+    data = _default()
+    data["labels"]["mixes"]["rejection"] = "rejection"
+    data["arms"]["search_algorithm-rejection"] = {"label_source": "search_algorithm", "mix": "rejection"}
+    params = parse_params(data)
+    assert params.labels.mixes["rejection"] == "rejection"
+    assert params.labels.mixes["balanced"] == {"dfs": 0.5, "bfs": 0.5}  # share form unchanged

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modc_data.labeling.mixes import MIXED_SPLITS, apply_mix, mode_shares
+from modc_data.labeling.mixes import (
+    MIXED_SPLITS,
+    REJECTION,
+    apply_mix,
+    declared_shares,
+    mix_seeds,
+    mode_shares,
+)
 from modc_data.labeling.random_partition import random_rows, uniform_shares
 from modc_data.labeling.search_algorithm import PROBLEM_COLUMNS, search_algorithm_rows
 from modc_data.schema import ROW_SCHEMA, check_schema, problem_id, row_id
@@ -245,3 +252,83 @@ def test_empty_inputs_give_empty_schema_frames():
     assert rows.height == 0 and rows.schema == pl.Schema(ROW_SCHEMA)
     assert apply_mix(rows, {"dfs": 1.0}, 0).height == 0
     assert random_rows(rows, 2, 0).schema == pl.Schema(ROW_SCHEMA)
+
+
+# --------------------------------------------------------------------------- rejection mix
+def solving_modes(rows: pl.DataFrame) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for split, pid, mode in rows.filter(pl.col("correct")).select("split", "problem_id", "mode").iter_rows():
+        out.setdefault((split, pid), set()).add(mode)
+    return out
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs=problem_specs, seed=st.integers(0, 2**32 - 1))
+def test_rejection_mix_keeps_one_solving_trace_per_problem(specs, seed):
+    rows = search_algorithm_rows(make_problems(specs), 8)
+    mixed = apply_mix(rows, REJECTION, seed)
+    check_schema(mixed, "rejection mix")
+    solving = solving_modes(rows)
+    for split in MIXED_SPLITS:
+        part = mixed.filter(pl.col("split") == split)
+        assert part["problem_id"].n_unique() == part.height
+        assert part["correct"].all()
+        want = {pid for (s, pid) in solving if s == split}
+        assert set(part["problem_id"]) == want  # every solvable problem keeps a trace
+        for pid, mode in part.select("problem_id", "mode").iter_rows():
+            assert mode in solving[(split, pid)]
+    for split in ("test", "test_adversarial"):
+        assert mixed.filter(pl.col("split") == split).equals(rows.filter(pl.col("split") == split))
+    assert set(mixed["id"]) <= set(rows["id"])
+
+
+def test_rejection_mix_draws_uniformly_among_solving_modes():
+    specs = [("train", "both", 2, 2)] * 3000 + [("train", "only_dfs", 2, 2)] * 1000
+    specs += [("train", "only_bfs", 2, 2)] * 500 + [("train", "neither", 2, 2)] * 500
+    rows = search_algorithm_rows(make_problems(specs), 8)
+    mixed = apply_mix(rows, REJECTION, seed=3)
+    cats = dict(zip(rows["problem_id"], rows["meta"].str.json_path_match("$.category"), strict=False))
+    by_cat = mixed.with_columns(pl.col("problem_id").replace_strict(cats).alias("cat"))
+    both = by_cat.filter(pl.col("cat") == "both")
+    assert both.height == 3000
+    # 3000 fair coins: sd 0.0091, so 0.04 is > 4 sd.
+    assert abs((both["mode"] == "dfs").mean() - 0.5) < 0.04
+    assert set(by_cat.filter(pl.col("cat") == "only_dfs")["mode"]) == {"dfs"}
+    assert set(by_cat.filter(pl.col("cat") == "only_bfs")["mode"]) == {"bfs"}
+    assert mixed.height == 4500  # the 500 unsolved problems are dropped
+    # realised, not declared: dfs = (1500 + 1000) / 4500 in expectation
+    assert abs(mode_shares(mixed)["train"]["shares"]["dfs"] - 2500 / 4500) < 0.03
+
+
+def test_rejection_mix_is_deterministic_and_order_free():
+    rows = both_rows()
+    a = apply_mix(rows, REJECTION, seed=5)
+    assert a.equals(apply_mix(rows, REJECTION, seed=5))
+    shuffled = rows.sample(fraction=1.0, shuffle=True, seed=1)
+    assert set(apply_mix(shuffled, REJECTION, seed=5)["id"]) == set(a["id"])
+    assert set(apply_mix(rows, REJECTION, seed=6)["id"]) != set(a["id"])
+
+
+def test_mix_kinds_and_declared_shares():
+    assert declared_shares(REJECTION) is None
+    assert declared_shares({"dfs": 0.9, "bfs": 0.1}) == {"dfs": 0.9, "bfs": 0.1}
+    with pytest.raises(ValueError, match="unknown mix 'rejekt'"):
+        declared_shares("rejekt")
+    with pytest.raises(ValueError, match="unknown mix 'rejekt'"):
+        apply_mix(both_rows(), "rejekt", 0)
+
+
+@given(
+    names=st.lists(st.text("abcdefgh", min_size=1, max_size=6), min_size=1, max_size=6, unique=True),
+    n_rejection=st.integers(0, 3),
+    seed=st.integers(0, 10**6),
+)
+def test_mix_seeds_of_share_mixes_do_not_move_when_rejection_mixes_join(names, n_rejection, seed):
+    shares = {n: {"dfs": 0.5, "bfs": 0.5} for n in names}
+    # Before the rejection mix existed the label stage seeded mix i (sorted) with seed + i.
+    before = {m: seed + i for i, m in enumerate(sorted(shares))}
+    assert mix_seeds(shares, seed) == before
+    with_rejection = {**shares, **{f"zz{j}" if j % 2 else f"0{j}": REJECTION for j in range(n_rejection)}}
+    seeds = mix_seeds(with_rejection, seed)
+    assert {m: seeds[m] for m in shares} == before
+    assert len(set(seeds.values())) == len(seeds)  # every mix draws with its own seed

@@ -317,3 +317,28 @@ def test_cli_help_for_every_subcommand():
     for sub in ("download", "publish", "sample"):
         r = _cli(sub, "--help")
         assert r.returncode == 0 and "usage: modc " + sub in r.stdout
+
+
+def test_shipped_allocation_reaches_the_card_and_the_sampler(tmp_path):
+    from modc_data.modeling.modc_json import read_modc, write_modc
+    from modc_data.sampler import ModCSampler
+
+    ckpt = make_tiny_checkpoint(tmp_path / "prefix", "prefix", ["dfs", "bfs"])
+    info = read_modc(ckpt)
+    info.free_sampling = True
+    info.allocation = {
+        "1": {"policy": "free", "counts": {"free": 1, "dfs": 0, "bfs": 0}, "validation": 0.31},
+        "8": {"policy": "static", "counts": {"free": 2, "dfs": 5, "bfs": 1}, "validation": 0.87},
+    }
+    write_modc(ckpt, info)
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({KEY: {"test": {"standard": _curve(0.1), "prefix": _curve(0.2)}}}))
+    out = tmp_path / "hub"
+    publish_all(task="countdown", datasets={}, validation_reports={},
+                models=[ModelRelease(str(ckpt), KEY, name="alloc")], summary_path=summary,
+                params={}, revision={}, publish=PublishParams(local_dir=str(out)), log=lambda s: None)
+    repo = out / "models" / "modc" / "alloc"
+    card = ModelCard.load(repo / "README.md").text
+    assert "| 8 | static | free=2, dfs=5, bfs=1 | 0.870 |" in card
+    assert "| 1 | free | free=1 | 0.310 |" in card
+    assert ModCSampler.from_pretrained(repo).budget(8) == {"free": 2, "dfs": 5, "bfs": 1}

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modc_data.sampler import ModCSampler, split_budget
+from modc_data.modeling.modc_json import ModcInfo, read_modc, write_modc
+from modc_data.sampler import ModCSampler, shipped_budget, split_budget
 from tests.test_publish import make_release, run_publish
 from tests.tiny_models import make_tiny_checkpoint
 
@@ -129,3 +130,93 @@ def test_cli_sample_prints_mode_tagged_json(tmp_path, capsys):
                  "--max-new-tokens", "4"]) == 0
     recs = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert Counter(x["mode"] for x in recs) == {"dfs": 2, "bfs": 2}
+
+
+# --------------------------------------------------------------------------- shipped allocation
+def with_allocation(ckpt: Path, allocation: dict, free_sampling: bool) -> Path:
+    info = read_modc(ckpt)
+    info.allocation, info.free_sampling = allocation, free_sampling
+    write_modc(ckpt, info)
+    return ckpt
+
+
+SHIPPED = {
+    "1": {"policy": "free", "counts": {"free": 1, "dfs": 0, "bfs": 0}},
+    "4": {"policy": "uniform", "counts": {"free": 0, "dfs": 2, "bfs": 2}},
+    "8": {"policy": "static", "counts": {"free": 2, "dfs": 5, "bfs": 1}},
+}
+
+
+def test_auto_split_follows_the_shipped_policy_per_prompt(tmp_path):
+    ckpt = with_allocation(make_tiny_checkpoint(tmp_path / "p", "prefix", ["dfs", "bfs"]), SHIPPED, True)
+    s = ModCSampler.from_pretrained(ckpt)
+    assert s.arms == ["free", "dfs", "bfs"]
+    calls = []
+    real = s.backend.generate
+    s.backend.generate = lambda model, prompts, **kw: (calls.append((kw["mode"], kw["n"])),
+                                                       real(model, prompts, **kw))[1]
+    prompts = ["numbers 3 7 9 target 22", "numbers 2 5 8 target 18"]
+    # k=16 was not validated: the nearest validated k (8) gives the weights
+    expected = {1: {None: 1}, 4: {"dfs": 2, "bfs": 2}, 8: {None: 2, "dfs": 5, "bfs": 1},
+                16: {None: 4, "dfs": 10, "bfs": 2}}
+    for k, want in expected.items():
+        calls.clear()
+        res = s.sample(prompts, k=k, max_new_tokens=3)
+        for recs in res:
+            assert Counter(m for m, _ in recs) == want
+        # free samples go out with no mode token, forced ones with theirs; once per arm
+        assert calls == [(m, n) for m, n in want.items()]
+    assert s.budget(8, "uniform") == {"free": 0, "dfs": 4, "bfs": 4}
+    assert s.budget(8, "free") == {"free": 8, "dfs": 0, "bfs": 0}
+    assert s.budget(5, {"free": 1, "bfs": 4}) == {"free": 1, "dfs": 0, "bfs": 4}
+
+
+@settings(deadline=None, max_examples=60)
+@given(k=st.integers(0, 200), table=st.dictionaries(
+    st.integers(1, 64), st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, 9)).filter(any),
+    min_size=1, max_size=5))
+def test_shipped_budget_sums_to_k_for_every_k(k, table):
+    info = ModcInfo(variant="prefix", label_source="search_algorithm", modes=["dfs", "bfs"],
+                    free_sampling=True)
+    # a validated entry sums to its own k: scale the drawn weights into counts of that k
+    info.allocation = {}
+    for kk, w in table.items():
+        b = split_budget(kk, ["free", "dfs", "bfs"], dict(zip(["free", "dfs", "bfs"], w, strict=True)))
+        info.allocation[str(kk)] = {"policy": "static", "counts": b}
+    got = shipped_budget(info, k)
+    assert sum(got.values()) == k and min(got.values()) >= 0
+    if str(k) in info.allocation:
+        assert got == info.allocation[str(k)]["counts"]
+
+
+def test_models_that_cannot_sample_freely_refuse_free_arms(tmp_path):
+    ckpt = with_allocation(make_tiny_checkpoint(tmp_path / "p", "prefix", ["dfs", "bfs"]), SHIPPED, False)
+    s = ModCSampler.from_pretrained(ckpt)
+    assert s.arms == ["dfs", "bfs"]
+    with pytest.raises(ValueError, match="cannot sample without a mode token"):
+        s.budget(4, "free")
+    with pytest.raises(ValueError, match="cannot sample freely"):
+        s.budget(4, {"free": 1.0, "dfs": 1.0})
+    with pytest.raises(ValueError, match=r"arms \['free'\] are not among"):
+        s.budget(1, "auto")  # the shipped k=1 policy needs free sampling
+    assert s.budget(4, "auto") == {"dfs": 2, "bfs": 2}
+    pref = {"2": {"policy": "preference", "free_share": 0.5, "beta": -1.0}}
+    with_allocation(ckpt, pref, False)
+    with pytest.raises(ValueError, match="needs q"):
+        ModCSampler.from_pretrained(ckpt).budget(2, "auto")
+    # nothing shipped (checkpoints before the allocation existed): auto is uniform
+    with_allocation(ckpt, {}, False)
+    assert ModCSampler.from_pretrained(ckpt).budget(5, "auto") == {"dfs": 3, "bfs": 2}
+
+
+def test_cli_sample_applies_the_shipped_policy_and_free_flag(tmp_path, capsys):
+    from modc_data.cli import main
+
+    ckpt = with_allocation(make_tiny_checkpoint(tmp_path / "p", "prefix", ["dfs", "bfs"]), SHIPPED, True)
+    args = ["sample", str(ckpt), "--prompt", "numbers 3 7 9 target 22", "--max-new-tokens", "3"]
+    assert main([*args, "-k", "8"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert Counter(x["mode"] for x in recs) == {None: 2, "dfs": 5, "bfs": 1}
+    assert main([*args, "-k", "3", "--split", "free"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert Counter(x["mode"] for x in recs) == {None: 3}

@@ -212,3 +212,34 @@ def test_write_report_round_trip_and_data_docs(context, tmp_path):
     stripped = ValidationReport(**{**loaded, "results": []})
     with pytest.raises(ValueError, match="no GX results"):
         write_report(stripped, tmp_path / "x.json", html_dir=tmp_path / "docs")
+
+
+def test_mix_with_no_fixed_shares_reports_realised_shares(context, tmp_path):
+    # A rejection-mix dataset whose realised shares (0.8 / 0.2) are far from any declared mix.
+    rows = labeled_rows({"dfs": 0.8, "bfs": 0.2})
+    assert not validate_dataset(rows, BALANCED, 0.1, 20, "as balanced", context=context).success
+    report = validate_dataset(rows, None, 0.1, 10, "rejection", context=context, modes=["dfs", "bfs"])
+    assert report.success, format_summary(report)
+    assert report.declared_shares is None and report.declared_modes == ["bfs", "dfs"]
+    assert report.shares["train"] == {"bfs": pytest.approx(0.2), "dfs": pytest.approx(0.8)}
+    assert not any(o.name.startswith("share of mode") for o in report.results)
+    assert "rows of mode 'bfs' in validation" in {o.name for o in report.results}
+    assert "no fixed shares" in format_summary(report)
+    write_report(report, tmp_path / "r.json")
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["declared_shares"] is None and saved["shares"]["train"]["dfs"] == pytest.approx(0.8)
+
+
+def test_mix_with_no_fixed_shares_still_checks_modes_and_rows(context):
+    rows = labeled_rows({"dfs": 0.95, "bfs": 0.05})  # 10 train bfs rows, 3 validation
+    report = validate_dataset(rows, None, 0.1, 20, "thin", context=context, modes=["dfs", "bfs"])
+    assert failed_names(report) == {"rows of mode 'bfs' in train", "rows of mode 'bfs' in validation"}
+    stray = labeled_rows().with_columns(set_cell("mode", 0, "cluster:9"))
+    report = validate_dataset(stray, None, 0.1, 20, "stray", context=context, modes=["dfs", "bfs"])
+    assert failed_names(report) == {"mode in declared set in train"}
+    # without the list of modes, the modes present are the declared set
+    only_dfs = labeled_rows({"dfs": 1.0})
+    report = validate_dataset(only_dfs, None, 0.1, 20, "present", context=context)
+    assert report.success and report.declared_modes == ["dfs"]
+    report = validate_dataset(only_dfs, None, 0.1, 20, "all", context=context, modes=["dfs", "bfs"])
+    assert "rows of mode 'bfs' in train" in failed_names(report)

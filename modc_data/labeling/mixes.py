@@ -1,8 +1,16 @@
 """Training mixes: which labeled row (if any) each training problem contributes.
 
 What goes in: schema rows with possibly several rows per problem (one per mode that solves it),
-and a declared mix ``{mode: share}``. What comes out: at most one row per train/validation
-problem, with mode shares that track the mix; test splits pass through untouched.
+and a mix: either declared shares ``{mode: share}`` (``balanced``, ``skewed``) or the string
+``"rejection"``. What comes out: at most one row per train/validation problem; test splits pass
+through untouched.
+
+Two kinds of mix:
+- **share mix** ``{mode: share}``: the shares are declared and validated (below).
+- **rejection mix** ``"rejection"`` (the paper's default data): each problem keeps one solving
+  trace, its mode drawn uniformly among the modes whose trace solves it. No share is declared:
+  the realised shares follow from which modes solve which problems, and are reported, not
+  checked (``declared_shares`` returns None for it).
 
 Why a mix is drawn and not rebalanced: collapse (the effect ModC exploits) depends on how the
 training rows mix modes, so the mix is a declared, reported parameter (DESIGN.md). For each
@@ -17,6 +25,7 @@ validate stage checks it against the declared mix within a tolerance.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -25,6 +34,32 @@ from modc_data.schema import check_schema
 
 MIXED_SPLITS = ("train", "validation")  # every other split keeps all of its rows
 SHARE_SUM_TOLERANCE = 1e-6
+REJECTION = "rejection"  # how a profile names the rejection mix: `labels.mixes.<name>: rejection`
+Mix = Mapping[str, float] | Literal["rejection"]
+
+
+def is_rejection(mix: Mix) -> bool:
+    """True for the rejection mix (``"rejection"``), False for a ``{mode: share}`` mix."""
+    return isinstance(mix, str) and mix == REJECTION
+
+
+def declared_shares(mix: Mix) -> dict[str, float] | None:
+    """The shares a dataset drawn under ``mix`` must show: the mix itself, or None ("no fixed
+    shares") for the rejection mix, whose realised shares are reported instead of checked."""
+    if isinstance(mix, str):
+        if not is_rejection(mix):
+            raise ValueError(f"unknown mix {mix!r}: give {{mode: share}} shares or {REJECTION!r}")
+        return None
+    return check_shares(mix)
+
+
+def mix_seeds(mixes: Mapping[str, Mix], seed: int) -> dict[str, int]:
+    """Seed of each mix's draw: share mixes get ``seed + i`` by their sorted name among the share
+    mixes, rejection mixes the seeds after those. Adding a rejection mix to a profile therefore
+    leaves every share mix's draw (and dataset) bit-identical to before."""
+    shares = sorted(m for m, v in mixes.items() if not is_rejection(v))
+    rejection = sorted(m for m, v in mixes.items() if is_rejection(v))
+    return {m: seed + i for i, m in enumerate(shares + rejection)}
 
 
 def check_shares(shares: Mapping[str, float], where: str = "shares") -> dict[str, float]:
@@ -40,8 +75,10 @@ def check_shares(shares: Mapping[str, float], where: str = "shares") -> dict[str
     return {str(m): float(s) for m, s in shares.items()}
 
 
-def apply_mix(rows: pl.DataFrame, shares: Mapping[str, float], seed: int) -> pl.DataFrame:
+def apply_mix(rows: pl.DataFrame, shares: Mix, seed: int) -> pl.DataFrame:
     """Draw one mode per train/validation problem with probability ``shares[mode]``.
+
+    ``shares == "rejection"`` hands over to ``rejection_mix`` (uniform among solving modes).
 
     Args:
         rows: schema rows (``modc_data.schema.ROW_SCHEMA``), any number per problem.
@@ -54,6 +91,9 @@ def apply_mix(rows: pl.DataFrame, shares: Mapping[str, float], seed: int) -> pl.
         Rows of ``rows`` (same columns, same relative order): at most one per problem in
         ``MIXED_SPLITS``, all rows of the other splits.
     """
+    if isinstance(shares, str):
+        declared_shares(shares)  # a clear error for an unknown mix name
+        return rejection_mix(rows, seed)
     check_schema(rows, "apply_mix rows")
     shares = check_shares(shares)
     mixed = rows.filter(pl.col("split").is_in(MIXED_SPLITS))
@@ -74,10 +114,16 @@ def apply_mix(rows: pl.DataFrame, shares: Mapping[str, float], seed: int) -> pl.
     idx = np.minimum(np.searchsorted(cdf, u, side="right"), len(modes) - 1)
     drawn = problems.with_columns(pl.Series("_drawn", [modes[i] for i in idx], dtype=pl.String))
 
+    return _keep_drawn(rows, drawn, pl.col("mode") == pl.col("_drawn"))
+
+
+def _keep_drawn(rows: pl.DataFrame, drawn: pl.DataFrame, match: pl.Expr) -> pl.DataFrame:
+    """Rows of the mixed splits where ``match`` holds against ``drawn`` (split, problem_id,
+    _drawn), at most the first per problem, plus every row of the other splits, in row order."""
     keep = (
         rows.with_row_index("_row")
         .join(drawn, on=["split", "problem_id"], how="left")
-        .filter(~pl.col("split").is_in(MIXED_SPLITS) | (pl.col("mode") == pl.col("_drawn")))
+        .filter(~pl.col("split").is_in(MIXED_SPLITS) | match)
     )
     # Several rows of the drawn mode for one problem (e.g. two teacher samples): keep the first,
     # so each problem contributes one row and the mode shares stay per problem.
@@ -86,6 +132,38 @@ def apply_mix(rows: pl.DataFrame, shares: Mapping[str, float], seed: int) -> pl.
         | (pl.col("_row") == pl.col("_row").min().over("split", "problem_id"))
     )
     return keep.sort("_row").select(rows.columns)
+
+
+def rejection_mix(rows: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Keep one solving row per train/validation problem, its mode uniform among solving modes.
+
+    Args:
+        rows: schema rows, any number per problem; a row solves when ``correct`` is true.
+        seed: the draw depends only on ``seed`` and the (split, problem_id, solving modes) sets,
+            not on row order.
+    Returns:
+        Rows of ``rows`` (same columns, same relative order): per problem in ``MIXED_SPLITS`` with
+        a solving row, the first row of one mode drawn uniformly among its solving modes (modes,
+        not rows: two rows of one mode do not double its chance); problems with none are dropped;
+        all rows of the other splits.
+    """
+    check_schema(rows, "rejection_mix rows")
+    solving = rows.filter(pl.col("split").is_in(MIXED_SPLITS) & pl.col("correct"))
+    # Sorted problems and sorted modes per problem: the draw ignores row order.
+    options = (
+        solving.select("split", "problem_id", "mode")
+        .unique()
+        .sort("split", "problem_id", "mode")
+        .group_by("split", "problem_id", maintain_order=True)
+        .agg(pl.col("mode"))
+    )
+    u = np.random.default_rng(seed).random(options.height)
+    n_options = options["mode"].list.len().to_numpy()
+    idx = np.minimum((u * n_options).astype(np.int64), n_options - 1)
+    drawn = options.with_columns(pl.Series("_i", idx)).select(
+        "split", "problem_id", pl.col("mode").list.get(pl.col("_i")).alias("_drawn")
+    )
+    return _keep_drawn(rows, drawn, (pl.col("mode") == pl.col("_drawn")) & pl.col("correct"))
 
 
 def mode_shares(rows: pl.DataFrame, splits: tuple[str, ...] = MIXED_SPLITS) -> dict[str, dict]:

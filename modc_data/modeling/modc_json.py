@@ -32,6 +32,12 @@ class ModcInfo:
     train: dict[str, Any] = field(default_factory=dict)  # steps, examples, tokens, eval_loss …
     params: dict[str, Any] = field(default_factory=dict)
     revision: dict[str, Any] = field(default_factory=dict)  # git commit, dvc.lock hash
+    # prefix: True when trained to also sample with no mode token (it then emits one itself)
+    free_sampling: bool = False
+    # validated budget allocation per k (str): {"policy": name, "counts": {arm: samples}, ...};
+    # arms are "free" and the modes. Written by evaluation (allocation_report.shipped_policy),
+    # applied by ModCSampler.sample(split="auto"). Empty: not validated, "auto" is uniform.
+    allocation: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -222,6 +222,29 @@ def _results_tables(summary_entry: Mapping[str, Any], arms: Sequence[str]) -> st
     return "\n".join(parts)
 
 
+def _allocation_section(allocation: Mapping[str, Mapping[str, Any]], arms: list[str]) -> list[str]:
+    """Markdown lines for the validated per-k allocation in modc.json (none: uniform); arms
+    listed in ``arms`` order."""
+    if not allocation:
+        return ["`split='auto'` splits k evenly across the modes (no validated allocation shipped).",
+                ""]
+    lines = [
+        "Validated allocation (`split='auto'`; chosen on validation splits, never on test): "
+        "samples per arm at each k, `free` = no mode token.",
+        "",
+        "| k | policy | samples per arm | validation pass@k |",
+        "|---|---|---|---|",
+    ]
+    for k in sorted(allocation, key=int):
+        e = allocation[k]
+        got = e.get("counts", {})
+        counts = ", ".join(f"{a}={got[a]}" for a in arms if got.get(a))
+        val = e.get("validation")
+        lines.append(f"| {k} | {e.get('policy', '?')} | {counts} | "
+                     f"{'' if val is None else f'{val:.3f}'} |")
+    return [*lines, ""]
+
+
 def model_card(
     *,
     repo_id: str,
@@ -288,11 +311,13 @@ def model_card(
         "from modc_data.sampler import ModCSampler",
         "",
         f'sampler = ModCSampler.from_pretrained("{repo_id}")',
-        "# k samples per prompt, split evenly across the modes; each tagged with its mode",
+        "# k samples per prompt, split by the validated allocation below (split='auto'),",
+        "# or split='uniform' / 'free' / {arm: weight}; each tagged with its mode",
         'for mode, completion in sampler.sample(["<your prompt>"], k=8)[0]:',
         "    print(mode, completion)",
         "```",
         "",
+        *_allocation_section(info.allocation, ["free", *info.modes]),
         "Command line: `modc sample " + repo_id + ' --prompt "..." -k 8`.',
         "",
         "Training record (from `modc.json`):",

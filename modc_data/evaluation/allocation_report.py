@@ -1,0 +1,441 @@
+"""Score allocation policies: fit on a validation split, score on a test split, report with CIs.
+
+What goes in: ``ArmCounts`` (``allocation.py``) of one model for a validation and a test split,
+the budgets ``ks``, and the reference *standard* model's free sampling on the same test problems
+(its own per-problem ``n``, ``c``). ``arm_counts`` builds ArmCounts from the sample stage's rows.
+What comes out: ``PolicyEvaluation`` — per policy and k, mean test pass@k with a percentile
+bootstrap CI over problems, paired CIs against standard and against uniform, the validation
+score, and the validation choices (static allocation, preference parameters, the chosen policy
+per k). ``policies_markdown`` renders it as tables for results.md; ``policies_figure`` /
+``write_policies_figure`` draw pass@k per policy (matplotlib object API, Agg canvas).
+
+Nothing is chosen on test: static and preference are fit on validation, and ``chosen`` at each k
+is the policy (free, uniform, static or preference) with the best validation mean there. The
+oracle reads the scored test samples and is shown only as an upper bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+
+from modc_data.evaluation.allocation import (
+    FREE,
+    ArmCounts,
+    FreePolicy,
+    OraclePolicy,
+    Policy,
+    UniformPolicy,
+    allocation_pass_at_k,
+    fit_preference,
+    fit_static,
+)
+from modc_data.evaluation.bootstrap import (
+    paired_diff_interval,
+    percentile_interval,
+    resample_indices,
+)
+from modc_data.evaluation.figures import _save
+from modc_data.evaluation.passk import pass_at_k_curve
+from modc_data.evaluation.report import _cell
+from modc_data.sampler import split_budget
+
+# Row order of tables and figures; "chosen" is the validated product choice.
+POLICY_ORDER = ("standard", "free", "uniform", "static", "preference", "chosen", "oracle")
+CANDIDATES = ("free", "uniform", "static", "preference")  # what "chosen" picks from
+_COLORS = {
+    "standard": "#444444",
+    "free": "#2ca02c",
+    "uniform": "#d62728",
+    "static": "#1f77b4",
+    "preference": "#9467bd",
+    "chosen": "#ff7f0e",
+    "oracle": "#7f7f7f",
+}
+
+
+@dataclass
+class PolicyScores:
+    """One policy on the test split, per k (lists aligned with ``PolicyEvaluation.ks``)."""
+
+    mean: list[float]
+    ci_low: list[float]
+    ci_high: list[float]
+    validation: list[float] | None  # mean on the validation split (None: not scored there)
+    vs_standard: dict[str, list[float]] | None = None  # diff, ci_low, ci_high (paired)
+    vs_uniform: dict[str, list[float]] | None = None
+    upper_bound: bool = False
+
+
+@dataclass
+class PolicyEvaluation:
+    ks: list[int]
+    arms: list[str]
+    n_validation: int
+    n_test: int
+    ci: float
+    bootstrap: int
+    policies: dict[str, PolicyScores]
+    static: dict[int, dict[str, int]]  # validation choice: k -> {arm: samples}
+    preference: dict[int, list[float]] | None  # validation choice: k -> [free share, beta]
+    chosen: dict[int, str]  # validation choice: k -> policy name
+    skipped: dict[str, str] = field(default_factory=dict)  # policy -> why it is not scored
+    per_problem: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # (P, K)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (per-problem arrays left out)."""
+        return {
+            "ks": self.ks,
+            "arms": self.arms,
+            "n_validation": self.n_validation,
+            "n_test": self.n_test,
+            "ci": self.ci,
+            "bootstrap": self.bootstrap,
+            "policies": {k: vars(v) for k, v in self.policies.items()},
+            "static": {str(k): v for k, v in self.static.items()},
+            "preference": None
+            if self.preference is None
+            else {str(k): v for k, v in self.preference.items()},
+            "chosen": {str(k): v for k, v in self.chosen.items()},
+            "skipped": self.skipped,
+        }
+
+
+def _scores(policy: Policy, data: ArmCounts, ks: Sequence[int]) -> np.ndarray:
+    """Per-problem pass@k of ``policy`` on ``data``: (P, K)."""
+    return np.stack([allocation_pass_at_k(data, policy.allocate(data, k)) for k in ks], axis=1)
+
+
+def _floats(a: np.ndarray) -> list[float]:
+    return [float(x) for x in np.atleast_1d(a)]
+
+
+def _diff(values: np.ndarray, ref: np.ndarray, idx: np.ndarray, ci: float) -> dict[str, list]:
+    d = paired_diff_interval(values, ref, idx, ci)
+    return {"diff": _floats(d.estimate), "ci_low": _floats(d.low), "ci_high": _floats(d.high)}
+
+
+def evaluate_policies(
+    validation: ArmCounts,
+    test: ArmCounts,
+    ks: Sequence[int],
+    standard_n: np.ndarray,
+    standard_c: np.ndarray,
+    *,
+    standard_validation: tuple[np.ndarray, np.ndarray] | None = None,
+    n_resamples: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> PolicyEvaluation:
+    """Fit static and preference on ``validation``, score every policy on ``test``.
+
+    Args:
+        validation, test: one model's arms on two splits (same arm names, any problems).
+        ks: budgets; every arm and the standard model need at least max(ks) samples on every
+            problem (ValueError otherwise, before any fitting).
+        standard_n, standard_c: (P_test,) the standard model's samples and correct counts on the
+            test problems, in ``test``'s problem order.
+        standard_validation: optional (n, c) of the standard model on the validation problems,
+            only to show its validation score beside the others.
+        n_resamples, ci, seed: bootstrap over test problems; one index matrix for every policy,
+            so the paired differences use the same resampled problems.
+    Returns:
+        ``PolicyEvaluation``. Policies the data cannot support (free without a free arm,
+        preference without q) are listed in ``skipped`` with the reason.
+    """
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"evaluate_policies: ks must be budgets >= 1, got {ks}")
+    if validation.arms != test.arms:
+        raise ValueError(
+            f"evaluate_policies: validation arms {validation.arms} differ from test arms "
+            f"{test.arms}"
+        )
+    standard_n, standard_c = np.asarray(standard_n), np.asarray(standard_c)
+    if standard_n.shape != (test.n_problems,) or standard_c.shape != standard_n.shape:
+        raise ValueError(
+            f"evaluate_policies: standard counts must be ({test.n_problems},) to match the test "
+            f"problems, got {standard_n.shape} and {standard_c.shape}"
+        )
+
+    # Every arm must hold every k (as the standard model must): then any allocation is feasible
+    # and the oracle bound holds (allocation.py).
+    for name, data in (("validation", validation), ("test", test)):
+        few = data.n.min(axis=0)
+        if ks[-1] > few.min():
+            arm = data.arms[int(np.argmin(few))]
+            raise ValueError(
+                f"evaluate_policies: k={ks[-1]} exceeds the {few.min()} samples of arm {arm!r} on "
+                f"some {name} problem; lower ks (evaluate.ks) or sample more (sample.n)"
+            )
+    policies: dict[str, Policy] = {"uniform": UniformPolicy()}
+    skipped: dict[str, str] = {}
+    if test.free is not None:
+        policies["free"] = FreePolicy()
+    else:
+        skipped["free"] = "the model cannot sample without a mode token (no 'free' arm)"
+    static = fit_static(validation, ks)
+    policies["static"] = static
+    preference = None
+    if validation.q is not None and test.q is not None:
+        preference = fit_preference(validation, ks)
+        policies["preference"] = preference
+    else:
+        skipped["preference"] = "no q(m|x) (the model's own mode preference) for these problems"
+
+    val = {name: _scores(p, validation, ks) for name, p in policies.items()}
+    val_mean = {name: v.mean(axis=0) for name, v in val.items()}
+    # chosen: best validation mean per k; ties go to the earlier (simpler) candidate.
+    chosen: dict[int, str] = {}
+    for j, k in enumerate(ks):
+        names = [c for c in CANDIDATES if c in val_mean]
+        best = names[0]
+        for name in names[1:]:
+            if val_mean[name][j] > val_mean[best][j] + 1e-12:
+                best = name
+        chosen[k] = best
+
+    per = {name: _scores(p, test, ks) for name, p in policies.items()}
+    per["chosen"] = np.stack([per[chosen[k]][:, j] for j, k in enumerate(ks)], axis=1)
+    val_mean["chosen"] = np.array([val_mean[chosen[k]][j] for j, k in enumerate(ks)])
+    per["oracle"] = _scores(OraclePolicy(), test, ks)
+    per["standard"] = pass_at_k_curve(standard_n, standard_c, ks)
+    if standard_validation is not None:
+        sn, sc = (np.asarray(x) for x in standard_validation)
+        val_mean["standard"] = pass_at_k_curve(sn, sc, ks).mean(axis=0)
+
+    idx = resample_indices(test.n_problems, n_resamples, seed)
+    out: dict[str, PolicyScores] = {}
+    for name in POLICY_ORDER:
+        if name not in per:
+            continue
+        iv = percentile_interval(per[name], idx, ci)
+        out[name] = PolicyScores(
+            mean=_floats(iv.estimate),
+            ci_low=_floats(iv.low),
+            ci_high=_floats(iv.high),
+            validation=_floats(val_mean[name]) if name in val_mean else None,
+            vs_standard=None if name == "standard" else _diff(per[name], per["standard"], idx, ci),
+            vs_uniform=None if name == "uniform" else _diff(per[name], per["uniform"], idx, ci),
+            upper_bound=name == "oracle",
+        )
+    return PolicyEvaluation(
+        ks=ks,
+        arms=list(test.arms),
+        n_validation=validation.n_problems,
+        n_test=test.n_problems,
+        ci=ci,
+        bootstrap=n_resamples,
+        policies=out,
+        static=static.table,
+        preference=None
+        if preference is None
+        else {k: [float(f), float(b)] for k, (f, b) in preference.params.items()},
+        chosen=chosen,
+        skipped=skipped,
+        per_problem=per,
+    )
+
+
+# --------------------------------------------------------------------------- building ArmCounts
+def arm_counts(
+    samples: pl.DataFrame,
+    split: str,
+    model: str,
+    modes: Sequence[str],
+    *,
+    free_model: str | None = None,
+    q_model: str | None = None,
+    problem_ids: Sequence[str] | None = None,
+) -> tuple[ArmCounts, list[str]]:
+    """ArmCounts of one split from sample rows (``report.py``'s columns: problem_id, split,
+    model, mode, correct, detected_mode).
+
+    Forced arms: rows of ``model`` under each of ``modes``. Free arm (first, named ``FREE``):
+    rows of ``free_model`` with mode '' (a prefix model sampled without a mode token, or None
+    for none). q(m|x): the share of ``q_model``'s free samples (default ``free_model``) whose
+    detected mode is m, over the detected ones in ``modes``; a problem with none detected gets
+    uniform q. Problems: ``problem_ids`` in that order, else every problem the forced arms
+    cover, sorted. Returns (ArmCounts, problem ids). A problem some arm lacks is a ValueError.
+    """
+    part = samples.filter(pl.col("split") == split)
+    pids = (
+        list(problem_ids)
+        if problem_ids is not None
+        else sorted(part.filter(pl.col("model") == model)["problem_id"].unique().to_list())
+    )
+    if not pids:
+        raise ValueError(f"arm_counts: model {model!r} has no samples on split {split!r}")
+    index = pl.DataFrame({"problem_id": pids}).with_row_index("_i")
+    sources = ([(FREE, free_model, "")] if free_model else []) + [(m, model, m) for m in modes]
+    n = np.zeros((len(pids), len(sources)), dtype=np.int64)
+    c = np.zeros_like(n)
+    for a, (arm, mdl, mode) in enumerate(sources):
+        got = (
+            part.filter((pl.col("model") == mdl) & (pl.col("mode") == mode))
+            .group_by("problem_id")
+            .agg(pl.len().alias("n"), pl.col("correct").sum().alias("c"))
+            .join(index, on="problem_id", how="inner")
+        )
+        if got.height < len(pids):
+            raise ValueError(
+                f"arm_counts: arm {arm!r} ({mdl}, mode {mode!r}) has samples for {got.height} of "
+                f"{len(pids)} problems on split {split!r}"
+            )
+        n[got["_i"].to_numpy(), a] = got["n"].to_numpy()
+        c[got["_i"].to_numpy(), a] = got["c"].to_numpy()
+    q = None
+    q_model = q_model or free_model
+    if q_model:
+        detected = (
+            part.filter(
+                (pl.col("model") == q_model)
+                & (pl.col("mode") == "")
+                & pl.col("detected_mode").is_in(list(modes))
+            )
+            .group_by("problem_id", "detected_mode")
+            .len()
+            .join(index, on="problem_id", how="inner")
+        )
+        hits = np.zeros((len(pids), len(modes)))
+        col = {m: j for j, m in enumerate(modes)}
+        hits[detected["_i"].to_numpy(), [col[m] for m in detected["detected_mode"]]] = detected[
+            "len"
+        ].to_numpy()
+        total = hits.sum(axis=1, keepdims=True)
+        q = np.where(total > 0, hits / np.maximum(total, 1), 1.0 / len(modes))
+    return ArmCounts(tuple(s[0] for s in sources), n, c, q), pids
+
+
+# --------------------------------------------------------------------------- markdown and figure
+def policies_markdown(ev: PolicyEvaluation, title: str) -> str:
+    """Markdown for results.md: pass@k per policy and k, paired differences against standard
+    and uniform, and the validation choices."""
+    names = [n for n in POLICY_ORDER if n in ev.policies]
+    head = [("oracle (upper bound)" if n == "oracle" else n) for n in names]
+    lines = [
+        f"### {title}",
+        "",
+        f"{ev.n_test} test problems, policies fit on {ev.n_validation} validation problems; "
+        f"brackets: {ev.ci:.0%} percentile bootstrap CIs over problems ({ev.bootstrap} "
+        "resamples). chosen = the policy with the best validation pass@k at that k; oracle reads "
+        "the test samples and only bounds what any allocation could reach.",
+        "",
+        "| k | " + " | ".join(head) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for j, k in enumerate(ev.ks):
+        cells = [
+            _cell(ev.policies[n].mean[j], ev.policies[n].ci_low[j], ev.policies[n].ci_high[j])
+            for n in names
+        ]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    diffs = [n for n in names if n not in ("standard", "oracle")]
+    lines += [
+        "",
+        "Paired differences (same resampled problems): Δ vs standard / Δ vs uniform.",
+        "",
+        "| k | " + " | ".join(diffs) + " |",
+        "|---|" + "---|" * len(diffs),
+    ]
+    for j, k in enumerate(ev.ks):
+        cells = []
+        for n in diffs:
+            s, u = ev.policies[n].vs_standard, ev.policies[n].vs_uniform
+            text = _cell(s["diff"][j], s["ci_low"][j], s["ci_high"][j], signed=True)
+            if u is not None:
+                text += " / " + _cell(u["diff"][j], u["ci_low"][j], u["ci_high"][j], signed=True)
+            cells.append(text)
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines += ["", "Validation choices:", ""]
+    for k in ev.ks:
+        static = ", ".join(f"{a}={m}" for a, m in ev.static[k].items())
+        pref = ""
+        if ev.preference is not None:
+            f, b = ev.preference[k]
+            pref = f"; preference free share {f:g}, β = {b:g}"
+        val = ev.policies["chosen"].validation
+        lines.append(
+            f"- k={k}: chosen **{ev.chosen[k]}** (validation {val[ev.ks.index(k)]:.3f}); "
+            f"static {static}{pref}"
+        )
+    for name, why in ev.skipped.items():
+        lines.append(f"- {name} not scored: {why}")
+    return "\n".join(lines) + "\n"
+
+
+def policies_figure(ev: PolicyEvaluation, title: str) -> Figure:
+    """pass@k vs k (log2 axis) for every policy with CI bands; the oracle dashed, no band."""
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.add_subplot()
+    for name in POLICY_ORDER:
+        s = ev.policies.get(name)
+        if s is None:
+            continue
+        color = _COLORS[name]
+        if s.upper_bound:
+            ax.plot(ev.ks, s.mean, ls="--", color=color, label=f"{name} (upper bound)")
+            continue
+        ax.plot(
+            ev.ks,
+            s.mean,
+            marker="o",
+            ms=3,
+            color=color,
+            label=name,
+            lw=2.2 if name == "chosen" else 1.2,
+        )
+        ax.fill_between(ev.ks, s.ci_low, s.ci_high, color=color, alpha=0.15, linewidth=0)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (samples per problem)")
+    ax.set_ylabel("pass@k")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{title} ({ev.n_test} problems)")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def write_policies_figure(ev: PolicyEvaluation, title: str, path: str | Path) -> Path:
+    """Render ``policies_figure`` to ``path`` (PNG, written atomically)."""
+    return _save(policies_figure(ev, title), Path(path))
+
+
+# --------------------------------------------------------------------------- shipping to modc.json
+SHIPPABLE = ("free", "uniform", "static")  # policies whose counts are the same for every prompt
+
+
+def shipped_policy(ev: PolicyEvaluation, modes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The allocation to write into ``modc.json`` (``ModcInfo.allocation``), per k.
+
+    At each k, the policy with the best *validation* mean among those ``ModCSampler`` can apply
+    to any prompt (``SHIPPABLE``: one count per arm, no q(m|x) needed), as
+    ``{"policy": name, "counts": {arm: samples}, "validation": mean}``. Uniform ships its
+    representative split (remainder to the first modes, as ``sampler.split_budget``): at k not
+    divisible by M that is one of the allocations its score averages over.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for j, k in enumerate(ev.ks):
+        names = [n for n in SHIPPABLE if n in ev.policies]
+        best = names[0]
+        for name in names[1:]:
+            if ev.policies[name].validation[j] > ev.policies[best].validation[j] + 1e-12:
+                best = name
+        if best == "static":
+            counts = {a: int(m) for a, m in ev.static[k].items()}
+        elif best == "free":
+            counts = {a: (k if a == FREE else 0) for a in ev.arms}
+        else:
+            counts = dict.fromkeys(ev.arms, 0) | split_budget(k, list(modes))
+        out[str(k)] = {
+            "policy": best,
+            "counts": counts,
+            "validation": ev.policies[best].validation[j],
+        }
+    return out

@@ -1,0 +1,175 @@
+"""evaluate_policies on synthetic per-arm counts: fit on validation, score on test, report.
+
+Two planted worlds: a collapsed model (free sampling = one mode; uniform should win) and an
+informed model (free sampling beats forcing at k = 1; static should pick free there)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from matplotlib.image import imread
+
+from modc_data.evaluation.allocation import FREE, ArmCounts
+from modc_data.evaluation.allocation_report import (
+    POLICY_ORDER,
+    SHIPPABLE,
+    arm_counts,
+    evaluate_policies,
+    policies_markdown,
+    shipped_policy,
+    write_policies_figure,
+)
+from modc_data.modeling.modc_json import ModcInfo
+from modc_data.sampler import shipped_budget
+
+KS = [1, 2, 4, 8, 16]
+N = 32  # samples per arm and problem
+
+
+def world(kind: str, n_problems: int, seed: int) -> tuple[ArmCounts, tuple[np.ndarray, np.ndarray]]:
+    """Per-arm counts drawn from planted success rates; the standard model samples like the free
+    arm (same rates, its own draws), q is the model's planted mode preference."""
+    rng = np.random.default_rng(seed)
+    side = rng.integers(0, 2, n_problems)  # which mode can solve problem x
+    p_modes = np.where(side[:, None] == np.arange(2), 0.6, 0.0)
+    if kind == "collapsed":
+        q = np.tile([0.95, 0.05], (n_problems, 1))  # collapses onto dfs everywhere
+        p_free = (q * p_modes).sum(axis=1)
+    else:  # informed: the model picks the right mode 90% of the time, and is a bit stronger
+        q = np.where(side[:, None] == np.arange(2), 0.9, 0.1)
+        p_free = np.full(n_problems, 0.6)
+    p = np.column_stack([p_free, p_modes])
+    c = rng.binomial(N, p)
+    standard = rng.binomial(N, p_free)
+    data = ArmCounts((FREE, "dfs", "bfs"), np.full_like(c, N), c, q)
+    return data, (np.full(n_problems, N), standard)
+
+
+@pytest.mark.parametrize("kind", ["collapsed", "informed"])
+def test_chosen_policy_is_never_worse_than_standard_or_uniform(kind):
+    val, val_std = world(kind, 300, seed=1)
+    test, test_std = world(kind, 300, seed=2)
+    ev = evaluate_policies(val, test, KS, *test_std, standard_validation=val_std, n_resamples=400)
+    assert set(ev.policies) == set(POLICY_ORDER) and not ev.skipped
+    pol = ev.policies
+    # On the data it was fit on, chosen >= uniform exactly and >= free, the standard model's twin.
+    for j in range(len(KS)):
+        assert pol["chosen"].validation[j] >= pol["uniform"].validation[j] - 1e-12
+        assert pol["chosen"].validation[j] >= pol["free"].validation[j] - 1e-12
+        assert (
+            pol["static"].validation[j]
+            >= max(pol["uniform"].validation[j], pol["free"].validation[j]) - 1e-12
+        )
+        assert (
+            pol["oracle"].mean[j]
+            >= max(pol[n].mean[j] for n in POLICY_ORDER if n != "oracle") - 1e-12
+        )
+    # On fresh test problems: the paired CI against the better reference reaches above -0.01.
+    for j in range(len(KS)):
+        better = "standard" if pol["standard"].mean[j] >= pol["uniform"].mean[j] else "uniform"
+        d = pol["chosen"].vs_standard if better == "standard" else pol["chosen"].vs_uniform
+        assert d["ci_high"][j] > -0.01, (kind, KS[j], better, d)
+    if kind == "collapsed":
+        # uniform wins by a mile at k >= 2, and chosen follows it (or beats it)
+        j = KS.index(8)
+        assert ev.chosen[8] != "free"
+        assert pol["chosen"].vs_standard["ci_low"][j] > 0.1
+    else:
+        assert ev.static[1] == {FREE: 1, "dfs": 0, "bfs": 0}
+        assert ev.chosen[1] in ("free", "static", "preference")
+        assert pol["chosen"].vs_uniform["ci_low"][0] > 0.1
+
+
+def test_report_without_free_arm_skips_free_and_renders(tmp_path):
+    val, val_std = world("collapsed", 80, seed=3)
+    test, test_std = world("collapsed", 60, seed=4)
+    forced = lambda d: ArmCounts(d.arms[1:], d.n[:, 1:], d.c[:, 1:], d.q)  # noqa: E731
+    ev = evaluate_policies(forced(val), forced(test), KS, *test_std, n_resamples=200)
+    assert "free" in ev.skipped and "free" not in ev.policies
+    assert all(v == 0 for k in KS for a, v in ev.static[k].items() if a == FREE)
+    md = policies_markdown(ev, "search_algorithm/skewed — test_adversarial")
+    assert "| k | standard | uniform | static | preference | chosen | oracle (upper bound) |" in md
+    assert md.count("\n| 16 |") == 2 and "free not scored" in md
+    # the cells are the numbers of the evaluation
+    assert f"{ev.policies['uniform'].mean[0]:.3f} [" in md
+    json.dumps(ev.to_dict())  # JSON-safe for summary files
+    with pytest.raises(ValueError, match=r"k=64 exceeds the 32 samples of arm 'dfs'"):
+        evaluate_policies(forced(val), forced(test), [1, 64], *test_std)
+    path = write_policies_figure(ev, "skewed / test_adversarial", tmp_path / "f" / "policies.png")
+    img = imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def test_arm_counts_round_trip_from_sample_rows():
+    rng = np.random.default_rng(0)
+    pids = [f"p{i}" for i in range(5)]
+    recs, want_n, want_c, want_q = [], [], [], []
+    for pid in pids:
+        row_n, row_c = [], []
+        for model, mode in (("pre", ""), ("pre", "dfs"), ("pre", "bfs")):
+            n = int(rng.integers(1, 6))
+            flags = rng.random(n) < 0.5
+            detected = rng.choice(["dfs", "bfs", None], n)
+            recs += [
+                {
+                    "problem_id": pid,
+                    "split": "test",
+                    "model": model,
+                    "mode": mode,
+                    "correct": bool(f),
+                    "detected_mode": d,
+                }
+                for f, d in zip(flags, detected, strict=True)
+            ]
+            row_n.append(n)
+            row_c.append(int(flags.sum()))
+            if mode == "":
+                hits = np.array([(detected == m).sum() for m in ("dfs", "bfs")], dtype=float)
+                want_q.append(hits / hits.sum() if hits.sum() else np.full(2, 0.5))
+        want_n.append(row_n)
+        want_c.append(row_c)
+    recs.append(
+        {
+            "problem_id": "p0",
+            "split": "validation",
+            "model": "pre",
+            "mode": "dfs",
+            "correct": True,
+            "detected_mode": None,
+        }
+    )  # another split: ignored
+    samples = pl.DataFrame(recs)
+    data, got_pids = arm_counts(samples, "test", "pre", ["dfs", "bfs"], free_model="pre")
+    assert got_pids == pids and data.arms == (FREE, "dfs", "bfs")
+    np.testing.assert_array_equal(data.n, want_n)
+    np.testing.assert_array_equal(data.c, want_c)
+    np.testing.assert_allclose(data.q, want_q)
+    with pytest.raises(ValueError, match="arm 'bfs'"):
+        arm_counts(
+            samples.filter(~((pl.col("problem_id") == "p3") & (pl.col("mode") == "bfs"))),
+            "test",
+            "pre",
+            ["dfs", "bfs"],
+        )
+
+
+@pytest.mark.parametrize("kind", ["collapsed", "informed"])
+def test_shipped_policy_round_trips_into_the_sampler(kind):
+    val, val_std = world(kind, 200, seed=5)
+    test, test_std = world(kind, 100, seed=6)
+    ev = evaluate_policies(val, test, KS, *test_std, n_resamples=100)
+    shipped = shipped_policy(ev, ["dfs", "bfs"])
+    info = ModcInfo(variant="prefix", label_source="search_algorithm", modes=["dfs", "bfs"],
+                    free_sampling=True, allocation=json.loads(json.dumps(shipped)))
+    for j, k in enumerate(KS):
+        entry = shipped[str(k)]
+        best = max(SHIPPABLE, key=lambda n: ev.policies[n].validation[j])
+        assert ev.policies[entry["policy"]].validation[j] == ev.policies[best].validation[j]
+        assert shipped_budget(info, k) == entry["counts"] and sum(entry["counts"].values()) == k
+    if kind == "informed":
+        assert shipped["1"]["counts"] == {FREE: 1, "dfs": 0, "bfs": 0}
+    else:
+        assert shipped["8"]["counts"] == {FREE: 0, "dfs": 4, "bfs": 4}
