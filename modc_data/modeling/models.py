@@ -71,11 +71,23 @@ def fit_embeddings(model, tokenizer) -> None:
 def _check_exists(name_or_path: str) -> None:
     """Fail before any loading when a base can not be found offline."""
     path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        raise FileNotFoundError(
+            f"model.pretrained.name_or_path={name_or_path!r} is a GGUF file; convert it to a "
+            "safetensors folder first (modc convert-gguf FILE.gguf OUT_DIR) and point "
+            "name_or_path at OUT_DIR"
+        )
     if path.exists():
         if not (path / "config.json").exists():
             raise FileNotFoundError(
                 f"model.pretrained.name_or_path={name_or_path!r} is a directory without "
                 "config.json; point it at a saved transformers model (save_pretrained) or a Hub id"
+            )
+        if not any(path.glob("*.safetensors")):
+            raise FileNotFoundError(
+                f"model.pretrained.name_or_path={name_or_path!r} has no *.safetensors weights "
+                "(only safetensors are loaded); re-save it with save_pretrained("
+                "safe_serialization=True), or convert a GGUF file with modc convert-gguf"
             )
         return
     # A Hub id is "name" or "owner/name"; anything else that does not exist is a bad local path.
@@ -124,6 +136,7 @@ def load_pretrained_base(
         cfg.name_or_path,
         dtype=dtype or torch.float32,
         trust_remote_code=cfg.trust_remote_code,
+        use_safetensors=True,
     )
     mode_tokens = add_mode_tokens(tokenizer, modes) if modes else []
     fit_embeddings(model, tokenizer)
