@@ -20,7 +20,7 @@ export HF_HUB_DISABLE_XET := 1
 export HF_HOME ?= $(CURDIR)/.hf_home
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test bench lint clean-venv
+.PHONY: setup repro test test-slow bench lint clean-venv
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,10 @@ repro: setup
 
 test: setup
 	@source $(VENV)/bin/activate && python -m pytest -q tests
+
+# Checks too long for the CI suite (tests marked slow, e.g. tests/test_smollm2.py).
+test-slow: setup
+	@source $(VENV)/bin/activate && python -m pytest -q -m slow tests
 
 bench: setup
 	@source $(VENV)/bin/activate && for b in benchmarks/*.py; do echo "== $$b"; python $$b || exit 1; done

@@ -40,16 +40,16 @@ def _check_inputs(gguf_file: Path, out_dir: Path, overwrite: bool) -> None:
         raise ValueError(
             f"{gguf_file}: not a GGUF file (starts with {magic!r}, expected {GGUF_MAGIC!r})"
         )
-    if importlib.util.find_spec("gguf") is None:
-        raise ModuleNotFoundError(
-            "reading GGUF files needs the 'gguf' package: pip install gguf (or make setup)"
-        )
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir}: exists and is not a directory; choose another OUT_DIR")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(
             f"{out_dir}: directory is not empty; choose another OUT_DIR or pass overwrite=True "
             "(--overwrite) to replace it"
+        )
+    if importlib.util.find_spec("gguf") is None:
+        raise ModuleNotFoundError(
+            "reading GGUF files needs the 'gguf' package: pip install gguf (or make setup)"
         )
 
 

@@ -62,10 +62,21 @@ def fit_embeddings(model, tokenizer) -> None:
 
     Many Hub models carry spare rows (e.g. Qwen2.5: 151936 rows, 151665 tokens), so new mode
     tokens often fit without a resize; training and loading both call this so shapes agree.
+    New rows, input and output (tied or not), are the mean of the existing rows (the average
+    embedding init of Hewitt, 2021): deterministic, so a LoRA checkpoint need not store the whole
+    resized embedding matrices to be reloaded exactly; its trained mode-token rows are in the
+    adapter (peft's trainable tokens), every other new row is rebuilt here. transformers'
+    ``mean_resizing`` samples around that mean and its default init is random: both would
+    differ between loads.
     """
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        layers = [model.get_input_embeddings(), model.get_output_embeddings()]
+        weights = {id(m.weight): m.weight for m in layers if m is not None}  # tied: one tensor
+        with torch.no_grad():
+            for w in weights.values():
+                w[rows:] = w[:rows].mean(dim=0)
 
 
 def _check_exists(name_or_path: str) -> None:
