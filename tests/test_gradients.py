@@ -9,6 +9,14 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
+from modc_data.config import (
+    GradientClusterParams,
+    LoraParams,
+    ModelParams,
+    PretrainedModelParams,
+    TrainParams,
+)
+from modc_data.labeling.gradient_cluster import label_by_gradient_clusters
 from modc_data.labeling.gradients import (
     encode_pairs,
     featurize,
@@ -18,14 +26,6 @@ from modc_data.labeling.gradients import (
     group_rows,
     length_order,
 )
-from modc_data.config import (
-    GradientClusterParams,
-    LoraParams,
-    ModelParams,
-    PretrainedModelParams,
-    TrainParams,
-)
-from modc_data.labeling.gradient_cluster import label_by_gradient_clusters
 from modc_data.labeling.projection import (
     FEATURES_FILE,
     META_FILE,
@@ -35,7 +35,14 @@ from modc_data.labeling.projection import (
 from modc_data.modeling.format import IGNORE_INDEX
 from modc_data.modeling.load import load_checkpoint
 from modc_data.modeling.train import train_model
-from tests.tiny_models import TINY_SCRATCH, TINY_TEXTS, save_tiny_base, tiny_llama, tiny_rows, tiny_tokenizer
+from tests.tiny_models import (
+    TINY_SCRATCH,
+    TINY_TEXTS,
+    save_tiny_base,
+    tiny_llama,
+    tiny_rows,
+    tiny_tokenizer,
+)
 
 PAIRS = [
     ("numbers 3 7 9 target 22", "7 + 9 = 16 , 16 + 3 = 19 fail"),
