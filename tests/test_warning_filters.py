@@ -41,8 +41,8 @@ def test_deprecation_from_other_packages_does_not_fail(module, category):
 
 
 def test_deprecated_forward_keyword_fails():
-    """transformers >= 5.24 renamed forward's ``past_key_values`` to ``cache``; the old name
-    warns from torch's Module.__call__ (the caller of forward), which the filters catch."""
+    """transformers renamed forward's ``past_key_values`` to ``cache`` (5.24 warns); the old
+    name warns from torch's Module.__call__ (the caller of forward), which the filters catch."""
     tok = tiny_tokenizer()
     model = tiny_llama(tok)
     if "cache" not in inspect.signature(model.forward).parameters:

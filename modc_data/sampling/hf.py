@@ -94,10 +94,10 @@ _COMPACT_SHARE = 0.125
 def cache_kwarg(model) -> str:
     """The forward argument that takes a ``Cache`` object: ``cache`` or ``past_key_values``.
 
-    transformers 5.24 renamed ``past_key_values`` to ``cache`` on model ``forward`` (the old name
-    warns a FutureWarning and goes away in 5.40); the 5.16+ releases we support before the
-    rename only know ``past_key_values``. Read from the signature of the transformers model (for
-    a peft model, its base model: peft passes unknown keyword arguments through unchanged).
+    transformers has renamed ``past_key_values`` to ``cache`` on model ``forward`` (5.24 warns a
+    FutureWarning for the old name, which goes away in 5.40); older releases we support (5.16+)
+    know only ``past_key_values``. Read from the signature of the transformers model (for a
+    peft model, its base model: peft passes unknown keyword arguments through unchanged).
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
