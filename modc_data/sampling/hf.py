@@ -103,7 +103,6 @@ def cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
-
 def _decode_compact(
     model,
     input_ids: torch.Tensor,
