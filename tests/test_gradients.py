@@ -9,6 +9,14 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
+from modc_data.config import (
+    GradientClusterParams,
+    LoraParams,
+    ModelParams,
+    PretrainedModelParams,
+    TrainParams,
+)
+from modc_data.labeling.gradient_cluster import label_by_gradient_clusters
 from modc_data.labeling.gradients import (
     encode_pairs,
     featurize,
@@ -18,9 +26,23 @@ from modc_data.labeling.gradients import (
     group_rows,
     length_order,
 )
-from modc_data.labeling.projection import META_FILE, RademacherProjection, read_feature_meta
+from modc_data.labeling.projection import (
+    FEATURES_FILE,
+    META_FILE,
+    RademacherProjection,
+    read_feature_meta,
+)
 from modc_data.modeling.format import IGNORE_INDEX
-from tests.tiny_models import TINY_SCRATCH, tiny_llama, tiny_tokenizer
+from modc_data.modeling.load import load_checkpoint
+from modc_data.modeling.train import train_model
+from tests.tiny_models import (
+    TINY_SCRATCH,
+    TINY_TEXTS,
+    save_tiny_base,
+    tiny_llama,
+    tiny_rows,
+    tiny_tokenizer,
+)
 
 PAIRS = [
     ("numbers 3 7 9 target 22", "7 + 9 = 16 , 16 + 3 = 19 fail"),
@@ -231,3 +253,71 @@ def test_group_rows_fills_the_buffer_with_whole_chunks():
     assert group_rows(32, 2**20, 2**30 - 1, 10_000) == 224  # never a partial chunk
     assert group_rows(32, 2**30, 2**30, 10_000) == 32  # at least one chunk
     assert group_rows(32, 2**20, 2**30, 100) == 100  # never more than the examples
+
+
+# --------------------------------------------------------------------------- LoRA reference
+@pytest.fixture(scope="module")
+def lora_standard(tmp_path_factory):
+    """A trained LoRA standard checkpoint over a tiny local base (B != 0, so dA != 0 too)."""
+    root = tmp_path_factory.mktemp("lora-ref")
+    base = save_tiny_base(root / "base")
+    cfg = ModelParams(
+        base="pretrained",
+        pretrained=PretrainedModelParams(
+            name_or_path=str(base), lora=LoraParams(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
+        ),
+    )
+    train = TrainParams(batch_size=8, lr=1e-2, warmup_steps=0, eval_batches=1, threads=1)
+    train_model(
+        tiny_rows(24), tiny_rows(8, split="validation", seed=1), variant="standard", mode=None,
+        modes=["dfs", "bfs"], label_source="search_algorithm", arm="tiny", model_cfg=cfg,
+        train_cfg=train, steps=8, out_dir=root / "standard", tokenizer_texts=TINY_TEXTS,
+        progress=False,
+    )
+    return root / "standard"
+
+
+def test_lora_checkpoint_loads_frozen_by_default_and_is_refused(lora_standard):
+    model, _, _ = load_checkpoint(lora_standard)
+    with pytest.raises(ValueError, match=r"trainable=True"):
+        gradient_params(model)
+
+
+def test_lora_reference_gradients_are_finite_nonzero_and_vmap_equals_loop(lora_standard):
+    model, tok, _ = load_checkpoint(lora_standard, trainable=True)
+    params = gradient_params(model)
+    assert params and all(".lora_A." in n or ".lora_B." in n for n in params)
+    assert {n.split(".lora_")[0] for n in params if ".lora_A." in n} == {
+        n.split(".lora_")[0] for n in params if ".lora_B." in n
+    }  # both factors of every adapted module
+    base_grads = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
+    assert base_grads == []  # the base stays frozen
+    ex = encode_pairs(tok, PAIRS)
+    g_vmap = gradients_vmap(model, ex, tok.pad_token_id)
+    g_loop = gradients_loop(model, ex)
+    assert g_loop.shape == (len(PAIRS), sum(p.numel() for p in params.values()))
+    assert torch.isfinite(g_loop).all() and (g_loop.norm(dim=1) > 0).all()
+    for i in range(len(PAIRS)):
+        assert _rel(g_vmap[i], g_loop[i]) < 1e-5
+    # trained adapter: both factors carry signal (a fresh one has dA = 0, see above)
+    offset, norms = 0, {"lora_A": 0.0, "lora_B": 0.0}
+    for name, p in params.items():
+        norms["lora_A" if ".lora_A." in name else "lora_B"] += g_loop[:, offset : offset + p.numel()].norm().item()
+        offset += p.numel()
+    assert norms["lora_A"] > 0 and norms["lora_B"] > 0
+    assert _rel(g_loop[0], g_loop[1]) > 0.1
+
+
+def test_lora_reference_gives_gradient_cluster_labels(lora_standard, tmp_path):
+    model, tok, _ = load_checkpoint(lora_standard, trainable=True)
+    rows = tiny_rows(16)
+    cfg = GradientClusterParams(projection_dim=32, n_clusters=2, n_init=2, chunk_size=8)
+    labeled, report = label_by_gradient_clusters(rows, model, tok, cfg, tmp_path)
+    assert labeled.height == rows.height
+    assert set(labeled["mode"]) <= {"cluster:0", "cluster:1"} and labeled["mode"].n_unique() == 2
+    assert set(labeled["label_source"]) == {"gradient_cluster"}
+    assert report["n_clusters"] == 2
+    store = tmp_path / "features"
+    assert read_feature_meta(store).rows_done == rows.height
+    feats = np.load(store / FEATURES_FILE)
+    assert np.isfinite(feats).all() and (np.abs(feats).sum(1) > 0).all()

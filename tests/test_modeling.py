@@ -18,7 +18,7 @@ from modc_data.modeling.modc_json import read_modc
 from modc_data.modeling.models import build_scratch_model, load_pretrained_base
 from modc_data.modeling.tokenizer import add_mode_tokens, build_word_tokenizer
 from modc_data.schema import mode_token
-from tests.tiny_models import TINY_SCRATCH, make_tiny_checkpoint, save_tiny_base
+from tests.tiny_models import TINY_SCRATCH, make_tiny_checkpoint, save_tiny_base, tiny_tokenizer
 
 WORD = st.text(
     alphabet=st.characters(categories=["L", "N", "P", "S"], exclude_characters="<>"),
@@ -92,6 +92,56 @@ def test_scratch_model_rejects_indivisible_heads():
 def test_unknown_base_fails_fast_naming_the_field(name):
     with pytest.raises(FileNotFoundError, match="model.pretrained.name_or_path"):
         load_pretrained_base(PretrainedModelParams(name_or_path=name))
+
+
+def test_base_without_safetensors_or_as_gguf_is_refused_before_loading(tmp_path):
+    base = save_tiny_base(tmp_path / "base")
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    with pytest.raises(FileNotFoundError, match="is a GGUF file.*modc convert-gguf"):
+        load_pretrained_base(PretrainedModelParams(name_or_path=str(gguf)))
+    (base / "model.safetensors").rename(base / "pytorch_model.bin")  # a pickle-format folder
+    with pytest.raises(FileNotFoundError, match="has no \\*.safetensors weights"):
+        load_pretrained_base(PretrainedModelParams(name_or_path=str(base)))
+
+
+def test_new_rows_are_the_mean_row_so_reloads_agree(tmp_path):
+    base = save_tiny_base(tmp_path / "base")
+    cfg = PretrainedModelParams(name_or_path=str(base))
+    rows = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model, tok = load_pretrained_base(cfg, modes=["dfs", "bfs"], lora=False)
+        rows.append(model.get_input_embeddings().weight.detach().clone())
+    n = len(tiny_tokenizer())
+    assert rows[0].shape[0] == n + 2
+    torch.testing.assert_close(rows[0], rows[1], rtol=0, atol=0)
+    torch.testing.assert_close(rows[0][n:], rows[0][:n].mean(0).expand(2, -1))
+
+
+def test_adapter_without_safetensors_is_refused(tmp_path):
+    from modc_data.config import ModelParams, TrainParams
+    from modc_data.modeling.train import train_model
+    from tests.tiny_models import TINY_TEXTS, tiny_rows
+
+    cfg = ModelParams(
+        base="pretrained",
+        pretrained=PretrainedModelParams(
+            name_or_path=str(save_tiny_base(tmp_path / "base")),
+            lora=LoraParams(r=2, alpha=4, target_modules=["q_proj"]),
+        ),
+    )
+    out = tmp_path / "std"
+    train_model(
+        tiny_rows(8), tiny_rows(4, split="validation"), variant="standard", mode=None, modes=[],
+        label_source="search_algorithm", arm="tiny", model_cfg=cfg,
+        train_cfg=TrainParams(batch_size=4, steps=1, eval_batches=1, threads=1), steps=1,
+        out_dir=out, tokenizer_texts=TINY_TEXTS, progress=False,
+    )
+    load_checkpoint(out)  # loads as saved
+    (out / "adapter_model.safetensors").rename(out / "adapter_model.bin")
+    with pytest.raises(FileNotFoundError, match="no adapter_model.safetensors"):
+        load_checkpoint(out)
 
 
 def test_lora_base_trains_only_adapters_and_mode_rows(tmp_path):

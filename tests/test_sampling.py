@@ -118,6 +118,26 @@ def test_hf_compact_decoder_equals_transformers_generate(standard, temperature, 
         assert early >= 10 and early < len(lengths), "the test must exercise eviction"
 
 
+def test_compact_decoder_passes_the_cache_as_forward_documents_it(ckpts):
+    """``cache`` on transformers that renamed ``past_key_values`` (then the old name warns, which
+    pyproject's filters turn into a failure of the compact-decoder tests), for a peft model too."""
+    import inspect
+
+    from peft import LoraConfig, get_peft_model
+
+    from modc_data.sampling.hf import cache_kwarg
+
+    model, tok, _ = load_checkpoint(ckpts["standard"])  # its own copy: peft modifies it in place
+    forward = inspect.signature(model.forward).parameters
+    assert cache_kwarg(model) == ("cache" if "cache" in forward else "past_key_values")
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    assert cache_kwarg(lora) == cache_kwarg(model)
+    ids = [encode_prompt(tok, p) for p in PROMPTS[:2]]
+    gen = dict(n=4, seeds=[1, 2], temperature=1.0, top_p=1.0, max_new_tokens=6)
+    compact = hf_generate(lora, tok, ids, decoder="compact", **gen)
+    assert compact == hf_generate(lora, tok, ids, decoder="generate", **gen)
+
+
 def test_hf_backend_dtype_and_decoder(ckpts):
     fp32 = HFBackend(batch_size=16, dtype="float32")
     bf16 = HFBackend(batch_size=16, dtype="bfloat16")

@@ -2,7 +2,7 @@
 
 What it handles:
 - which parameters theta are (``gradient_params``): every trainable parameter of a model trained
-  from scratch; for a PEFT model the trainable adapter parameters, i.e. LoRA's A *and* B;
+  from scratch; for a PEFT model its LoRA factors, A *and* B (load it trainable);
 - the gradient of the completion's log-likelihood, **summed** over completion tokens (prompt ids
   masked with ``IGNORE_INDEX``), in fp32 with the model in eval mode (dropout off);
 - two ways to compute a chunk of them: ``torch.func`` (``functional_call`` + ``vmap`` + ``grad``,
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,22 +50,49 @@ def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
 
 
+# LoRA factor weights in peft's parameter names: ``...q_proj.lora_A.default.weight`` (Linear)
+# and ``...embed_tokens.lora_embedding_A.default`` (Embedding).
+_LORA_FACTOR = re.compile(r"\.lora_(?:embedding_)?[AB]\.")
+
+
 def gradient_params(model) -> dict[str, torch.nn.Parameter]:
     """The parameters gradients are taken with respect to, by name, in a fixed order.
 
-    Every parameter with ``requires_grad``: for a model trained from scratch that is all of them;
-    for a PEFT model it is the adapter (LoRA ``lora_A`` and ``lora_B``; the base is frozen). Both
-    LoRA factors are kept on purpose: with a freshly initialised adapter ``B = 0``, so the
-    gradient with respect to A is exactly zero and B carries all the signal (``dB = dW A^T``, a
-    projection of the full weight gradient onto A's random directions); after training both are
-    informative. Zero coordinates cost compute but do not change distances after projection.
+    A model trained from scratch: every parameter with ``requires_grad`` (all of them). A PEFT
+    model: its trainable LoRA factors, ``lora_A`` *and* ``lora_B`` of every adapted module; the
+    base is frozen, and other trainable adapter tensors (a prefix model's mode-token rows,
+    ``modules_to_save`` copies) are left out, so features of a LoRA reference are a function of
+    its LoRA update ``dW = s B A`` alone. Load a LoRA checkpoint with
+    ``load_checkpoint(path, trainable=True)``: peft loads adapters frozen otherwise.
+
+    Why both factors: for a trained adapter they see the full weight gradient ``dW`` from
+    complementary sides, ``dB = s dW A^T`` (dW projected onto A's r input directions) and
+    ``dA = s B^T dW`` (onto B's r output directions), and both are informative; LESS (Xia et
+    al., 2024), whose recipe this follows, uses both. With a freshly initialised adapter
+    ``B = 0``, so ``dA`` is exactly zero and B carries all the signal; zero coordinates cost
+    compute but do not change distances after projection. The cost: A has ``r * d_in`` and B
+    ``d_out * r`` entries per module, so taking both roughly doubles P, and with it the
+    projection's ``P x dim`` work, against B alone.
     """
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if not params:
-        raise ValueError(
-            "gradient_params: the reference model has no trainable parameters; for a PEFT model "
-            "load the adapter with is_trainable=True, for a plain model do not freeze it"
-        )
+    if _is_peft(model):
+        params = {
+            n: p
+            for n, p in model.named_parameters()
+            if p.requires_grad and _LORA_FACTOR.search(n)
+        }
+        if not params:
+            raise ValueError(
+                "gradient_params: the PEFT reference model has no trainable LoRA parameters; "
+                "load it with load_checkpoint(path, trainable=True) (peft loads adapters frozen "
+                "by default), or use a LoRA adapter (other PEFT methods are not supported)"
+            )
+    else:
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if not params:
+            raise ValueError(
+                "gradient_params: the reference model has no trainable parameters; do not "
+                "freeze it (requires_grad=False) before computing gradient features"
+            )
     bad = {n: p.dtype for n, p in model.named_parameters() if p.dtype != torch.float32}
     if bad:
         name, dtype = next(iter(bad.items()))
@@ -73,7 +101,7 @@ def gradient_params(model) -> dict[str, torch.nn.Parameter]:
             "fp32, load the reference model with dtype=torch.float32"
         )
     if _is_peft(model):
-        log.info("gradient features over %d PEFT adapter tensors", len(params))
+        log.info("gradient features over %d LoRA factor tensors", len(params))
     return params
 
 

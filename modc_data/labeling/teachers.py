@@ -347,6 +347,6 @@ def _load_plain_hf(t: TeacherParams, device: str | None, trust_remote_code: bool
     # trust_remote_code stays off unless the user turns it on: running a repo's code is opt-in.
     tok = AutoTokenizer.from_pretrained(t.path, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
-        t.path, dtype="auto", trust_remote_code=trust_remote_code
+        t.path, dtype="auto", trust_remote_code=trust_remote_code, use_safetensors=True
     )
     return model.to(device).eval(), tok

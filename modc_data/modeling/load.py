@@ -18,6 +18,7 @@ from modc_data.modeling.modc_json import ModcInfo, read_modc
 from modc_data.schema import mode_token
 
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def load_checkpoint(
@@ -35,10 +36,14 @@ def load_checkpoint(
 
     ``dtype`` None: float32 on CPU, as saved elsewhere. ``attn_implementation``: passed to
     ``from_pretrained`` when given (None: the transformers default). A directory with
-    ``adapter_config.json`` is a LoRA adapter: its base (``info.base['name_or_path']``, else the adapter config's
-    ``base_model_name_or_path``) is loaded first, grown to the adapter tokenizer's size, then
-    wrapped with ``peft.PeftModel.from_pretrained``. Raises FileNotFoundError when ``modc.json``
-    is missing and ValueError for an ``experts`` group directory.
+    ``adapter_config.json`` is a LoRA adapter: its base (``info.base['name_or_path']``, else the
+    adapter config's ``base_model_name_or_path``) is loaded first, grown to the adapter
+    tokenizer's size, then wrapped with ``peft.PeftModel.from_pretrained``. ``trainable``: the
+    adapter's parameters keep ``requires_grad`` (peft's ``is_trainable=True``; the base stays
+    frozen), as gradient features under a LoRA reference need; by default peft loads adapters
+    frozen. A full model's parameters require grad either way. Weights are read from
+    safetensors only. Raises FileNotFoundError when ``modc.json`` or the adapter's safetensors
+    file is missing and ValueError for an ``experts`` group directory.
     """
     path = Path(path)
     info = read_modc(path)
@@ -48,7 +53,11 @@ def load_checkpoint(
             f"instead: {', '.join(str(path / d) for d in info.experts.values())}"
         )
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    kwargs = {"dtype": dtype or torch.float32, "trust_remote_code": trust_remote_code}
+    kwargs = {
+        "dtype": dtype or torch.float32,
+        "trust_remote_code": trust_remote_code,
+        "use_safetensors": True,
+    }
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if (path / ADAPTER_CONFIG).exists():
@@ -63,6 +72,13 @@ def load_checkpoint(
             raise ValueError(
                 f"{path}: adapter checkpoint names no base model (modc.json base.name_or_path "
                 "and adapter_config.json base_model_name_or_path are both empty)"
+            )
+        if not (path / ADAPTER_WEIGHTS).exists():
+            # peft has no use_safetensors switch: without this file it would unpickle
+            # adapter_model.bin (with weights_only, but still not safetensors).
+            raise FileNotFoundError(
+                f"{path}: adapter checkpoint has no {ADAPTER_WEIGHTS}; only safetensors weights "
+                "are loaded (re-save the adapter with save_pretrained(safe_serialization=True))"
             )
         base = AutoModelForCausalLM.from_pretrained(base_name, **kwargs)
         fit_embeddings(base, tokenizer)

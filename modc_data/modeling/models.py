@@ -62,20 +62,43 @@ def fit_embeddings(model, tokenizer) -> None:
 
     Many Hub models carry spare rows (e.g. Qwen2.5: 151936 rows, 151665 tokens), so new mode
     tokens often fit without a resize; training and loading both call this so shapes agree.
+    New rows, input and output (tied or not), are the mean of the existing rows (the average
+    embedding init of Hewitt, 2021): deterministic, so a LoRA checkpoint need not store the whole
+    resized embedding matrices to be reloaded exactly; its trained mode-token rows are in the
+    adapter (peft's trainable tokens), every other new row is rebuilt here. transformers'
+    ``mean_resizing`` samples around that mean and its default init is random: both would
+    differ between loads.
     """
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        layers = [model.get_input_embeddings(), model.get_output_embeddings()]
+        weights = {id(m.weight): m.weight for m in layers if m is not None}  # tied: one tensor
+        with torch.no_grad():
+            for w in weights.values():
+                w[rows:] = w[:rows].mean(dim=0)
 
 
 def _check_exists(name_or_path: str) -> None:
     """Fail before any loading when a base can not be found offline."""
     path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        raise FileNotFoundError(
+            f"model.pretrained.name_or_path={name_or_path!r} is a GGUF file; convert it to a "
+            "safetensors folder first (modc convert-gguf FILE.gguf OUT_DIR) and point "
+            "name_or_path at OUT_DIR"
+        )
     if path.exists():
         if not (path / "config.json").exists():
             raise FileNotFoundError(
                 f"model.pretrained.name_or_path={name_or_path!r} is a directory without "
                 "config.json; point it at a saved transformers model (save_pretrained) or a Hub id"
+            )
+        if not any(path.glob("*.safetensors")):
+            raise FileNotFoundError(
+                f"model.pretrained.name_or_path={name_or_path!r} has no *.safetensors weights "
+                "(only safetensors are loaded); re-save it with save_pretrained("
+                "safe_serialization=True), or convert a GGUF file with modc convert-gguf"
             )
         return
     # A Hub id is "name" or "owner/name"; anything else that does not exist is a bad local path.
@@ -124,6 +147,7 @@ def load_pretrained_base(
         cfg.name_or_path,
         dtype=dtype or torch.float32,
         trust_remote_code=cfg.trust_remote_code,
+        use_safetensors=True,
     )
     mode_tokens = add_mode_tokens(tokenizer, modes) if modes else []
     fit_embeddings(model, tokenizer)

@@ -465,7 +465,11 @@ def _save_final(model, tokenizer, info: ModcInfo, out_dir: Path) -> None:
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    # A peft adapter over a resized vocabulary: peft would also save both full embedding
+    # matrices (for SmolLM2-135M 227 MB instead of ~1 MB). Not needed: the trained mode-token
+    # rows are in the adapter and fit_embeddings rebuilds every other new row exactly.
+    extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
+    model.save_pretrained(tmp, safe_serialization=True, **extra)
     tokenizer.save_pretrained(tmp)
     write_modc(tmp, info)
     _replace_dir(tmp, out_dir)

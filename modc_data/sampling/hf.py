@@ -28,6 +28,7 @@ differences between batch shapes could in principle flip a token whose CDF bound
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,18 @@ def _pick(scores: torch.Tensor, u: torch.Tensor, temperature: float, top_p: floa
 _COMPACT_SHARE = 0.125
 
 
+def cache_kwarg(model) -> str:
+    """The forward argument that takes a ``Cache`` object: ``cache`` or ``past_key_values``.
+
+    transformers has renamed ``past_key_values`` to ``cache`` on model ``forward`` (5.24 warns a
+    FutureWarning for the old name, which goes away in 5.40); older releases we support (5.16+)
+    know only ``past_key_values``. Read from the signature of the transformers model (for a
+    peft model, its base model: peft passes unknown keyword arguments through unchanged).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def _decode_compact(
     model,
     input_ids: torch.Tensor,
@@ -113,10 +126,11 @@ def _decode_compact(
     device = input_ids.device
     rows_total = input_ids.shape[0]
     cache = DynamicCache(config=model.config)
+    with_cache = {cache_kwarg(model): cache, "use_cache": True}
     position = (attention.cumsum(-1) - 1).clamp(min=0)
     logits = model(
-        input_ids=input_ids, attention_mask=attention, position_ids=position,
-        past_key_values=cache, use_cache=True, logits_to_keep=1,
+        input_ids=input_ids, attention_mask=attention, position_ids=position, logits_to_keep=1,
+        **with_cache,
     ).logits[:, -1]
     out = torch.full((rows_total, max_new_tokens), pad, dtype=torch.long, device=device)
     rows = torch.arange(rows_total, device=device)  # batch row -> output row
@@ -141,7 +155,7 @@ def _decode_compact(
         attention = torch.cat([attention, attention.new_ones(len(rows), 1)], dim=1)
         logits = model(
             input_ids=token.unsqueeze(1), attention_mask=attention,
-            position_ids=next_pos.unsqueeze(1), past_key_values=cache, use_cache=True,
+            position_ids=next_pos.unsqueeze(1), **with_cache,
         ).logits[:, -1]
         next_pos = next_pos + 1
     return out
