@@ -25,6 +25,8 @@ import math
 
 import torch
 
+from modc_data.modeling.format import IGNORE_INDEX
+
 # Below this log p the series log(-log(1-p)) = log p + p/2 + O(p^2) is exact to ~1e-13.
 _SERIES_LOGP = -14.0
 # Below this v = log(-N log(1-p)) the series log(1-exp(-t)) = v - t/2 + t^2/24 - t^4/2880 (t = e^v)
@@ -98,3 +100,18 @@ def pass_at_n_weight(p: torch.Tensor, N: float) -> torch.Tensor:
     direct = n * p * torch.exp(log_q) / s
     series = 1 - a * p / 2 + a * (a - 4) * p**2 / 12
     return torch.where(n * p < 1e-3, series, direct)
+
+
+def completion_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(completion | prompt): logits (..., T, V), labels (..., T) -> (...), in fp32.
+
+    The causal shift is applied here (position t predicts label t+1); labels equal to
+    IGNORE_INDEX (prompt, padding) contribute 0. Summed, not averaged: the sum is the log
+    probability of the whole completion.
+    """
+    logits = logits[..., :-1, :].float()
+    target = labels[..., 1:]
+    keep = target != IGNORE_INDEX
+    logp = torch.log_softmax(logits, dim=-1)
+    tok = logp.gather(-1, torch.where(keep, target, 0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(keep, tok, 0.0).sum(-1)
