@@ -349,4 +349,11 @@ def test_pass_at_n_warmup_covering_the_run_is_refused(rows, tmp_path):
     cfg = PASS_N.model_copy(update={"pass_at_n": PassAtNParams(N=8, warmup_steps=12)})
     with pytest.raises(ValueError, match=r"train.pass_at_n.warmup_steps \(12\) must be < steps \(12\)"):
         _train(rows, tmp_path / "x", steps=12, train_cfg=cfg)
-    assert not (tmp_path / "x").exists()
+    # experts: refused before the first expert trains (3 + 3 warm-up of 4 + 3 steps)
+    cfg = PASS_N.model_copy(update={"pass_at_n": PassAtNParams(N=8, warmup_steps=6)})
+    with pytest.raises(ValueError, match=r"split over 2 experts is \[3, 3\], not below their steps \[4, 3\]"):
+        train_experts(
+            *rows, modes=MODES, label_source="search_algorithm", arm="tiny", model_cfg=SCRATCH,
+            train_cfg=cfg, steps=7, out_dir=tmp_path / "y", tokenizer_texts=TINY_TEXTS, progress=False,
+        )
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -52,7 +52,8 @@ class TrainResult:
     steps: int  # optimizer steps taken (== the ``steps`` asked for)
     examples: int  # training sequences seen (steps x batch_size)
     tokens: int  # non-padding tokens fed to the model while training
-    eval_loss: float  # mean per-token loss on completion tokens of the validation rows (nan: none)
+    eval_loss: float  # mean per-token CE on completion tokens of the validation rows, whatever the
+    # objective (nan: no rows)
     wall_s: float  # seconds spent in the training loop (summed over resumed runs)
     tokens_per_s: float  # tokens / wall_s
     objective: str = "ce"  # "ce" or "pass_at_n" (train.objective)
@@ -304,6 +305,10 @@ def train_model(
     A resume checkpoint ``out_dir/checkpoint`` is written every ``train_cfg.save_every`` steps
     and picked up when present. ``stop_after`` (tests) raises TrainingInterrupted after that step.
     ``extra_info``: merged into modc.json fields (e.g. ``revision``, ``task``).
+    ``train_cfg.objective``: 'ce' minimises the mean token cross-entropy of the batch; 'pass_at_n'
+    the mean over its rows of ``-log(1 - (1 - p)^N)`` (``modeling.objectives``), p the probability
+    of the row's completion given its prompt (and mode token for prefix), after
+    ``pass_at_n.warmup_steps`` CE steps.
     Raises ValueError before any model is built when the rows or arguments can not work.
     """
     out_dir = Path(out_dir)
@@ -542,9 +547,16 @@ def train_experts(
         )
     if tokenizer_texts is None:
         tokenizer_texts = [*train_rows["prompt"], *train_rows["completion"], *val_rows["prompt"], *val_rows["completion"]]
-    results = {}
+    per_mode_steps = split_steps(steps, len(modes))
     warmups = split_steps(train_cfg.pass_at_n.warmup_steps, len(modes))
-    for m, n_steps, warmup in zip(modes, split_steps(steps, len(modes)), warmups, strict=True):
+    if train_cfg.objective == "pass_at_n" and any(w >= s for w, s in zip(warmups, per_mode_steps, strict=True)):
+        raise ValueError(
+            f"train.pass_at_n.warmup_steps ({train_cfg.pass_at_n.warmup_steps}) split over "
+            f"{len(modes)} experts is {warmups}, not below their steps {per_mode_steps}: some "
+            "expert would train on cross-entropy only; lower it"
+        )
+    results = {}
+    for m, n_steps, warmup in zip(modes, per_mode_steps, warmups, strict=True):
         cfg = train_cfg
         if train_cfg.objective == "pass_at_n":
             cfg = train_cfg.model_copy(
