@@ -134,6 +134,15 @@ class ArmParams(_Block):
         return f"{self.label_source}-{self.mix}"
 
 
+class PassAtNParams(_Block):
+    """The pass@N objective ``-log(1 - (1 - p)^N)`` (modc_data.modeling.objectives)."""
+
+    N: int = Field(32, ge=1, description="sampling budget trained for; 1 is cross-entropy")
+    warmup_steps: int = Field(
+        0, ge=0, description="cross-entropy for the first this many optimizer steps (0: none)"
+    )
+
+
 class TrainJobParams(_Block):
     """One DVC train stage: the standard model, all experts, or the prefix model of an arm."""
 
@@ -142,10 +151,18 @@ class TrainJobParams(_Block):
     variant: Literal["standard", "experts", "prefix"]
     steps: int | None = Field(None, gt=0, description="override train.steps")
     lr: float | None = Field(None, gt=0, description="override train.lr")
+    objective: Literal["ce", "pass_at_n"] | None = Field(None, description="override train.objective")
+    pass_at_n: PassAtNParams | None = Field(None, description="override train.pass_at_n")
 
     @property
     def arm(self) -> str:
         return f"{self.label_source}-{self.mix}"
+
+    def train_params(self, train: TrainParams) -> TrainParams:
+        """``train`` with this job's overrides (lr, objective, pass_at_n) applied."""
+        fields = ("lr", "objective", "pass_at_n")
+        update = {f: getattr(self, f) for f in fields if getattr(self, f) is not None}
+        return train.model_copy(update=update)
 
 
 # --------------------------------------------------------------------------- model and training
@@ -196,6 +213,10 @@ class TrainParams(_Block):
     eval_batches: int = Field(8, gt=0, description="validation batches for the final eval loss")
     threads: int = Field(2, ge=1)
     seed: int = 0
+    objective: Literal["ce", "pass_at_n"] = Field(
+        "ce", description="ce: mean token cross-entropy; pass_at_n: mean per-example pass@N loss"
+    )
+    pass_at_n: PassAtNParams = PassAtNParams()
 
 
 # --------------------------------------------------------------------------- sampling, evaluation

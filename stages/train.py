@@ -28,7 +28,7 @@ def main(params, argv):
     # otherwise map numbers it never saw to <unk>); test completions are not included.
     problems = pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet", columns=["prompt"])
     texts = problems["prompt"].to_list() + train_rows["completion"].to_list() + val_rows["completion"].to_list()
-    train_cfg = params.train if job.lr is None else params.train.model_copy(update={"lr": job.lr})
+    train_cfg = job.train_params(params.train)
     common = dict(
         label_source=arm.label_source, arm=job.arm, model_cfg=params.model, train_cfg=train_cfg,
         steps=job.steps or params.train.steps, tokenizer_texts=texts,
@@ -43,7 +43,8 @@ def main(params, argv):
         )}
     metrics = {
         name: {"examples": r.examples, "tokens": r.tokens, "steps": r.steps,
-               "eval_loss": r.eval_loss, "wall_s": round(r.wall_s, 1), "tokens_per_s": round(r.tokens_per_s)}
+               "eval_loss": r.eval_loss, "wall_s": round(r.wall_s, 1), "tokens_per_s": round(r.tokens_per_s),
+               "objective": r.objective}
         for name, r in results.items()
     }
     metrics["total"] = {k: sum(m[k] for m in metrics.values()) for k in ("examples", "tokens", "steps")}

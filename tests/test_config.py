@@ -35,6 +35,9 @@ def _default() -> dict:
         (lambda d: d["labels"]["mixes"].update(bad="rejekt"), "labels.mixes"),
         (lambda d: d["train_jobs"]["search_algorithm-skewed-prefix"].update(mix="nope"), "train_jobs"),
         (lambda d: d["sample"].update(backend="tgi"), "sample.backend"),
+        (lambda d: d["train"].update(objective="pass@n"), "train.objective"),
+        (lambda d: d["train"].update(pass_at_n={"N": 0}), "train.pass_at_n.N"),
+        (lambda d: d["train_jobs"]["search_algorithm-skewed-prefix"].update(pass_at_n={"n": 8}), "pass_at_n.n"),
     ],
 )
 def test_malformed_params_name_the_field(edit, field):
@@ -111,3 +114,22 @@ def test_rejection_mix_is_a_mix_beside_the_share_mixes():
     params = parse_params(data)
     assert params.labels.mixes["rejection"] == "rejection"
     assert params.labels.mixes["balanced"] == {"dfs": 0.5, "bfs": 0.5}  # share form unchanged
+
+
+def test_defaults_train_with_cross_entropy_and_jobs_override_the_objective():
+    data = _default()
+    assert parse_params(data).train.objective == "ce"  # the default run is unchanged
+    # A pass@N arm is a params change: an alias mix with the same shares draws the same rows
+    # (apply_mix depends on the seed and the problems only), its own arm, and job overrides.
+    data["labels"]["mixes"]["skewed_passn"] = data["labels"]["mixes"]["skewed"]
+    data["arms"]["search_algorithm-skewed_passn"] = {"label_source": "search_algorithm", "mix": "skewed_passn"}
+    data["train_jobs"]["search_algorithm-skewed_passn-prefix"] = {
+        "label_source": "search_algorithm", "mix": "skewed_passn", "variant": "prefix",
+        "objective": "pass_at_n", "pass_at_n": {"N": 8, "warmup_steps": 100}, "lr": 0.001,
+    }
+    params = parse_params(data)
+    cfg = params.train_jobs["search_algorithm-skewed_passn-prefix"].train_params(params.train)
+    assert cfg.objective == "pass_at_n" and (cfg.pass_at_n.N, cfg.pass_at_n.warmup_steps) == (8, 100)
+    assert cfg.lr == 0.001 and cfg.batch_size == params.train.batch_size
+    plain = params.train_jobs["search_algorithm-skewed-prefix"].train_params(params.train)
+    assert plain == params.train

@@ -12,10 +12,17 @@ from hypothesis import strategies as st
 from peft import PeftModel
 from safetensors.torch import load_file
 
-from modc_data.config import LoraParams, ModelParams, PretrainedModelParams, TrainParams
+from modc_data.config import (
+    LoraParams,
+    ModelParams,
+    PassAtNParams,
+    PretrainedModelParams,
+    TrainParams,
+)
 from modc_data.modeling.format import IGNORE_INDEX, encode_prompt
 from modc_data.modeling.load import load_checkpoint, resolve_mode_token
 from modc_data.modeling.modc_json import read_modc
+from modc_data.modeling.objectives import completion_logprob, pass_at_n_loss
 from modc_data.modeling.tokenizer import build_word_tokenizer
 from modc_data.modeling.train import (
     CHECKPOINT_DIR,
@@ -31,7 +38,7 @@ from modc_data.modeling.train import (
     train_model,
 )
 from modc_data.schema import mode_token
-from tests.tiny_models import TINY_SCRATCH, TINY_TEXTS, save_tiny_base, tiny_rows
+from tests.tiny_models import TINY_SCRATCH, TINY_TEXTS, save_tiny_base, tiny_llama, tiny_rows
 
 MODES = ["dfs", "bfs"]
 SCRATCH = ModelParams(scratch=TINY_SCRATCH)
@@ -246,3 +253,107 @@ def test_micro_batches_give_the_whole_batch_gradient(rows, tmp_path):
     _train(rows, tmp_path / "half", steps=3, train_cfg=cfg.model_copy(update={"batch_size": 4}))
     c = load_file(str(tmp_path / "half" / "model.safetensors"))
     assert any(not torch.allclose(a[k], c[k], rtol=1e-4, atol=1e-6) for k in a)
+
+
+# --------------------------------------------------------------------------- pass@N objective
+PASS_N = TRAIN.model_copy(update={"objective": "pass_at_n", "pass_at_n": PassAtNParams(N=8, warmup_steps=3)})
+
+
+def _mean_pass_loss(out_dir, rows, n: int, prefix: bool) -> float:
+    """Mean pass@n loss of the checkpoint on ``rows``, all rows in one padded batch."""
+    model, tok, _ = load_checkpoint(out_dir)
+    batch = collate(encode_rows(tok, rows, prefix), tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return float(pass_at_n_loss(completion_logprob(logits, batch["labels"]), n).mean())
+
+
+def test_completion_logprob_ignores_padding_and_prompt(rows):
+    """A row's log p(completion | prompt) is the same alone and padded inside a batch."""
+    tok = build_word_tokenizer(TINY_TEXTS)
+    model = tiny_llama(tok).eval()
+    examples = encode_rows(tok, rows[0].head(6), False)
+    batch = collate(examples, tok.pad_token_id)
+    with torch.no_grad():
+        together = completion_logprob(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"])
+        for i, ex in enumerate(examples):
+            one = collate([ex], tok.pad_token_id)
+            alone = completion_logprob(model(input_ids=one["input_ids"]).logits, one["labels"])
+            # and by hand: sum of log-softmax at each completion token
+            logp = torch.log_softmax(model(input_ids=one["input_ids"]).logits[0].float(), -1)
+            ids, labels = ex
+            by_hand = sum(float(logp[t - 1, labels[t]]) for t in range(1, len(ids)) if labels[t] != IGNORE_INDEX)
+            torch.testing.assert_close(together[i], alone[0], rtol=1e-5, atol=1e-5)
+            assert math.isclose(float(alone[0]), by_hand, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["standard", "prefix"])
+def test_pass_at_n_training_lowers_the_pass_at_n_loss(rows, tmp_path, variant):
+    """Few steps of pass@8 (3 of them CE warm-up) lower the mean pass@8 loss on the training rows;
+    for prefix the probability is of the completion under its mode token."""
+    cfg = PASS_N.model_copy(update={"save_every": 100})
+    _train(rows, tmp_path / "early", variant, steps=4, train_cfg=cfg)
+    result = _train(rows, tmp_path / "late", variant, steps=40, train_cfg=cfg)
+    prefix = variant == "prefix"
+    early = _mean_pass_loss(tmp_path / "early", rows[0], 8, prefix)
+    late = _mean_pass_loss(tmp_path / "late", rows[0], 8, prefix)
+    assert late < 0.7 * early, (early, late)
+    info = read_modc(tmp_path / "late")
+    assert result.objective == "pass_at_n" and info.train["objective"] == "pass_at_n"
+    assert info.train["pass_at_n"] == {"N": 8, "warmup_steps": 3}
+    assert info.params["train"]["objective"] == "pass_at_n"
+
+
+def test_pass_at_n_resume_matches_uninterrupted(rows, tmp_path):
+    """Interrupted at step 6 (saved at 4, after the 3 CE warm-up steps) and resumed: same model."""
+    full = _train(rows, tmp_path / "full", steps=10, train_cfg=PASS_N)
+    with pytest.raises(TrainingInterrupted):
+        _train(rows, tmp_path / "resumed", steps=10, stop_after=6, train_cfg=PASS_N)
+    resumed = _train(rows, tmp_path / "resumed", steps=10, train_cfg=PASS_N)
+    assert resumed.tokens == full.tokens
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    # and the objective mattered: a CE run of the same rows and steps ends elsewhere
+    _train(rows, tmp_path / "ce", steps=10)
+    c = load_file(str(tmp_path / "ce" / "model.safetensors"))
+    assert any(not torch.allclose(a[k], c[k], rtol=1e-4, atol=1e-6) for k in a)
+
+
+def test_pass_at_n_micro_batches_weigh_rows_not_tokens(rows, tmp_path):
+    """Length-sorted slices weighted by row share give the whole batch's mean per-example loss
+    gradient: same model as one slice (fp32), although the slices' token shares differ."""
+    cfg = PASS_N.model_copy(update={"bf16": "off", "micro_batches": 1, "pass_at_n": PassAtNParams(N=8)})
+    _train(rows, tmp_path / "one", steps=3, train_cfg=cfg)
+    _train(rows, tmp_path / "three", steps=3, train_cfg=cfg.model_copy(update={"micro_batches": 3}))
+    a = load_file(str(tmp_path / "one" / "model.safetensors"))
+    b = load_file(str(tmp_path / "three" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_pass_at_n_experts_split_the_warmup(rows, tmp_path):
+    cfg = PASS_N.model_copy(update={"pass_at_n": PassAtNParams(N=4, warmup_steps=3)})
+    train_experts(
+        *rows, modes=MODES, label_source="search_algorithm", arm="tiny", model_cfg=SCRATCH,
+        train_cfg=cfg, steps=7, out_dir=tmp_path / "experts", tokenizer_texts=TINY_TEXTS, progress=False,
+    )
+    group = read_modc(tmp_path / "experts")
+    assert group.train["objective"] == "pass_at_n" and group.train["pass_at_n"]["warmup_steps"] == 3
+    warmups = [read_modc(tmp_path / "experts" / group.experts[m]).train["pass_at_n"]["warmup_steps"] for m in MODES]
+    assert warmups == [2, 1]  # split like the steps (4 + 3): as many CE examples as the standard model
+
+
+def test_pass_at_n_warmup_covering_the_run_is_refused(rows, tmp_path):
+    cfg = PASS_N.model_copy(update={"pass_at_n": PassAtNParams(N=8, warmup_steps=12)})
+    with pytest.raises(ValueError, match=r"train.pass_at_n.warmup_steps \(12\) must be < steps \(12\)"):
+        _train(rows, tmp_path / "x", steps=12, train_cfg=cfg)
+    # experts: refused before the first expert trains (3 + 3 warm-up of 4 + 3 steps)
+    cfg = PASS_N.model_copy(update={"pass_at_n": PassAtNParams(N=8, warmup_steps=6)})
+    with pytest.raises(ValueError, match=r"split over 2 experts is \[3, 3\], not below their steps \[4, 3\]"):
+        train_experts(
+            *rows, modes=MODES, label_source="search_algorithm", arm="tiny", model_cfg=SCRATCH,
+            train_cfg=cfg, steps=7, out_dir=tmp_path / "y", tokenizer_texts=TINY_TEXTS, progress=False,
+        )
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -39,6 +39,7 @@ from modc_data.labeling.projection import (
     open_feature_store,
 )
 from modc_data.modeling.format import IGNORE_INDEX, encode_example
+from modc_data.modeling.objectives import completion_logprob
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +157,7 @@ def _completion_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     gradient the method is defined on; a mean would divide each example's gradient by its length
     and so reweight long and short completions against each other.
     """
-    logits = logits[:-1].float()
-    target = labels[1:]
-    keep = target != IGNORE_INDEX
-    logp = torch.log_softmax(logits, dim=-1)
-    tok = logp.gather(-1, torch.where(keep, target, 0).unsqueeze(-1)).squeeze(-1)
-    return torch.where(keep, tok, 0.0).sum()
+    return completion_logprob(logits, labels)
 
 
 def _output(out: torch.Tensor | None, batch: int, n_params: int, device) -> torch.Tensor:

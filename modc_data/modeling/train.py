@@ -38,6 +38,7 @@ from modc_data.config import ModelParams, TrainParams
 from modc_data.modeling.format import IGNORE_INDEX, encode_example
 from modc_data.modeling.modc_json import ModcInfo, write_modc
 from modc_data.modeling.models import build_scratch_model, load_pretrained_base
+from modc_data.modeling.objectives import completion_logprob, pass_at_n_loss
 from modc_data.modeling.tokenizer import add_mode_tokens, build_word_tokenizer
 from modc_data.schema import check_schema, mode_slug, mode_token
 
@@ -51,9 +52,11 @@ class TrainResult:
     steps: int  # optimizer steps taken (== the ``steps`` asked for)
     examples: int  # training sequences seen (steps x batch_size)
     tokens: int  # non-padding tokens fed to the model while training
-    eval_loss: float  # mean per-token loss on completion tokens of the validation rows (nan: none)
+    eval_loss: float  # mean per-token CE on completion tokens of the validation rows, whatever the
+    # objective (nan: no rows)
     wall_s: float  # seconds spent in the training loop (summed over resumed runs)
     tokens_per_s: float  # tokens / wall_s
+    objective: str = "ce"  # "ce" or "pass_at_n" (train.objective)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -133,6 +136,21 @@ def micro_batches(
 def _targets(labels: torch.Tensor) -> int:
     """Tokens the causal-LM loss averages over (labels shifted by one, IGNORE_INDEX dropped)."""
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def objective_info(train_cfg: TrainParams) -> dict:
+    """What modc.json records about the loss: the objective and, for pass@N, N and the CE warm-up."""
+    if train_cfg.objective == "ce":
+        return {"objective": "ce"}
+    return {"objective": "pass_at_n", "pass_at_n": train_cfg.pass_at_n.model_dump()}
+
+
+def _pass_at_n_mean(model, batch: dict[str, torch.Tensor], n: int, device, bf16: bool) -> torch.Tensor:
+    """Mean over the slice's rows of ``-log(1 - (1 - p)^n)``, p = the model's probability of the
+    row's whole completion (summed log-probs of its label tokens; padding and prompt excluded)."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return pass_at_n_loss(completion_logprob(logits, batch["labels"]), n).mean()
 
 
 def batch_order(n_rows: int, steps: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -287,6 +305,10 @@ def train_model(
     A resume checkpoint ``out_dir/checkpoint`` is written every ``train_cfg.save_every`` steps
     and picked up when present. ``stop_after`` (tests) raises TrainingInterrupted after that step.
     ``extra_info``: merged into modc.json fields (e.g. ``revision``, ``task``).
+    ``train_cfg.objective``: 'ce' minimises the mean token cross-entropy of the batch; 'pass_at_n'
+    the mean over its rows of ``-log(1 - (1 - p)^N)`` (``modeling.objectives``), p the probability
+    of the row's completion given its prompt (and mode token for prefix), after
+    ``pass_at_n.warmup_steps`` CE steps.
     Raises ValueError before any model is built when the rows or arguments can not work.
     """
     out_dir = Path(out_dir)
@@ -302,6 +324,11 @@ def train_model(
         raise ValueError("a prefix model needs modes (the arm's mode labels)")
     if steps <= 0:
         raise ValueError(f"steps must be > 0, got {steps}")
+    if train_cfg.objective == "pass_at_n" and train_cfg.pass_at_n.warmup_steps >= steps:
+        raise ValueError(
+            f"train.pass_at_n.warmup_steps ({train_cfg.pass_at_n.warmup_steps}) must be < steps "
+            f"({steps}): the whole run would be cross-entropy; lower it or use objective 'ce'"
+        )
     train = _select_rows(train_rows, variant, mode, modes, "train rows")
     val = _select_rows(val_rows, variant, mode, modes, "validation rows")
     if train.height == 0:
@@ -390,14 +417,20 @@ def train_model(
             ]
             counts = [_targets(b["labels"]) for b in slices]
             targets = max(sum(counts), 1)
+            pass_n = train_cfg.objective == "pass_at_n" and step >= train_cfg.pass_at_n.warmup_steps
             loss = torch.zeros(())
             for batch, count in zip(slices, counts, strict=True):
                 tokens += int(batch["attention_mask"].sum())
                 weight = count / targets
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    # HF's loss is the slice's mean over its target tokens; reweighted to the batch's.
-                    part = model(**batch).loss * weight
+                if pass_n:
+                    # A per-example loss: each slice weighs by its share of the batch's rows.
+                    rows = len(batch["labels"]) / train_cfg.batch_size
+                    part = _pass_at_n_mean(model, batch, train_cfg.pass_at_n.N, device, bf16) * rows
+                else:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                        # HF's loss is the slice's mean over its target tokens; reweighted to the batch's.
+                        part = model(**batch).loss * weight
                 part.backward()
                 loss += part.detach().float().cpu()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -424,6 +457,7 @@ def train_model(
         eval_loss=ev,
         wall_s=wall_s,
         tokens_per_s=tokens / wall_s if wall_s > 0 else 0.0,
+        objective=train_cfg.objective,
     )
     info = ModcInfo(
         variant=variant,
@@ -437,6 +471,7 @@ def train_model(
         data_hash=d_hash,
         train={
             **asdict(result),
+            **objective_info(train_cfg),
             "batch_size": train_cfg.batch_size,
             "lr": train_cfg.lr,
             "bf16": bf16,
@@ -501,6 +536,8 @@ def train_experts(
 
     Writes the group ``out_dir/modc.json`` (variant 'experts') last, so a group with modc.json
     is complete. Every mode must have training rows (checked before any training).
+    With ``train.objective: pass_at_n`` the CE warm-up is split like the steps, so the experts
+    together see as many cross-entropy examples as the standard model.
     Returns {mode: TrainResult}.
     """
     out_dir = Path(out_dir)
@@ -515,11 +552,24 @@ def train_experts(
         )
     if tokenizer_texts is None:
         tokenizer_texts = [*train_rows["prompt"], *train_rows["completion"], *val_rows["prompt"], *val_rows["completion"]]
+    per_mode_steps = split_steps(steps, len(modes))
+    warmups = split_steps(train_cfg.pass_at_n.warmup_steps, len(modes))
+    if train_cfg.objective == "pass_at_n" and any(w >= s for w, s in zip(warmups, per_mode_steps, strict=True)):
+        raise ValueError(
+            f"train.pass_at_n.warmup_steps ({train_cfg.pass_at_n.warmup_steps}) split over "
+            f"{len(modes)} experts is {warmups}, not below their steps {per_mode_steps}: some "
+            "expert would train on cross-entropy only; lower it"
+        )
     results = {}
-    for m, n_steps in zip(modes, split_steps(steps, len(modes)), strict=True):
+    for m, n_steps, warmup in zip(modes, per_mode_steps, warmups, strict=True):
+        cfg = train_cfg
+        if train_cfg.objective == "pass_at_n":
+            cfg = train_cfg.model_copy(
+                update={"pass_at_n": train_cfg.pass_at_n.model_copy(update={"warmup_steps": warmup})}
+            )
         results[m] = train_model(
             train_rows, val_rows, variant="expert", mode=m, modes=modes,
-            label_source=label_source, arm=arm, model_cfg=model_cfg, train_cfg=train_cfg,
+            label_source=label_source, arm=arm, model_cfg=model_cfg, train_cfg=cfg,
             steps=n_steps, out_dir=out_dir / mode_slug(m), tokenizer_texts=tokenizer_texts,
             progress=progress, extra_info=extra_info,
         )
@@ -539,6 +589,7 @@ def train_experts(
             "per_mode": {m: asdict(r) for m, r in results.items()},
             "tokens": sum(r.tokens for r in results.values()),
             "wall_s": sum(r.wall_s for r in results.values()),
+            **objective_info(train_cfg),
         },
         params={"model": model_cfg.model_dump(), "train": train_cfg.model_dump()},
     )
