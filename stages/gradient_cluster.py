@@ -17,6 +17,7 @@ import shutil
 import sys
 
 import polars as pl
+import torch
 
 from modc_data import pipeline
 from modc_data.artifacts import frame_hash, write_json, write_parquet
@@ -52,8 +53,8 @@ def main(params, argv):
         raise StageError(f"usage: gradient_cluster.py <mix>; gradient_cluster.mixes are {cfg.mixes}")
     mix = argv[0]
     model_dir = pipeline.ARTIFACTS / "models" / cfg.reference_arm / "standard"
-    model, tokenizer, _ = load_checkpoint(model_dir, trainable=True)
-    model = model.float()
+    # trainable: a LoRA reference's adapter weights give the gradients (lora_A and lora_B)
+    model, tokenizer, _ = load_checkpoint(model_dir, dtype=torch.float32, trainable=True)
     rows = pl.read_parquet(pipeline.ARTIFACTS / "datasets" / cfg.rows_source / f"{mix}.parquet")
     labeled, rep = label_by_gradient_clusters(
         rows, model, tokenizer, cfg, cache_dir(mix, model, rows, cfg),
