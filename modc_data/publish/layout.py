@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from modc_data.errors import ModcError
 from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc
 from modc_data.publish import cards
 from modc_data.schema import check_schema
@@ -35,7 +36,7 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".tmp")
 _SKIP_DIRS = ("checkpoint", "runs", ".cache")
 
 
-class PublishError(RuntimeError):
+class PublishError(ModcError, RuntimeError):
     """A release that must not go out; the message names the file and the fix."""
 
 

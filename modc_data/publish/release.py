@@ -57,7 +57,11 @@ class ReleaseInputs:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ReleaseInputs:
-        data = json.loads(Path(path).read_text())
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise PublishError(f"{path}: release inputs are not valid JSON ({err}); pass the "
+                               "release.json the publish stage wrote") from None
         try:
             data["models"] = [ModelRelease(**m) for m in data.get("models", [])]
             return cls(**data)
@@ -131,6 +135,8 @@ def publish_all(
 
     target = target or get_target(publish.target, local_dir=publish.local_dir,
                                   endpoint=publish.endpoint, private=publish.private)
+    if not dry_run:
+        target.check()  # offline or unreachable: one line, before anything is built or sent
     dataset_repo_id = f"{ns}/{dataset_repo_name(task)}"
     outcomes: list[PublishOutcome] = []
 
