@@ -181,7 +181,8 @@ def plan(params: Params) -> list[str]:
     )
     pub = p.publish
     where = pub.local_dir if pub.target == "local" else f"the Hub under {pub.namespace!r}"
-    lines.append(f"publish: {pub.target} -> {where} (dataset mix {pub.dataset_mix!r})")
+    lines.append(f"publish: {pub.target} -> {where} (a dataset config per arm, "
+                 f"<label_source>-<mix>: {len(p.arms)})")
     return lines
 
 

@@ -137,7 +137,7 @@ def _publish(inputs, endpoint, log):
 
 def test_hub_publish_one_commit_per_repo_then_noop(hub, tmp_path, capsys):
     endpoint, state = hub
-    inputs = make_release(tmp_path / "in", sources=("search_algorithm",))
+    inputs = make_release(tmp_path / "in", configs=("search_algorithm-balanced",))
     inputs.models = inputs.models[:1]  # the prefix model
     logs: list[str] = []
     first = _publish(inputs, endpoint, logs.append)
@@ -148,8 +148,8 @@ def test_hub_publish_one_commit_per_repo_then_noop(hub, tmp_path, capsys):
         ("dataset", "modc/modc-countdown"),
         ("model", "modc/modc-countdown-search_algorithm-balanced-prefix")]
     ds = state["repos"][("dataset", "modc/modc-countdown")]
-    assert {"README.md", "search_algorithm/train-00000-of-00001.parquet",
-            "search_algorithm/test-00000-of-00001.parquet"} <= set(ds)
+    assert {"README.md", "search_algorithm-balanced/train-00000-of-00001.parquet",
+            "search_algorithm-balanced/test-00000-of-00001.parquet"} <= set(ds)
     model = state["repos"][("model", "modc/modc-countdown-search_algorithm-balanced-prefix")]
     assert {"model.safetensors", "modc.json", "config.json", "README.md"} <= set(model)
     assert json.loads(model["modc.json"])["variant"] == "prefix"
@@ -173,7 +173,7 @@ def test_hub_publish_one_commit_per_repo_then_noop(hub, tmp_path, capsys):
 
 def test_hub_publish_updates_changed_and_deletes_stale_files(hub, tmp_path):
     endpoint, state = hub
-    inputs = make_release(tmp_path / "in", sources=("search_algorithm",))
+    inputs = make_release(tmp_path / "in", configs=("search_algorithm-balanced",))
     inputs.models = []
     _publish(inputs, endpoint, lambda s: None)
     ds = state["repos"][("dataset", "modc/modc-countdown")]
@@ -186,7 +186,7 @@ def test_hub_publish_updates_changed_and_deletes_stale_files(hub, tmp_path):
 
 def test_hub_dry_run_sends_nothing(hub, tmp_path):
     endpoint, state = hub
-    inputs = make_release(tmp_path / "in", sources=("search_algorithm",))
+    inputs = make_release(tmp_path / "in", configs=("search_algorithm-balanced",))
     lines: list[str] = []
     outcomes = publish_all(
         task=inputs.task, datasets=inputs.datasets, validation_reports=inputs.validation_reports,
