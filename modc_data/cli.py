@@ -115,9 +115,9 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    split = _parse_split(args.split)  # before the heavy imports: a typo fails at once
     from modc_data.sampler import ModCSampler
 
-    split = _parse_split(args.split)
     sampler = ModCSampler.from_pretrained(args.model, backend=args.backend)
     results = sampler.sample(args.prompt, k=args.k, split=split, temperature=args.temperature,
                              max_new_tokens=args.max_new_tokens, seed=args.seed)
