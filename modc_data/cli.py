@@ -54,9 +54,15 @@ def _download(args: argparse.Namespace) -> int:
     from huggingface_hub import snapshot_download
 
     _check_repo_id(args.repo)
-    with hub_errors(args.repo, "model"):
-        path = snapshot_download(args.repo, revision=args.revision, local_dir=args.local_dir,
-                                 ignore_patterns=["*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"])
+    try:
+        with hub_errors(args.repo, "model"):
+            path = snapshot_download(args.repo, revision=args.revision, local_dir=args.local_dir,
+                                     ignore_patterns=["*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"])
+    except InputError as err:
+        if args.repo_type == "auto" and "no model repo" in str(err):
+            raise InputError(f"{err}; for a dataset pass --config <name> (or --repo-type "
+                             "dataset)") from None
+        raise
     print(path)
     return 0
 

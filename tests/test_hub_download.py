@@ -151,6 +151,7 @@ def test_unknown_repo_or_config_is_one_line_and_exit_2(mirror, tmp_path):
     cases = [
         (("download", f"{NS}/no-such-model", "--local-dir", str(tmp_path / "x")),
          f"{NS}/no-such-model: no model repo of that id at {endpoint}"),
+        (("download", DATASET), "; for a dataset pass --config <name>"),
         (("download", DATASET, "--config", "typo"),
          f"--config 'typo': {DATASET} has no such config; its configs are:"),
         (("sample", f"{NS}/no-such-model", "--prompt", "hi"),

@@ -152,8 +152,8 @@ def dataset_card(
         "Each config is `<label source>-<mix>`: the rows labeled by one label source, with the "
         "training split drawn at one mix of mode shares (`balanced`, or a `skewed` ablation). "
         "Every model trained here names in its card the config it was trained on; its `train` "
-        "split is exactly those training rows. Validation and test splits are shared across "
-        "the mixes of a label source.",
+        "split is exactly those training rows. The mixes of one label source draw on the same "
+        "problems, but their splits can differ in rows (see the sizes below).",
         "",
         sources,
         "",
