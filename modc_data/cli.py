@@ -1,6 +1,6 @@
 """``modc``: download, publish and sample mode-conditioned datasets and models.
 
-    modc download modc/modc-countdown --config search_algorithm --local-dir data/
+    modc download modc/modc-countdown --config search_algorithm-balanced --local-dir data/
     modc publish --params params.yaml --inputs release.json [--dry-run] [--target local|hub]
     modc sample modc/modc-countdown-search_algorithm-balanced-prefix --prompt "..." -k 8
 
@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("download", help="fetch a dataset config or a model (folder or Hub)")
     d.add_argument("repo", help="Hub repo id or a local Hub-layout folder")
-    d.add_argument("--config", help="dataset config (label source), e.g. search_algorithm")
+    d.add_argument("--config", help="dataset config '<label_source>-<mix>', e.g. "
+                   "search_algorithm-balanced")
     d.add_argument("--local-dir", help="where to put the files")
     d.add_argument("--revision", help="branch, tag or commit on the Hub")
     d.add_argument("--repo-type", choices=["auto", "dataset", "model"], default="auto")
