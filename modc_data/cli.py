@@ -1,13 +1,15 @@
 """``modc``: download, publish and sample mode-conditioned datasets and models; convert GGUF files.
 
-    modc download modc/modc-countdown --config search_algorithm --local-dir data/
+    modc download modc/modc-countdown --config search_algorithm-balanced --local-dir data/
     modc publish --params params.yaml --inputs release.json [--dry-run] [--target local|hub]
     modc sample modc/modc-countdown-search_algorithm-balanced-prefix --prompt "..." -k 8
     modc convert-gguf model.gguf models/my-base   # then model.pretrained.name_or_path: models/my-base
 
 ``publish`` reads its explicit inputs (dataset/report/checkpoint/summary paths, as written by
 ``ReleaseInputs.to_json``) from ``--inputs``; ``stages/publish.py`` calls the same library code.
-Exit status: 0 ok, 1 refused or failed (message on stderr), 2 bad arguments.
+Exit status: 0 ok; 2 an expected failure -- bad arguments, a missing or malformed input, an
+unknown repo or config, an unreachable endpoint, a refused release -- with one line on stderr
+naming the input and the fix. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from modc_data.errors import InputError, ModcError, hub_errors, missing_file_message
+
+SPLIT_HELP = ("'auto' (the validated allocation in modc.json), 'uniform', 'free' or a JSON "
+              "object of arm weights (the modes, and 'free' where allowed), e.g. "
+              "'{\"dfs\": 3, \"bfs\": 1}'")
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -28,9 +36,7 @@ def _download(args: argparse.Namespace) -> int:
         if not src.exists():
             kind = "model" if args.config is None else "dataset"
     if kind == "dataset":
-        import datasets
-
-        ds = datasets.load_dataset(args.repo, args.config, revision=args.revision)
+        ds = _load_dataset(args.repo, args.config, args.revision)
         if args.local_dir:
             # Hub layout again (parquet per split), so the copy loads the same way
             out = Path(args.local_dir)
@@ -50,15 +56,56 @@ def _download(args: argparse.Namespace) -> int:
         return 0
     from huggingface_hub import snapshot_download
 
-    path = snapshot_download(args.repo, revision=args.revision, local_dir=args.local_dir,
-                             ignore_patterns=["*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"])
+    _check_repo_id(args.repo)
+    try:
+        with hub_errors(args.repo, "model"):
+            path = snapshot_download(args.repo, revision=args.revision, local_dir=args.local_dir,
+                                     ignore_patterns=["*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"])
+    except InputError as err:
+        if args.repo_type == "auto" and "no model repo" in str(err):
+            raise InputError(f"{err}; for a dataset pass --config <name> (or --repo-type "
+                             "dataset)") from None
+        raise
     print(path)
     return 0
 
 
+def _check_repo_id(repo: str) -> None:
+    """A name that is neither an existing folder nor a valid Hub id is a one-line error."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        raise InputError(f"{repo}: no such folder, and not a Hub repo id ('<namespace>/<name>'); "
+                         "pass an existing folder or a repo id") from None
+
+
+def _load_dataset(repo: str, config: str | None, revision: str | None):
+    """``datasets.load_dataset`` with the config checked first, so a typo names the choices."""
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
+    if not Path(repo).exists():
+        _check_repo_id(repo)
+    with hub_errors(repo, "dataset"):
+        try:
+            names = datasets.get_dataset_config_names(repo, revision=revision)
+        except DatasetNotFoundError:
+            raise InputError(f"{repo}: no dataset of that name (a local Hub-layout folder or a "
+                             "Hub dataset repo); check the id, HF_ENDPOINT and HF_TOKEN") from None
+        if config is None and len(names) > 1:
+            raise InputError(f"{repo}: pick one of its configs with --config: {', '.join(names)}")
+        if config is not None and config not in names:
+            raise InputError(f"--config {config!r}: {repo} has no such config; its configs are: "
+                             f"{', '.join(names)}")
+        return datasets.load_dataset(repo, config, revision=revision)
+
+
 def _publish(args: argparse.Namespace) -> int:
     from modc_data.config import load_params
-    from modc_data.publish import PublishError, ReleaseInputs, publish_inputs
+    from modc_data.publish import ReleaseInputs, publish_inputs
 
     params = load_params(args.params)
     publish = params.publish
@@ -66,12 +113,9 @@ def _publish(args: argparse.Namespace) -> int:
         publish = publish.model_copy(update={"target": args.target})
     if args.local_dir:
         publish = publish.model_copy(update={"local_dir": args.local_dir})
-    try:
-        inputs = ReleaseInputs.from_json(args.inputs)
-        outcomes = publish_inputs(inputs, publish, dry_run=args.dry_run)
-    except PublishError as err:
-        print(f"modc publish: refused: {err}", file=sys.stderr)
-        return 1
+    # PublishError (a refused release) is a ModcError: one line and exit 2, from main()
+    inputs = ReleaseInputs.from_json(args.inputs)
+    outcomes = publish_inputs(inputs, publish, dry_run=args.dry_run)
     changed = sum(o.status == "published" for o in outcomes)
     print(f"{len(outcomes)} repos, {changed} published, "
           f"{sum(o.status == 'unchanged' for o in outcomes)} unchanged"
@@ -80,9 +124,9 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    split = _parse_split(args.split)  # before the heavy imports: a typo fails at once
     from modc_data.sampler import ModCSampler
 
-    split = json.loads(args.split) if args.split.startswith("{") else args.split
     sampler = ModCSampler.from_pretrained(args.model, backend=args.backend)
     results = sampler.sample(args.prompt, k=args.k, split=split, temperature=args.temperature,
                              max_new_tokens=args.max_new_tokens, seed=args.seed)
@@ -107,13 +151,28 @@ def _convert_gguf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_split(text: str) -> str | dict[str, float]:
+    if text in ("auto", "uniform", "free"):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"--split {text!r}: not valid JSON ({err.msg}, column {err.colno}); "
+                         f"give {SPLIT_HELP}") from None
+    if not isinstance(value, dict) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) for w in value.values()):
+        raise InputError(f"--split {text!r}: not a JSON object of numbers; give {SPLIT_HELP}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modc", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("download", help="fetch a dataset config or a model (folder or Hub)")
     d.add_argument("repo", help="Hub repo id or a local Hub-layout folder")
-    d.add_argument("--config", help="dataset config (label source), e.g. search_algorithm")
+    d.add_argument("--config", help="dataset config '<label_source>-<mix>', e.g. "
+                   "search_algorithm-balanced")
     d.add_argument("--local-dir", help="where to put the files")
     d.add_argument("--revision", help="branch, tag or commit on the Hub")
     d.add_argument("--repo-type", choices=["auto", "dataset", "model"], default="auto")
@@ -131,9 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="model repo id or folder with modc.json")
     s.add_argument("--prompt", action="append", required=True, help="repeat for several")
     s.add_argument("-k", type=int, default=8, help="samples per prompt (split across modes)")
-    s.add_argument("--split", default="auto",
-                   help="'auto' (the validated allocation in modc.json), 'uniform', 'free' or "
-                        "JSON {arm: weight} (arms: the modes, and 'free' where allowed)")
+    s.add_argument("--split", default="auto", help=SPLIT_HELP)
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--max-new-tokens", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)
@@ -151,8 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    args = build_parser().parse_args(argv)  # bad arguments: argparse's usage line, exit 2
+    from modc_data.config import ParamsError
+
+    try:
+        return args.func(args)
+    except (ParamsError, ModcError) as err:
+        print(f"modc {args.command}: error: {err}", file=sys.stderr)
+    except FileNotFoundError as err:
+        print(f"modc {args.command}: error: {missing_file_message(err)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -386,7 +386,11 @@ class PublishParams(_Block):
     endpoint: str | None = None
     private: bool = False
     license: str = "apache-2.0"
-    dataset_mix: str = Field("balanced", description="mix published as each source's config")
+    dataset_mix: str = Field(
+        "balanced",
+        description="mix of the config the dataset card's loading example uses (every arm's "
+        "dataset is published, as config '<label_source>-<mix>')",
+    )
 
 
 # --------------------------------------------------------------------------- whole file

@@ -28,6 +28,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from modc_data.config import CountdownParams
+from modc_data.errors import InputError
 from modc_data.schema import SPLITS, problem_id
 from modc_data.tasks.countdown import (
     NODE_SEP,
@@ -70,7 +71,7 @@ MAX_TUPLES_TO_COUNT = 200_000
 Problem = tuple[tuple[int, ...], int]
 
 
-class GenerationError(ValueError):
+class GenerationError(InputError):
     """The params ask for more problems than the problem space (or the budget) can supply."""
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modc_data.errors import InputError, hub_errors
 from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc
 from modc_data.sampling.base import get_backend, sample_seed
 
@@ -52,20 +53,20 @@ def split_budget(k: int, modes: Sequence[str], split: str | Mapping[str, float] 
     exact share. Deterministic: same inputs, same counts.
     """
     if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
+        raise InputError(f"k must be >= 0, got {k}")
     if not modes:
-        raise ValueError("split_budget needs at least one mode")
+        raise InputError("split_budget needs at least one mode")
     if split == "uniform":
         q, r = divmod(k, len(modes))
         return {m: q + (1 if i < r else 0) for i, m in enumerate(modes)}
     if not isinstance(split, Mapping):
-        raise ValueError(f"split must be 'uniform' or a dict of mode weights, got {split!r}")
+        raise InputError(f"split must be 'uniform' or a dict of mode weights, got {split!r}")
     unknown = sorted(set(split) - set(modes))
     if unknown:
-        raise ValueError(f"split names unknown modes {unknown}; the model's modes are {list(modes)}")
+        raise InputError(f"split names unknown modes {unknown}; the model's modes are {list(modes)}")
     w = [float(split.get(m, 0.0)) for m in modes]
     if any(x < 0 or math.isnan(x) for x in w) or sum(w) <= 0:
-        raise ValueError(f"split weights must be >= 0 with a positive sum, got {dict(split)}")
+        raise InputError(f"split weights must be >= 0 with a positive sum, got {dict(split)}")
     exact = [k * x / sum(w) for x in w]
     counts = [math.floor(e) for e in exact]
     order = sorted(range(len(modes)), key=lambda i: (-(exact[i] - counts[i]), i))
@@ -128,12 +129,20 @@ def _resolve(repo_or_path: str | Path, revision: str | None) -> Path:
     if path.is_dir():
         return path
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
 
+    try:
+        validate_repo_id(str(repo_or_path))
+    except HFValidationError:
+        raise InputError(f"{repo_or_path}: no such folder, and not a Hub repo id "
+                         "('<namespace>/<name>'); pass a folder with modc.json or a repo id") from None
     # only safetensors, json and tokenizer files: never pickled weights
-    return Path(snapshot_download(
-        str(repo_or_path), revision=revision,
-        ignore_patterns=["*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt", "figures/*"],
-    ))
+    with hub_errors(str(repo_or_path), "model"):
+        return Path(snapshot_download(
+            str(repo_or_path), revision=revision,
+            ignore_patterns=["*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt", "figures/*"],
+        ))
 
 
 class ModCSampler:

@@ -14,6 +14,8 @@ from typing import Any
 
 import polars as pl
 
+from modc_data.errors import InputError
+
 ROW_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String(),
     "problem_id": pl.String(),
@@ -67,12 +69,12 @@ def empty_rows() -> pl.DataFrame:
 
 
 def check_schema(df: pl.DataFrame, where: str) -> None:
-    """Raise ValueError naming the column when ``df`` does not match ROW_SCHEMA."""
+    """Raise InputError (a ValueError) naming the column when ``df`` does not match ROW_SCHEMA."""
     for col, dtype in ROW_SCHEMA.items():
         if col not in df.columns:
-            raise ValueError(f"{where}: missing column {col!r} (expected {dtype})")
+            raise InputError(f"{where}: missing column {col!r} (expected {dtype})")
         if df.schema[col] != dtype:
-            raise ValueError(f"{where}: column {col!r} has type {df.schema[col]}, expected {dtype}")
+            raise InputError(f"{where}: column {col!r} has type {df.schema[col]}, expected {dtype}")
 
 
 def mode_slug(mode: str) -> str:

@@ -38,6 +38,7 @@ from typing import Any
 
 import polars as pl
 
+from modc_data.errors import ModcError
 from modc_data.labeling.mixes import MIXED_SPLITS, check_shares, mode_shares
 from modc_data.schema import LABEL_SOURCES, ROW_SCHEMA, SPLITS, mode_slug
 
@@ -55,7 +56,7 @@ _KEEP_RESULT_KEYS = (
 _MAX_EXAMPLES = 10
 
 
-class DatasetValidationError(RuntimeError):
+class DatasetValidationError(ModcError, RuntimeError):
     """A dataset that failed validation; the message names each failed expectation."""
 
 

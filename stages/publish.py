@@ -35,10 +35,9 @@ def release_inputs(params) -> ReleaseInputs:
     art = pipeline.ARTIFACTS
     datasets, reports, models = {}, {}, []
     for key, arm in params.arms.items():
-        # One config per label source: the arm whose mix is publish.dataset_mix, else the first.
-        if arm.label_source not in datasets or arm.mix == params.publish.dataset_mix:
-            datasets[arm.label_source] = str(art / "datasets" / arm.label_source / f"{arm.mix}.parquet")
-            reports[arm.label_source] = str(art / "validation" / f"{key}.json")
+        # One config per arm, '<label_source>-<mix>', so every model's card points at its rows.
+        datasets[key] = str(art / "datasets" / arm.label_source / f"{arm.mix}.parquet")
+        reports[key] = str(art / "validation" / f"{key}.json")
     figures_dir = art / "eval" / "figures"
     for job in params.train_jobs.values():
         ckpt = art / "models" / job.arm / job.variant

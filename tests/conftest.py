@@ -1,12 +1,16 @@
-"""Test-wide settings: offline, no telemetry, a private HF cache, and few threads.
+"""Test-wide settings: offline, no telemetry, a private HF cache, and few threads; and the
+session-wide smoke pipeline (``smoke_repo``).
 
-Tests never reach the network: they build tiny models and data themselves.
+Tests never reach the network: they build tiny models and data themselves (servers they start
+listen on 127.0.0.1 only).
 """
 
 import atexit
 import os
 import shutil
 import tempfile
+
+import pytest
 
 _HF_HOME = tempfile.mkdtemp(prefix="modc-hf-home-")
 atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
@@ -35,3 +39,15 @@ settings.register_profile(
     "modc", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 settings.load_profile("modc")
+
+
+@pytest.fixture(scope="session")
+def smoke_repo(tmp_path_factory):
+    """(root, log) of the real `dvc repro` on profiles/smoke.yaml, built once per session.
+
+    Shared: a test that edits it must be the last user (tests/test_pipeline.py's last test
+    does); others work on ``tests.smoke.copy_repo(root, tmp_path / ...)``.
+    """
+    from tests import smoke
+
+    return smoke.build(tmp_path_factory.mktemp("pipeline") / "repo")

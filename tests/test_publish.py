@@ -28,11 +28,15 @@ SPLITS = ("train", "validation", "test")
 
 
 # --------------------------------------------------------------------------- tiny release inputs
-def make_rows_frame(source: str, modes=("dfs", "bfs"), per_split=6) -> pl.DataFrame:
+def make_rows_frame(source: str, modes=("dfs", "bfs"), per_split=6, skewed=False) -> pl.DataFrame:
+    """``per_split`` rows per split, modes alternating; ``skewed``: train rows all but one
+    ``modes[0]`` (the skewed mix's training rows)."""
     recs = []
     for split in SPLITS:
         for i in range(per_split):
             mode = modes[i % len(modes)]
+            if skewed and split == "train":
+                mode = modes[1] if i == 0 else modes[0]
             recs.append(dict(
                 problem_id=f"{split}-{i}", task="countdown", prompt=f"numbers {i} 3 target {i + 3}",
                 completion=f"{i} + 3 = {i + 3} goal ({mode})", answer=f"{i} + 3", mode=mode,
@@ -61,17 +65,19 @@ def _curve(base: float) -> dict:
             "ci_high": [v + 0.02 for v in vals]}
 
 
-def make_release(root: Path, sources=("search_algorithm", "random")) -> ReleaseInputs:
-    """Datasets + passing reports + prefix model + experts group + summary + figure under root."""
+def make_release(root: Path, configs=("search_algorithm-balanced", "random-balanced")) -> ReleaseInputs:
+    """Datasets (one per config '<label_source>-<mix>'; mix 'skewed' skews the train rows) +
+    passing reports + prefix model + experts group + summary + figure under root."""
     root.mkdir(parents=True, exist_ok=True)
     datasets, reports = {}, {}
-    for s in sources:
-        modes = ("dfs", "bfs") if s == "search_algorithm" else ("random:0", "random:1")
-        make_rows_frame(s, modes).write_parquet(root / f"{s}.parquet")
-        datasets[s] = str(root / f"{s}.parquet")
-        (root / f"{s}.report.json").write_text(json.dumps(
-            {"success": True, "dataset": s, "mode_shares": {"train": {m: 0.5 for m in modes}}}))
-        reports[s] = str(root / f"{s}.report.json")
+    for c in configs:
+        source, _, mix = c.rpartition("-")
+        modes = ("dfs", "bfs") if source == "search_algorithm" else ("random:0", "random:1")
+        make_rows_frame(source, modes, skewed=mix == "skewed").write_parquet(root / f"{c}.parquet")
+        datasets[c] = str(root / f"{c}.parquet")
+        (root / f"{c}.report.json").write_text(json.dumps(
+            {"success": True, "dataset": c, "mode_shares": {"train": {m: 0.5 for m in modes}}}))
+        reports[c] = str(root / f"{c}.report.json")
     prefix = make_tiny_checkpoint(root / "ckpt" / "prefix", "prefix", ["dfs", "bfs"])
     experts = make_tiny_checkpoint(root / "ckpt" / "experts", "experts", ["dfs", "bfs"])
     summary = {KEY: {split: {"standard": _curve(0.1), "experts": _curve(0.2), "prefix": _curve(0.3)}
@@ -117,7 +123,7 @@ def test_layout_and_fresh_process_loading(published):
     inputs, out, outcomes = published
     assert [o.status for o in outcomes] == ["published"] * 3
     ds_dir = out / "datasets" / "modc" / "modc-countdown"
-    assert (ds_dir / "search_algorithm" / "train-00000-of-00001.parquet").exists()
+    assert (ds_dir / "search_algorithm-balanced" / "train-00000-of-00001.parquet").exists()
     prefix_dir = out / "models" / "modc" / "modc-countdown-search_algorithm-balanced-prefix"
     experts_dir = out / "models" / "modc" / "modc-countdown-search_algorithm-balanced-experts"
     for d in (prefix_dir, experts_dir / "dfs", experts_dir / "bfs"):
@@ -126,11 +132,11 @@ def test_layout_and_fresh_process_loading(published):
     code = f"""
 import json, datasets
 from transformers import AutoModelForCausalLM, AutoTokenizer
-ds = datasets.load_dataset({str(ds_dir)!r}, "search_algorithm")
+ds = datasets.load_dataset({str(ds_dir)!r}, "search_algorithm-balanced")
 out = {{"splits": sorted(ds), "columns": ds["train"].column_names,
        "dtypes": {{k: str(v.dtype) for k, v in ds["train"].features.items()}},
        "rows": {{s: ds[s].num_rows for s in ds}}, "modes": sorted(set(ds["train"]["mode"]))}}
-rnd = datasets.load_dataset({str(ds_dir)!r}, "random")
+rnd = datasets.load_dataset({str(ds_dir)!r}, "random-balanced")
 out["random_modes"] = sorted(set(rnd["train"]["mode"]))
 m = AutoModelForCausalLM.from_pretrained({str(prefix_dir)!r})
 t = AutoTokenizer.from_pretrained({str(prefix_dir)!r})
@@ -164,11 +170,12 @@ def test_dataset_card_roundtrip(published):
     for field in ("configs", "dataset_info", "license", "task_categories", "tags", "pretty_name",
                   "size_categories"):
         assert meta.get(field), field
-    assert {c["config_name"] for c in meta["configs"]} == {"search_algorithm", "random"}
-    sa = next(c for c in meta["configs"] if c["config_name"] == "search_algorithm")
+    assert {c["config_name"] for c in meta["configs"]} == {"search_algorithm-balanced",
+                                                           "random-balanced"}
+    sa = next(c for c in meta["configs"] if c["config_name"] == "search_algorithm-balanced")
     assert {f["split"] for f in sa["data_files"]} == set(SPLITS)
     infos = {i["config_name"]: i for i in meta["dataset_info"]}
-    assert {s["name"]: s["num_examples"] for s in infos["search_algorithm"]["splits"]} == {
+    assert {s["name"]: s["num_examples"] for s in infos["search_algorithm-balanced"]["splits"]} == {
         s: 6 for s in SPLITS}
     assert "md5:abc" in card.text and "0" * 40 in card.text  # dvc.lock hash, git revision
     assert "load_dataset(" in card.text and "passed" in card.text
@@ -192,8 +199,43 @@ def test_model_index_equals_summary(published):
         assert "ModCSampler" in card.text and "figures/passk_" in card.text
 
 
+def test_skewed_mix_model_card_points_at_skewed_rows(tmp_path):
+    """Each model card names the config of its own training mix, and that config's train split
+    holds exactly that mix's training rows (skewed: 5 dfs, 1 bfs; balanced: 3 and 3)."""
+    import datasets
+
+    skewed_key = "search_algorithm/skewed"
+    inputs = make_release(tmp_path / "in", configs=("search_algorithm-balanced",
+                                                     "search_algorithm-skewed"))
+    skewed = make_tiny_checkpoint(tmp_path / "in" / "ckpt" / "skewed", "prefix", ["dfs", "bfs"])
+    summary = json.loads(Path(inputs.summary).read_text())
+    summary[skewed_key] = summary[KEY]
+    Path(inputs.summary).write_text(json.dumps(summary))
+    inputs.models = [inputs.models[0], ModelRelease(str(skewed), skewed_key)]
+    out = tmp_path / "hub"
+    run_publish(inputs, out)
+    ds_dir = out / "datasets" / "modc" / "modc-countdown"
+    train_modes = {}
+    for config in ("search_algorithm-balanced", "search_algorithm-skewed"):
+        card = ModelCard.load(out / "models" / "modc" / f"modc-countdown-{config}-prefix" / "README.md")
+        assert {r.dataset_config for r in card.data.eval_results} == {config}
+        assert f'load_dataset("modc/modc-countdown", "{config}", split="train")' in card.text
+        rows = datasets.load_dataset(str(ds_dir), config, split="train")
+        want = pl.read_parquet(inputs.datasets[config]).filter(pl.col("split") == "train")
+        assert sorted(rows["id"]) == sorted(want["id"])
+        train_modes[config] = sorted(rows["mode"])
+    assert train_modes == {"search_algorithm-balanced": ["bfs"] * 3 + ["dfs"] * 3,
+                           "search_algorithm-skewed": ["bfs"] + ["dfs"] * 5}
+
+    # a model whose training config is not in the release is refused, before anything is written
+    del inputs.datasets["search_algorithm-skewed"]
+    with pytest.raises(PublishError, match="trained on config 'search_algorithm-skewed'"):
+        run_publish(inputs, tmp_path / "hub2")
+    assert not (tmp_path / "hub2").exists()
+
+
 def test_dry_run_lists_and_writes_nothing(tmp_path):
-    inputs = make_release(tmp_path / "in", sources=("search_algorithm",))
+    inputs = make_release(tmp_path / "in", configs=("search_algorithm-balanced",))
     lines: list[str] = []
     out = tmp_path / "hub"
     outcomes = publish_all(
@@ -207,7 +249,7 @@ def test_dry_run_lists_and_writes_nothing(tmp_path):
         assert o.repo_id in text
         for path, size in o.files:
             assert f"{path}  {size} bytes" in text
-    assert "model.safetensors" in text and "search_algorithm/train-00000-of-00001.parquet" in text
+    assert "model.safetensors" in text and "search_algorithm-balanced/train-00000-of-00001.parquet" in text
 
 
 def test_second_publish_is_noop(published):
@@ -225,7 +267,7 @@ def _cli(*args, env=None):
 
 
 def test_failed_validation_refused_and_previous_kept(tmp_path):
-    inputs = make_release(tmp_path / "in", sources=("search_algorithm",))
+    inputs = make_release(tmp_path / "in", configs=("search_algorithm-balanced",))
     inputs.models = inputs.models[:1]
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"publish": {"local_dir": str(tmp_path / "hub")}}))
@@ -237,12 +279,14 @@ def test_failed_validation_refused_and_previous_kept(tmp_path):
     before = manifest(tmp_path / "hub")
 
     # the data changes and its validation now fails: nothing may be published
-    make_rows_frame("search_algorithm", per_split=9).write_parquet(inputs.datasets["search_algorithm"])
-    Path(inputs.validation_reports["search_algorithm"]).write_text(
-        json.dumps({"success": False, "dataset": "search_algorithm"}))
+    make_rows_frame("search_algorithm", per_split=9).write_parquet(
+        inputs.datasets["search_algorithm-balanced"])
+    Path(inputs.validation_reports["search_algorithm-balanced"]).write_text(
+        json.dumps({"success": False, "dataset": "search_algorithm-balanced"}))
     second = _cli("publish", "--params", str(params), "--inputs", str(spec), env=env)
-    assert second.returncode != 0
-    assert "validation" in second.stderr and "search_algorithm" in second.stderr
+    assert second.returncode == 2
+    assert second.stderr.count("\n") == 1, second.stderr  # one line, no traceback
+    assert "validation" in second.stderr and "search_algorithm-balanced" in second.stderr
     assert manifest(tmp_path / "hub") == before
 
     # token hygiene: never in the captured output nor any written file
@@ -254,10 +298,10 @@ def test_failed_validation_refused_and_previous_kept(tmp_path):
 
 
 def test_missing_report_or_evaluation_refused(tmp_path):
-    inputs = make_release(tmp_path / "in", sources=("search_algorithm",))
+    inputs = make_release(tmp_path / "in", configs=("search_algorithm-balanced",))
     with pytest.raises(PublishError, match="validation report .* missing"):
         run_publish(ReleaseInputs(**{**inputs.__dict__, "validation_reports": {
-            "search_algorithm": str(tmp_path / "nope.json")}}), tmp_path / "hub")
+            "search_algorithm-balanced": str(tmp_path / "nope.json")}}), tmp_path / "hub")
     summary = json.loads(Path(inputs.summary).read_text())
     for split in summary[KEY].values():
         del split["prefix"]  # the prefix model was never evaluated

@@ -55,7 +55,7 @@ def test_split_errors_name_the_problem():
 
 
 def test_sample_prefix_and_experts_from_published_repos_in_fresh_process(tmp_path):
-    inputs = make_release(tmp_path / "in", sources=("search_algorithm",))
+    inputs = make_release(tmp_path / "in", configs=("search_algorithm-balanced",))
     run_publish(inputs, tmp_path / "hub")
     models = tmp_path / "hub" / "models" / "modc"
     code = f"""

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from modc_data.errors import InputError
 from modc_data.evaluation.bootstrap import (
     Interval,
     paired_diff_interval,
@@ -114,33 +115,33 @@ class EvaluationResult:
 def _check_inputs(samples: pl.DataFrame, problems: pl.DataFrame, arms: dict[str, ArmSpec]) -> None:
     for col, dtype in _SAMPLE_COLUMNS.items():
         if col not in samples.columns:
-            raise ValueError(f"samples: missing column {col!r} (expected {dtype}); was it sampled?")
+            raise InputError(f"samples: missing column {col!r} (expected {dtype}); was it sampled?")
         if col == "detected_mode" and samples.schema[col] == pl.Null:
             continue  # all-null column read back without a type
         if samples.schema[col] != dtype:
-            raise ValueError(
+            raise InputError(
                 f"samples: column {col!r} has type {samples.schema[col]}, expected {dtype}"
             )
     for col in ("problem_id", "split"):
         if col not in problems.columns:
-            raise ValueError(f"problems: missing column {col!r}")
+            raise InputError(f"problems: missing column {col!r}")
     if samples["correct"].null_count():
-        raise ValueError("samples: column 'correct' has nulls; every sample needs a verdict")
+        raise InputError("samples: column 'correct' has nulls; every sample needs a verdict")
     bad = set(samples["variant"].unique().to_list()) - set(ARMS)
     if bad:
-        raise ValueError(f"samples: unknown variant(s) {sorted(bad)}; allowed {list(ARMS)}")
+        raise InputError(f"samples: unknown variant(s) {sorted(bad)}; allowed {list(ARMS)}")
     if not arms:
-        raise ValueError("evaluate: no arms given")
+        raise InputError("evaluate: no arms given")
     present = samples.select("model", "variant").unique()
     keys: dict[str, str] = {}
     for name, spec in arms.items():
         if spec.key in keys:
-            raise ValueError(
+            raise InputError(
                 f"arms.{name}: key {spec.key!r} already used by arm {keys[spec.key]!r}"
             )
         keys[spec.key] = name
         if not spec.modes:
-            raise ValueError(f"arms.{name}.modes: empty; list the modes the budget is split over")
+            raise InputError(f"arms.{name}.modes: empty; list the modes the budget is split over")
         for variant in ARMS:
             model = spec.model_of(variant)
             if model is None:
@@ -148,7 +149,7 @@ def _check_inputs(samples: pl.DataFrame, problems: pl.DataFrame, arms: dict[str,
             rows = present.filter((pl.col("model") == model) & (pl.col("variant") == variant))
             if rows.is_empty():
                 known = sorted(present["model"].unique().to_list())
-                raise ValueError(
+                raise InputError(
                     f"arms.{name}.{variant}: no {variant!r} samples of model {model!r} "
                     f"(models in samples: {known}); sample it or fix the model key"
                 )
@@ -162,7 +163,7 @@ def _check_inputs(samples: pl.DataFrame, problems: pl.DataFrame, arms: dict[str,
                 )
                 missing = [m for m in spec.modes if m not in have]
                 if missing:
-                    raise ValueError(
+                    raise InputError(
                         f"arms.{name}.{variant}: model {model!r} has no samples for mode(s) "
                         f"{missing} (has {sorted(have)})"
                     )
@@ -302,7 +303,7 @@ def _evaluate_split(
         common &= set(hits.filter(pl.col("hit") == len(spec.modes))["problem_id"].to_list())
     pids = sorted(common)
     if not pids:
-        raise ValueError(
+        raise InputError(
             f"arms.{name}: split {split!r} has no problem with samples from every model and mode"
         )
 
@@ -311,7 +312,7 @@ def _evaluate_split(
     n_max = int(std_n.min())
     budgets = list(ks) if ks is not None else default_ks(n_max)
     if budgets[-1] > n_max:
-        raise ValueError(
+        raise InputError(
             f"evaluate.ks: k={budgets[-1]} exceeds the {n_max} samples per problem of model "
             f"{spec.standard!r} on split {split!r}; lower evaluate.ks or raise sample.n"
         )
@@ -329,7 +330,7 @@ def _evaluate_split(
         m = len(spec.modes)
         ceil_share = -(-budgets[-1] // m)
         if ceil_share > n.min():
-            raise ValueError(
+            raise InputError(
                 f"arms.{name}.{v}: pass@{budgets[-1]} split over {m} modes needs {ceil_share} "
                 f"samples per mode, model {spec.model_of(v)!r} has {int(n.min())} on {split!r}"
             )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from modc_data.config import TeacherParams
+from modc_data.errors import InputError
 
 # generate(teacher, prompts, n, seed) -> n completions per prompt, in prompt order.
 GenerateFn = Callable[[TeacherParams, list[str], int, int], list[list[str]]]
@@ -29,7 +30,7 @@ GenerateFn = Callable[[TeacherParams, list[str], int, int], list[list[str]]]
 _DATA_FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
 
-class TeacherError(ValueError):
+class TeacherError(InputError):
     """A teacher that cannot be used; the message names the teacher, the cause and the fix."""
 
 

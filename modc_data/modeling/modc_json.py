@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from modc_data.errors import InputError
+
 MODC_FILE = "modc.json"
 Variant = Literal["standard", "expert", "prefix", "experts"]
 
@@ -54,7 +56,7 @@ def write_modc(directory: str | Path, info: ModcInfo) -> Path:
 
 
 def read_modc(directory: str | Path) -> ModcInfo:
-    """Read ``modc.json``; a missing or malformed file is a clear FileNotFoundError/ValueError."""
+    """Read ``modc.json``; a missing or malformed file is a clear FileNotFoundError/InputError."""
     path = Path(directory) / MODC_FILE
     if not path.exists():
         raise FileNotFoundError(
@@ -65,4 +67,5 @@ def read_modc(directory: str | Path) -> ModcInfo:
         data = json.loads(path.read_text())
         return ModcInfo(**data)
     except (json.JSONDecodeError, TypeError) as err:
-        raise ValueError(f"{path}: malformed {MODC_FILE}: {err}") from None
+        raise InputError(f"{path}: malformed {MODC_FILE} ({err}); re-download or re-train the "
+                         "checkpoint") from None

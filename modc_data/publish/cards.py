@@ -32,6 +32,13 @@ LABEL_SOURCE_TEXT = {
 }
 
 
+def dataset_config(summary_key: str) -> str:
+    """Dataset config of a training mix: summary key 'search_algorithm/skewed' ->
+    'search_algorithm-skewed' (the arm key). One config per arm, so each model card can point
+    at exactly the rows it was trained on."""
+    return summary_key.replace("/", "-")
+
+
 def size_category(n_rows: int) -> str:
     """Hub ``size_categories`` bucket for a row count."""
     for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
@@ -76,11 +83,13 @@ def dataset_card(
     license: str,
     params: Mapping[str, Any],
     revision: Mapping[str, Any],
+    example_config: str | None = None,
 ) -> DatasetCard:
     """Dataset card for one task's repo.
 
-    ``configs``: label source -> {"splits": {split: n_rows}, "shares": {split: {mode: share}},
-    "data_files": [{"split", "path"}], "validation": {"success": bool, "dataset": str}}.
+    ``configs``: config ``<label_source>-<mix>`` -> {"label_source", "mix", "splits": {split:
+    n_rows}, "shares": {split: {mode: share}}, "data_files": [{"split", "path"}],
+    "validation": {"success": bool, "dataset": str}}; ``example_config``: the loading example's.
     ``dataset_infos``: a ``datasets.DatasetInfosDict`` (features and split sizes per config).
     """
     total = sum(sum(c["splits"].values()) for c in configs.values())
@@ -89,7 +98,8 @@ def dataset_card(
         license=license,
         task_categories=["text-generation"],
         size_categories=[size_category(total)],
-        tags=["mode-conditioning", "modc", "pass-at-k", task, *sorted(configs)],
+        tags=["mode-conditioning", "modc", "pass-at-k", task,
+              *sorted({c.get("label_source", n) for n, c in configs.items()})],
         configs=[
             {"config_name": name, "data_files": list(c["data_files"])}
             for name, c in sorted(configs.items())
@@ -98,13 +108,15 @@ def dataset_card(
     dataset_infos.to_dataset_card_data(data)
 
     sources = _md_table(
-        ["config (label source)", "modes", "rows per split", "what a mode is"],
+        ["config", "label source", "mix", "modes", "rows per split", "what a mode is"],
         [
             [
                 f"`{name}`",
+                f"`{c.get('label_source', name)}`",
+                f"`{c['mix']}`" if c.get("mix") else "",
                 ", ".join(f"`{m}`" for m in sorted({m for s in c["shares"].values() for m in s})),
                 ", ".join(f"{s}: {n}" for s, n in c["splits"].items()),
-                LABEL_SOURCE_TEXT.get(name, name),
+                LABEL_SOURCE_TEXT.get(c.get("label_source", name), name),
             ]
             for name, c in sorted(configs.items())
         ],
@@ -125,7 +137,7 @@ def dataset_card(
             ),
             "",
         ]
-    first = "search_algorithm" if "search_algorithm" in configs else sorted(configs)[0]
+    first = example_config if example_config in configs else sorted(configs)[0]
     body = "\n".join([
         f"# ModC mode-labeled {task} data",
         "",
@@ -135,7 +147,13 @@ def dataset_card(
         "evenly across modes instead of sampling the collapsed mixture; pass@k improves when "
         "per-mode success rates differ across problems.",
         "",
-        "## Label sources (one config each)",
+        "## Configs: one per label source and training mix",
+        "",
+        "Each config is `<label source>-<mix>`: the rows labeled by one label source, with the "
+        "training split drawn at one mix of mode shares (`balanced`, or a `skewed` ablation). "
+        "Every model trained here names in its card the config it was trained on; its `train` "
+        "split is exactly those training rows. The mixes of one label source draw on the same "
+        "problems, but their splits can differ in rows (see the sizes below).",
         "",
         sources,
         "",
@@ -266,6 +284,8 @@ def model_card(
     """
     arm = VARIANT_ARM.get(info.variant, info.variant)
     arms = [arm] if arm == "standard" else [arm, "standard"]
+    config = dataset_config(summary_key)
+    mix = summary_key.partition("/")[2]
     data = ModelCardData(
         model_name=repo_id,
         base_model=base_model,
@@ -276,7 +296,7 @@ def model_card(
         tags=["mode-conditioning", "modc", info.task, info.label_source, info.variant],
         eval_results=eval_results(
             summary_entry, arms, dataset_repo_id=dataset_repo_id,
-            dataset_config=info.label_source, dataset_name=f"{info.task} ({summary_key})",
+            dataset_config=config, dataset_name=f"{info.task} ({summary_key})",
         ),
     )
     modes = ", ".join(f"`{m}`" for m in info.modes) or "none (standard model)"
@@ -293,9 +313,10 @@ def model_card(
         f"# {repo_id}",
         "",
         f"A mode-conditioned (ModC) {info.task} model: {what}.",
-        f"Label source `{info.label_source}`, training mix `{summary_key}`, modes: {modes}. "
-        f"Trained on [`{dataset_repo_id}`](https://huggingface.co/datasets/{dataset_repo_id}) "
-        f"(config `{info.label_source}`).",
+        f"Label source `{info.label_source}`, training mix `{mix}`, modes: {modes}. "
+        f"Trained on the `train` split of config `{config}` of "
+        f"[`{dataset_repo_id}`](https://huggingface.co/datasets/{dataset_repo_id}): "
+        f'`load_dataset("{dataset_repo_id}", "{config}", split="train")`.',
         "",
         "## Results",
         "",

@@ -1,7 +1,8 @@
 """Hub-layout repos built in a staging directory: what files a dataset or model repo holds.
 
-Dataset repo (one per task): ``<config>/<split>-00000-of-00001.parquet`` for each label source
-(the naming ``datasets``' ``push_to_hub(config_name=...)`` uses) plus a README.md whose YAML
+Dataset repo (one per task): ``<config>/<split>-00000-of-00001.parquet`` for each config, one per
+arm, named ``<label_source>-<mix>`` (the naming ``datasets``' ``push_to_hub(config_name=...)``
+uses), so each model card can point at the exact rows it was trained on, plus a README.md whose YAML
 lists ``configs`` with ``data_files``, so ``datasets.load_dataset(repo, config)`` works from a
 folder or the Hub. Model repo: safetensors weights, tokenizer, ``modc.json`` (and one sub-folder
 per mode for an experts group), ``figures/*.png`` and a model card.
@@ -23,6 +24,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from modc_data.errors import ModcError
 from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc
 from modc_data.publish import cards
 from modc_data.schema import check_schema
@@ -35,7 +37,7 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".tmp")
 _SKIP_DIRS = ("checkpoint", "runs", ".cache")
 
 
-class PublishError(RuntimeError):
+class PublishError(ModcError, RuntimeError):
     """A release that must not go out; the message names the file and the fix."""
 
 
@@ -192,16 +194,18 @@ def build_dataset_repo(
     *,
     repo_id: str,
     task: str,
-    datasets_by_source: Mapping[str, str | Path],
+    datasets_by_config: Mapping[str, str | Path],
     reports: Mapping[str, Mapping[str, Any]],
     license: str,
     params: Mapping[str, Any],
     revision: Mapping[str, Any],
+    example_config: str | None = None,
 ) -> StagedRepo:
     """Write parquet shards and the dataset card of one task's repo into ``out_dir``.
 
-    ``datasets_by_source``: label source -> labeled parquet (ROW_SCHEMA, all splits);
-    ``reports``: label source -> its (passed) validation report.
+    ``datasets_by_config``: config ``<label_source>-<mix>`` -> labeled parquet (ROW_SCHEMA, all
+    splits); ``reports``: config -> its (passed) validation report; ``example_config``: the
+    config the card's loading example uses.
     """
     import datasets
 
@@ -211,11 +215,12 @@ def build_dataset_repo(
     from datasets.info import DatasetInfosDict
 
     infos = DatasetInfosDict()
-    for source, path in sorted(datasets_by_source.items()):
+    for source, path in sorted(datasets_by_config.items()):
         df = pl.read_parquet(path)
         check_schema(df, str(path))
         if df.height == 0:
             raise PublishError(f"{path}: dataset '{source}' has no rows")
+        label_source = df["label_source"][0]
         splits = sorted(df["split"].unique().to_list(),
                         key=lambda s: (split_order.index(s) if s in split_order else 99, s))
         split_dict = datasets.SplitDict()
@@ -237,13 +242,16 @@ def build_dataset_repo(
         )
         rep = reports.get(source, {})
         configs[source] = {
+            "label_source": label_source,
+            "mix": source.removeprefix(f"{label_source}-") if source != label_source else "",
             "splits": {s: int((df["split"] == s).sum()) for s in splits},
             "shares": _mode_shares(df, splits),
             "data_files": data_files,
             "validation": {"success": rep.get("success"), "dataset": rep.get("dataset", source)},
         }
     card = cards.dataset_card(repo_id=repo_id, task=task, configs=configs, dataset_infos=infos,
-                              license=license, params=params, revision=revision)
+                              license=license, params=params, revision=revision,
+                              example_config=example_config)
     (out / "README.md").write_text(str(card))
     return StagedRepo("dataset", repo_id, out,
                       f"modc-data: {task} dataset ({', '.join(sorted(configs))})")

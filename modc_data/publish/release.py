@@ -18,6 +18,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from modc_data.config import PublishParams
+from modc_data.publish import cards
 from modc_data.publish.cards import VARIANT_ARM
 from modc_data.publish.layout import (
     PublishError,
@@ -48,8 +49,9 @@ class ReleaseInputs:
     """Everything ``publish_all`` reads, as a JSON-able record (``modc publish --inputs``)."""
 
     task: str
-    datasets: dict[str, str] = field(default_factory=dict)  # label source -> labeled parquet
-    validation_reports: dict[str, str] = field(default_factory=dict)  # label source -> JSON
+    # config '<label_source>-<mix>' (an arm key) -> labeled parquet / its validation report JSON
+    datasets: dict[str, str] = field(default_factory=dict)
+    validation_reports: dict[str, str] = field(default_factory=dict)
     models: list[ModelRelease] = field(default_factory=list)
     summary: str | None = None  # evaluation summary.json
     params: dict[str, Any] = field(default_factory=dict)
@@ -57,7 +59,11 @@ class ReleaseInputs:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ReleaseInputs:
-        data = json.loads(Path(path).read_text())
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise PublishError(f"{path}: release inputs are not valid JSON ({err}); pass the "
+                               "release.json the publish stage wrote") from None
         try:
             data["models"] = [ModelRelease(**m) for m in data.get("models", [])]
             return cls(**data)
@@ -75,6 +81,12 @@ def dataset_repo_name(task: str) -> str:
 def model_repo_name(task: str, summary_key: str, variant: str) -> str:
     """``modc-countdown-search_algorithm-balanced-prefix`` for key 'search_algorithm/balanced'."""
     return f"modc-{task}-{summary_key.replace('/', '-')}-{variant}"
+
+
+def _example_config(datasets: Mapping[str, Any], mix: str) -> str | None:
+    """The config of ``publish.dataset_mix`` (search_algorithm's first) for the card's example."""
+    names = sorted(datasets, key=lambda c: (not c.startswith("search_algorithm"), c))
+    return next((c for c in names if c.endswith(f"-{mix}")), names[0] if names else None)
 
 
 def _dry_run_lines(repo: StagedRepo, where: str) -> list[str]:
@@ -99,9 +111,11 @@ def publish_all(
     target: Target | None = None,
     log: Callable[[str], None] = print,
 ) -> list[PublishOutcome]:
-    """Publish one dataset repo for ``task`` (a config per label source) and one repo per model.
+    """Publish one dataset repo for ``task`` (a config per arm) and one repo per model.
 
-    ``datasets``/``validation_reports``: label source -> parquet / report JSON path;
+    ``datasets``/``validation_reports``: config ``<label_source>-<mix>`` -> parquet / report
+    JSON path; every model's training config must be among them when any dataset is given, so
+    its card points at rows that are published;
     ``models``: checkpoints with their summary.json key; ``params``/``revision``: recorded in
     every card; ``publish``: target name, namespace, local_dir, endpoint, private, license;
     ``target`` overrides the one ``publish`` names. Returns one outcome per repo.
@@ -126,11 +140,19 @@ def publish_all(
         for f in m.figures:
             if not Path(f).exists():
                 raise PublishError(f"model {m.checkpoint}: figure {f} is missing")
+        config = cards.dataset_config(m.summary_key)
+        if datasets and config not in datasets:
+            raise PublishError(
+                f"model {m.checkpoint}: trained on config '{config}', which this release does "
+                f"not publish (configs: {sorted(datasets)}); publish that arm's dataset too"
+            )
         name = m.name or model_repo_name(task, m.summary_key, info.variant)
         checked.append((m, f"{ns}/{name}", entry))
 
     target = target or get_target(publish.target, local_dir=publish.local_dir,
                                   endpoint=publish.endpoint, private=publish.private)
+    if not dry_run:
+        target.check()  # offline or unreachable: one line, before anything is built or sent
     dataset_repo_id = f"{ns}/{dataset_repo_name(task)}"
     outcomes: list[PublishOutcome] = []
 
@@ -151,8 +173,9 @@ def publish_all(
         if datasets:
             with tempfile.TemporaryDirectory(prefix="modc-publish-") as tmp:
                 ship(build_dataset_repo(
-                    tmp, repo_id=dataset_repo_id, task=task, datasets_by_source=datasets,
+                    tmp, repo_id=dataset_repo_id, task=task, datasets_by_config=datasets,
                     reports=reports, license=publish.license, params=params, revision=revision,
+                    example_config=_example_config(datasets, publish.dataset_mix),
                 ))
             bar.update()
         for m, repo_id, entry in checked:

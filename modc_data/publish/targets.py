@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from modc_data.errors import InputError
 from modc_data.publish.layout import PublishError, StagedRepo, manifest
 
 
@@ -38,6 +39,9 @@ class Target(Protocol):
     name: str
 
     def location(self, repo_type: str, repo_id: str) -> str: ...
+
+    def check(self) -> None:
+        """Raise PublishError (one line: what, why, the fix) when publishing cannot work."""
 
     def publish(self, repo: StagedRepo) -> PublishOutcome: ...
 
@@ -57,6 +61,9 @@ class LocalTarget:
 
     def location(self, repo_type: str, repo_id: str) -> str:
         return str(self.root / f"{repo_type}s" / repo_id)
+
+    def check(self) -> None:
+        pass  # a folder: any failure is the filesystem's, raised where it happens
 
     def publish(self, repo: StagedRepo) -> PublishOutcome:
         dest = Path(self.location(repo.repo_type, repo.repo_id))
@@ -99,6 +106,34 @@ class HubTarget:
     def location(self, repo_type: str, repo_id: str) -> str:
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         return f"{self.api.endpoint}/{prefix}{repo_id}"
+
+    def check(self) -> None:
+        """Offline mode on, or an endpoint that does not answer: fail before any upload.
+
+        Offline means the variable as set in the environment (``make repro`` and the stages
+        default it to 1 where the user has not set it) or as huggingface_hub read it at import.
+        """
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+
+        from modc_data.errors import transport_errors
+
+        env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+        if constants.HF_HUB_OFFLINE or env in {"1", "ON", "YES", "TRUE"}:
+            raise PublishError(
+                f"publish.target is 'hub' but HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 1)} "
+                f"forbids network access, so nothing can be uploaded to {self.api.endpoint} "
+                "(make repro and the stages default it to 1); run with HF_HUB_OFFLINE=0, e.g. "
+                "`HF_HUB_OFFLINE=0 make repro`, or set publish.target: local"
+            )
+        try:
+            get_session().head(self.api.endpoint, timeout=10)  # any HTTP answer will do
+        except transport_errors() as err:
+            raise PublishError(
+                f"publish.endpoint {self.api.endpoint} is unreachable ({type(err).__name__}); "
+                "check the URL (publish.endpoint, or HF_ENDPOINT when it is unset) and the "
+                "network, or set publish.target: local"
+            ) from None
 
     def _remote_changes(self, repo: StagedRepo) -> tuple[list[str], list[str]]:
         """(local paths whose content differs from the remote, remote paths absent locally)."""
@@ -152,8 +187,8 @@ def get_target(name: str, *, local_dir: str | Path | None = None, endpoint: str 
     """Target by name: ``local`` (needs ``local_dir``) or ``hub`` (``endpoint`` optional)."""
     if name == "local":
         if local_dir is None:
-            raise ValueError("publish.local_dir: the local target needs a folder")
+            raise InputError("publish.local_dir: the local target needs a folder")
         return LocalTarget(local_dir)
     if name == "hub":
         return HubTarget(endpoint=endpoint, private=private)
-    raise ValueError(f"publish.target: unknown target {name!r}; known targets: local, hub")
+    raise InputError(f"publish.target: unknown target {name!r}; known targets: local, hub")

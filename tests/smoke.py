@@ -1,0 +1,58 @@
+"""The smoke pipeline, built once per test session: a throw-away copy of the repo on which the
+real `dvc repro` ran with profiles/smoke.yaml (the ``smoke_repo`` fixture in conftest.py).
+
+Tests that change the copy (params, remotes, published folders) work on ``copy_repo(...)`` of it,
+so they do not depend on the order tests run in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def env(**extra: str) -> dict[str, str]:
+    """This process's environment with the venv's `dvc`/`python` first on PATH."""
+    e = dict(os.environ)
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}"
+    e.pop("TQDM_DISABLE", None)
+    e.update(extra)
+    return e
+
+
+def run(args, cwd, timeout=1500, **extra_env: str) -> str:
+    """Run a command; its stdout+stderr, or an AssertionError with both when it fails."""
+    proc = subprocess.run(args, cwd=cwd, env=env(**extra_env), capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"{args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc.stdout + proc.stderr
+
+
+def build(dst: Path) -> tuple[Path, str]:
+    """Copy the repo's tracked and unignored files to ``dst``, commit them, `dvc repro` smoke."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    shutil.copy2(ROOT / "profiles" / "smoke.yaml", dst / "params.yaml")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "smoke"]):
+        subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
+    return dst, run(["dvc", "repro"], dst)
+
+
+def copy_repo(src: Path, dst: Path) -> Path:
+    """A private copy of a built smoke repo (git, DVC cache, outputs) that a test may change."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
