@@ -35,8 +35,9 @@ def run(args, cwd, timeout=1500, **extra_env: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def build(dst: Path) -> tuple[Path, str]:
-    """Copy the repo's tracked and unignored files to ``dst``, commit them, `dvc repro` smoke."""
+def build(dst: Path, profile: str = "smoke", before=None) -> tuple[Path, str]:
+    """Copy the repo's tracked and unignored files to ``dst``, commit them, `dvc repro` on
+    ``profiles/<profile>.yaml``; ``before(dst)`` runs first (e.g. writes a profile's inputs)."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT, capture_output=True, text=True, check=True,
@@ -45,7 +46,9 @@ def build(dst: Path) -> tuple[Path, str]:
         if (ROOT / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dst / f)
-    shutil.copy2(ROOT / "profiles" / "smoke.yaml", dst / "params.yaml")
+    shutil.copy2(ROOT / "profiles" / f"{profile}.yaml", dst / "params.yaml")
+    if before is not None:
+        before(dst)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "smoke"]):
         subprocess.run(cmd, cwd=dst, check=True, capture_output=True)

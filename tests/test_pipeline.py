@@ -53,3 +53,22 @@ def test_second_repro_does_nothing_and_validation_param_reruns_only_validation(s
     # Only validation re-runs, plus publish, whose dataset card quotes the validation report;
     # nothing is regenerated, relabeled, retrained, resampled or re-evaluated.
     assert all(name.startswith("validate@") or name == "publish" for name in ran), ran
+
+
+def test_verifier_edit_marks_sample_and_evaluate_changed(smoke_repo, tmp_path):
+    """The verifier that sets `correct` is a dep of sampling and evaluation (issue: stale
+    results must not look up to date)."""
+    root = copy_repo(smoke_repo[0], tmp_path / "repo")
+    assert json.loads(run(["dvc", "status", "--json"], root)) == {}
+    with open(root / "modc_data" / "tasks" / "countdown.py", "a") as f:
+        f.write("\n# a verifier edit\n")
+    status = json.loads(run(["dvc", "status", "--json"], root))
+
+    def verifier_changed(stage):
+        return any("modc_data/tasks" in c.get("changed deps", {})
+                   for c in status.get(stage, []) if isinstance(c, dict))
+
+    samples = [s for s in status if s.startswith("sample@")]
+    assert len(samples) == len(yaml.safe_load((root / "params.yaml").read_text())["train_jobs"])
+    assert all(verifier_changed(s) for s in samples), status
+    assert verifier_changed("evaluate"), status

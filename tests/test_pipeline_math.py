@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,41 +21,17 @@ import yaml
 from huggingface_hub import ModelCard
 
 from modc_data.schema import ROW_SCHEMA, mode_token
+from tests.smoke import build, run
 
-ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("gguf", reason="the demo base needs the SmolLM2 tokenizer (make setup installs gguf)")
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
-
-
-def _run(args, cwd, timeout=1800):
-    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    dst = tmp_path_factory.mktemp("math") / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
-    shutil.copy2(ROOT / "profiles" / "math-smoke.yaml", dst / "params.yaml")
-    _run([sys.executable, "-m", "modc_data.tasks.math_demo", "data/math-smoke"], dst)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "math"]):
-        subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
-    log = _run(["dvc", "repro"], dst)
+    def demo_inputs(dst):
+        run([sys.executable, "-m", "modc_data.tasks.math_demo", "data/math-smoke"], dst)
+
+    dst, log = build(tmp_path_factory.mktemp("math") / "repo", "math-smoke", before=demo_inputs)
     return dst, log, yaml.safe_load((dst / "params.yaml").read_text())
 
 
