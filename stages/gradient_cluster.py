@@ -17,8 +17,10 @@ import shutil
 import sys
 
 import polars as pl
+import torch
 
 from modc_data import pipeline
+from modc_data.autotune import resolve_threads
 from modc_data.artifacts import frame_hash, write_json, write_parquet
 from modc_data.labeling.gradient_cluster import label_by_gradient_clusters
 from modc_data.labeling.gradients import model_hash
@@ -31,7 +33,7 @@ def cache_dir(mix: str, model, rows: pl.DataFrame, cfg):
     h = hashlib.sha256()
     h.update(model_hash(model).encode())
     h.update(frame_hash(rows, ["id", "prompt", "completion"]).encode())
-    h.update(cfg.model_dump_json().encode())
+    h.update(cfg.model_dump_json(exclude={"threads"}).encode())  # threads do not change features
     key = h.hexdigest()[:16]
     root = pipeline.ARTIFACTS / "cache" / "gradient_cluster" / mix
     if root.exists():
@@ -51,6 +53,8 @@ def main(params, argv):
         raise StageError(f"gradient_cluster.reference_arm: unknown arm {cfg.reference_arm!r}")
     ref = params.arms[cfg.reference_arm]
     model_dir = pipeline.ARTIFACTS / "models" / params.standard_arm(cfg.reference_arm) / "standard"
+    threads, threads_record = resolve_threads(cfg.threads)
+    torch.set_num_threads(threads)
     model, tokenizer, _ = load_checkpoint(model_dir)
     model = model.float()
     report = {}
@@ -60,7 +64,7 @@ def main(params, argv):
             rows, model, tokenizer, cfg, cache_dir(mix, model, rows, cfg),
         )
         write_parquet(labeled, pipeline.ARTIFACTS / "datasets" / "gradient_cluster" / f"{mix}.parquet")
-        report[mix] = rep
+        report[mix] = {**rep, "threads": threads_record}
     write_json(report, pipeline.ARTIFACTS / "metrics" / "gradient_cluster.json")
 
 
