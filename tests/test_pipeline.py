@@ -16,6 +16,8 @@ import polars as pl
 import pytest
 import yaml
 
+from modc_data.pipeline import last_repro, read_times, record_time
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,6 +81,20 @@ def test_metrics_and_plots_visible_to_dvc(repo):
     assert plots, "dvc plots show returned nothing"
 
 
+def test_every_stage_of_the_repro_left_its_time(repo):
+    """benchmarks/pipeline_time.py on the real repro: one row per DVC stage, with the choices."""
+    root, _ = repo
+    listed = {line.split()[0] for line in _run(["dvc", "stage", "list"], root).splitlines() if line.strip()}
+    records = last_repro(read_times(root / "artifacts" / "cache" / "time"))
+    assert {r["stage"] for r in records} == listed
+    assert len({json.dumps(r["repro"]) for r in records}) == 1 and records[0]["repro"] is not None
+    out = _run([sys.executable, str(ROOT / "benchmarks" / "pipeline_time.py"), "--root", str(root)], root)
+    assert "train@search_algorithm-skewed-prefix" in out and "threads" in out
+    assert f"total ({len(listed)} stages)" in out
+    sample = json.loads((root / "artifacts" / "metrics" / "sample" / "search_algorithm-skewed-prefix.json").read_text())
+    assert sample["dtype"] in ("float32", "bfloat16") and sample["autotune"]["source"] in ("measured", "cache")
+
+
 def test_second_repro_does_nothing_and_validation_param_reruns_only_validation(repo):
     """Runs last in this module: it edits params.yaml of the shared copy."""
     root, _ = repo
@@ -93,3 +109,60 @@ def test_second_repro_does_nothing_and_validation_param_reruns_only_validation(r
     # Only validation re-runs, plus publish, whose dataset card quotes the validation report;
     # nothing is regenerated, relabeled, retrained, resampled or re-evaluated.
     assert all(name.startswith("validate@") or name == "publish" for name in ran), ran
+
+
+# --------------------------------------------------------------------------- stage times
+def _record(directory, stage, wall_s, finished_at, repro, **extra):
+    (directory / f"{stage}.json").write_text(json.dumps({
+        "stage": stage, "wall_s": wall_s, "run_s": wall_s - 1, "finished_at": finished_at,
+        "finished": "", "repro": repro, **extra,
+    }))
+
+
+def test_pipeline_time_shows_the_last_repro_with_choices(tmp_path):
+    times = tmp_path / "artifacts" / "cache" / "time"
+    times.mkdir(parents=True)
+    old, new = {"pid": 10, "started_at": 1.0}, {"pid": 20, "started_at": 500.0}
+    _record(times, "generate", 7.0, 100.0, old)  # up to date in the last repro
+    _record(times, "train@a-b-standard", 60.0, 600.0, new)
+    _record(times, "sample@a-b-standard", 30.5, 640.0, new)
+    metrics = tmp_path / "artifacts" / "metrics"
+    (metrics / "train").mkdir(parents=True)
+    (metrics / "sample").mkdir()
+    (metrics / "train" / "a-b-standard.json").write_text(json.dumps({
+        "standard": {"bf16": False, "threads": 1, "autotune": {
+            "bf16": {"choice": "off", "source": "measured", "timings_ms": {"off": 200, "on": 290}},
+            "threads": {"threads": 1, "source": "auto", "busy_cores": 1.0}}},
+        "total": {"steps": 5}}))
+    (metrics / "sample" / "a-b-standard.json").write_text(json.dumps({
+        "dtype": "bfloat16", "decoder": "compact", "threads": {"threads": 2, "source": "user"},
+        "autotune": {"source": "cache"}, "samples_per_s": 812.5}))
+    records = read_times(times)
+    assert [r["stage"] for r in records] == ["generate", "train@a-b-standard", "sample@a-b-standard"]
+    assert [r["stage"] for r in last_repro(records)] == ["train@a-b-standard", "sample@a-b-standard"]
+    out = _run([sys.executable, str(ROOT / "benchmarks" / "pipeline_time.py"), "--root", str(tmp_path)], tmp_path)
+    assert "1 others were up to date" in out and "| generate |" not in out
+    assert "| train@a-b-standard | 60.0 |" in out and "standard: fp32 (measured), threads 1 (auto)" in out
+    assert "bfloat16/compact (cache), threads 2, 812.5 samples/s" in out
+    assert "**total (2 stages)** | **90.5**" in out and "span 100.0s" in out  # 540 (600 - 60) to 640
+    assert "torch capability" in out
+    everything = _run([sys.executable, str(ROOT / "benchmarks" / "pipeline_time.py"), "--root", str(tmp_path), "--all"], tmp_path)
+    assert "| generate | 7.0 |" in everything and "**total (3 stages)** | **97.5**" in everything
+
+
+def test_a_finished_stage_records_its_time(tmp_path):
+    """pipeline.run on a real (trivial) stage script: the record names the stage as DVC does."""
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "noop.py").write_text(
+        "from modc_data import pipeline\npipeline.run(lambda params, argv: None)\n")
+    shutil.copy2(ROOT / "profiles" / "smoke.yaml", tmp_path / "params.yaml")
+    env = {**_env(), "PYTHONPATH": str(ROOT), "DVC_STAGE": "noop@x"}
+    subprocess.run([sys.executable, "stages/noop.py", "x"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    env.pop("DVC_STAGE")
+    subprocess.run([sys.executable, "stages/noop.py", "y"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    records = read_times(tmp_path / "artifacts" / "cache" / "time")
+    assert [r["stage"] for r in records] == ["noop@x", "noop@y"]
+    for r in records:
+        assert r["wall_s"] >= r["run_s"] >= 0 and r["repro"] is None and r["cpus"] >= 1
+    direct = record_time("train@k", 1.5, tmp_path / "t")
+    assert json.loads(direct.read_text())["run_s"] == 1.5
