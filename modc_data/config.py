@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PARAMS_FILE = "params.yaml"
 
@@ -20,9 +20,15 @@ class ParamsError(ValueError):
     """A params file that does not validate; the message names each bad field."""
 
 
+def _threads(v: Any) -> Any:
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        return v
+    raise ValueError("threads must be a whole number >= 1 or 'auto' (the cores free when the stage starts)")
+
+
 # torch threads: a number, or 'auto' = the usable cores not busy when the stage starts
 # (modc_data.autotune.resolve_threads).
-Threads = Annotated[int, Field(ge=1)] | Literal["auto"]
+Threads = Annotated[int | Literal["auto"], BeforeValidator(_threads)]
 
 
 class _Block(BaseModel):

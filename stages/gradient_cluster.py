@@ -20,8 +20,8 @@ import polars as pl
 import torch
 
 from modc_data import pipeline
-from modc_data.autotune import resolve_threads
 from modc_data.artifacts import frame_hash, write_json, write_parquet
+from modc_data.autotune import resolve_threads
 from modc_data.labeling.gradient_cluster import label_by_gradient_clusters
 from modc_data.labeling.gradients import model_hash
 from modc_data.modeling.load import load_checkpoint

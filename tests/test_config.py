@@ -34,6 +34,10 @@ def _default() -> dict:
         (lambda d: d["labels"]["mixes"].update(bad={"dfs": 0.7, "bfs": 0.7}), "labels.mixes"),
         (lambda d: d["train_jobs"]["search_algorithm-skewed-prefix"].update(mix="nope"), "train_jobs"),
         (lambda d: d["sample"].update(backend="tgi"), "sample.backend"),
+        (lambda d: d["train"].update(threads=0), "train.threads"),
+        (lambda d: d["sample"].update(threads="all"), "sample.threads"),
+        (lambda d: d["gradient_cluster"].update(threads=True), "gradient_cluster.threads"),
+        (lambda d: d["sample"].update(decoder="beam"), "sample.decoder"),
     ],
 )
 def test_malformed_params_name_the_field(edit, field):
