@@ -149,7 +149,7 @@ def compare_dtypes(train_steps: int, n_problems: int, rounds: int, threads: int)
         backends = {k: HFBackend(batch_size=512, dtype=k[0], decoder=k[1]) for k in names}
         secs: dict[tuple[str, str], list[float]] = {k: [] for k in names}
         outs = {}
-        for k, b in backends.items():  # warm-up (and load) once each
+        for b in backends.values():  # warm-up (and load) once each
             b.generate(ckpt, prompts_[:8], **{**gen, "seeds": seeds[:8]})
         for rnd in range(rounds):
             for k in names[rnd % 4:] + names[: rnd % 4]:
