@@ -211,13 +211,15 @@ def choose_bf16(
 
 
 def _shape_key(model, slices: Sequence[dict[str, torch.Tensor]], trainable: int) -> str:
-    """What a step's time depends on: architecture, trainable share, micro-batch shapes."""
+    """What a step's time depends on: architecture, trainable share, batch rows and slices, and
+    the longest row in steps of 32 tokens (coarse, so the arms and jobs of a run share a key)."""
     c = model.config
     total = sum(p.numel() for p in model.parameters())
-    shapes = "+".join(f"{b['input_ids'].shape[0]}x{16 * math.ceil(b['input_ids'].shape[1] / 16)}" for b in slices)
+    rows = sum(b["input_ids"].shape[0] for b in slices)
+    longest = 32 * math.ceil(max(b["input_ids"].shape[1] for b in slices) / 32)
     return (f"{c.model_type} h{c.hidden_size} l{c.num_hidden_layers} "
             f"i{getattr(c, 'intermediate_size', 0)} v{c.vocab_size // 1000}k "
-            f"trainable {trainable / total:.2f} batch {shapes}")
+            f"trainable {trainable / total:.2f} batch {rows} in {len(slices)} T<={longest}")
 
 
 def pick_device() -> torch.device:
