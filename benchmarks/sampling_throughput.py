@@ -191,7 +191,7 @@ def main() -> None:
         compare_decoders(args.checkpoint, args.problems, max(args.threads, 2), 512)
         return
     if args.dtypes:
-        compare_dtypes(args.train_steps, args.problems, args.rounds, max(args.threads, 2))
+        compare_dtypes(args.train_steps, args.problems, args.rounds, args.threads)
         return
     torch.set_num_threads(args.threads)
     model, tok = build(device=args.device)
