@@ -211,15 +211,17 @@ def choose_bf16(
 
 
 def _shape_key(model, slices: Sequence[dict[str, torch.Tensor]], trainable: int) -> str:
-    """What a step's time depends on: architecture, trainable share, batch rows and slices, and
-    the longest row in steps of 32 tokens (coarse, so the arms and jobs of a run share a key)."""
+    """What a step's time depends on: architecture, trainable share, batch rows and slices, the
+    longest row in steps of 32 tokens (coarse, so the arms and jobs of a run share a key), and
+    the thread count (a verdict timed on a loaded machine with 1 thread is not one for 2)."""
     c = model.config
     total = sum(p.numel() for p in model.parameters())
     rows = sum(b["input_ids"].shape[0] for b in slices)
     longest = 32 * math.ceil(max(b["input_ids"].shape[1] for b in slices) / 32)
     return (f"{c.model_type} h{c.hidden_size} l{c.num_hidden_layers} "
             f"i{getattr(c, 'intermediate_size', 0)} v{c.vocab_size // 1000}k "
-            f"trainable {trainable / total:.2f} batch {rows} in {len(slices)} T<={longest}")
+            f"trainable {trainable / total:.2f} batch {rows} in {len(slices)} T<={longest} "
+            f"threads {torch.get_num_threads()}")
 
 
 def pick_device() -> torch.device:

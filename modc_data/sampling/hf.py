@@ -424,7 +424,7 @@ class HFBackend:
         config = models[dtypes[0]][0].config
         shape = (f"{config.model_type} h{config.hidden_size} l{config.num_hidden_layers} "
                  f"v{config.vocab_size // 1000}k rows {k * per_prompt} new {max_new_tokens} "
-                 f"{'greedy' if temperature == 0 else 'sampled'}")
+                 f"{'greedy' if temperature == 0 else 'sampled'} threads {torch.get_num_threads()}")
         verdict = autotune.choose(
             setting, {f"{d}/{dec}": step(d, dec) for d in dtypes for dec in decoders},
             shape=shape, cache=self.autotune_cache, timer=self.timer, device=self.device,
