@@ -46,7 +46,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # Rows of the timing batch ``auto`` decodes per candidate: enough for the batch's real per-row
 # cost, small enough that measuring four candidates stays within a few seconds.
-_TUNE_ROWS = 256
+_TUNE_ROWS = 128
 
 
 class _SeededSampler(LogitsProcessor):
@@ -428,7 +428,7 @@ class HFBackend:
         verdict = autotune.choose(
             setting, {f"{d}/{dec}": step(d, dec) for d in dtypes for dec in decoders},
             shape=shape, cache=self.autotune_cache, timer=self.timer, device=self.device,
-            warmup=1, rounds=3, min_rounds=2, budget_s=6.0,
+            warmup=1, rounds=3, min_rounds=2, budget_s=3.0,
         )
         chosen = verdict.choice.split("/")[0]
         self._loaded = ((path, chosen), *models[chosen])  # keep the winner loaded
