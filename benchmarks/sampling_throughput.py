@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/sampling_throughput.py [--threads 1] [--batch-sizes 256 512 1024]
     .venv/bin/python benchmarks/sampling_throughput.py --checkpoint artifacts/models/<arm>/standard
+    .venv/bin/python benchmarks/sampling_throughput.py --dtypes [--train-steps 300] [--rounds 3]
 
 With ``--checkpoint`` (a trained modc checkpoint, e.g. from ``make repro``) it instead compares the
 hf backend's decoders and dtypes on real Countdown prompts (``artifacts/data/problems.parquet``),
@@ -9,7 +10,13 @@ where traces end at different lengths: transformers ``generate`` in float32, the
 drops finished rows in float32, and the compact loop with bf16 weights; samples/s each, and the
 share of samples identical to ``generate``'s.
 
-Builds a ~1M-parameter Llama (hidden 128, 4 layers, vocab ~100, random weights) on the fly.
+With ``--dtypes`` it trains the default model (``ScratchModelParams``) for ``--train-steps`` on
+Countdown-like rows (``train_throughput.countdown_like_rows``) so that it ends its traces at
+varied lengths, then times each (dtype, decoder) candidate of ``sample.dtype/decoder: auto`` on
+batches of 512 rows (alternating rounds, medians), prints the share of samples bf16 changes, and
+the verdict the hf backend's ``auto`` reaches on this machine.
+
+Otherwise it builds a ~1M-parameter Llama (hidden 128, 4 layers, vocab ~100, random weights) on the fly.
 Every sample is exactly ``--new-tokens`` tokens long (eos is suppressed with ``min_new_tokens``),
 so both sides generate the same number of tokens. Prints samples/s and generated tokens/s for the
 baseline loop and for each batch size, then the best batched/baseline ratio (target >= 5x).
@@ -109,10 +116,70 @@ def compare_decoders(checkpoint: str, n_problems: int, threads: int, batch_size:
               f"float32: {same:.1%})")
 
 
+def compare_dtypes(train_steps: int, n_problems: int, rounds: int, threads: int) -> None:
+    """samples/s of float32/bfloat16 x compact/generate on a freshly trained default model."""
+    import statistics
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from train_throughput import countdown_like_rows
+
+    from modc_data.config import ModelParams, ScratchModelParams, TrainParams
+    from modc_data.modeling.train import train_model
+    from modc_data.sampling.hf import HFBackend
+
+    print(f"uptime before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    torch.set_num_threads(threads)
+    rows = countdown_like_rows(2048)
+    texts = [*rows["prompt"], *rows["completion"]]
+    prompts_ = rows["prompt"].to_list()[-n_problems:]
+    seeds = list(range(len(prompts_)))
+    gen = dict(mode=None, n=64, seeds=seeds, temperature=1.0, top_p=1.0, max_new_tokens=96)
+    with tempfile.TemporaryDirectory() as d:
+        ckpt = Path(d) / "standard"
+        r = train_model(rows, rows[:64], variant="standard", mode=None, modes=["dfs", "bfs"],
+                        label_source="search_algorithm", arm="bench",
+                        model_cfg=ModelParams(scratch=ScratchModelParams()),
+                        train_cfg=TrainParams(batch_size=32, threads=threads, save_every=10**6),
+                        steps=train_steps, out_dir=ckpt, tokenizer_texts=texts, progress=False)
+        print(f"trained {train_steps} steps (eval loss {r.eval_loss:.2f}); {len(prompts_)} prompts x 64 "
+              f"samples, batch 512, max_new_tokens 96, threads {threads}")
+        names = [(dt, dec) for dt in ("float32", "bfloat16") for dec in ("compact", "generate")]
+        backends = {k: HFBackend(batch_size=512, dtype=k[0], decoder=k[1]) for k in names}
+        secs: dict[tuple[str, str], list[float]] = {k: [] for k in names}
+        outs = {}
+        for b in backends.values():  # warm-up (and load) once each
+            b.generate(ckpt, prompts_[:8], **{**gen, "seeds": seeds[:8]})
+        for rnd in range(rounds):
+            for k in names[rnd % 4:] + names[: rnd % 4]:
+                t0 = time.perf_counter()
+                outs[k] = backends[k].generate(ckpt, prompts_, **gen)
+                secs[k].append(time.perf_counter() - t0)
+        ref = [c for row in outs[("float32", "generate")] for c in row]
+        for k in names:
+            flat = [c for row in outs[k] for c in row]
+            same = sum(a == b for a, b in zip(ref, flat, strict=True)) / len(flat)
+            med = statistics.median(secs[k])
+            print(f"{k[0]:8s} {k[1]:8s}: {len(flat) / med:7.1f} samples/s (median of {rounds}; "
+                  f"mean {sum(c.n_tokens for c in flat) / len(flat):.1f} tokens; identical to "
+                  f"float32/generate: {same:.1%})")
+        auto = HFBackend(batch_size=512, dtype="auto", decoder="auto")
+        t0 = time.perf_counter()
+        auto.generate(ckpt, prompts_[:8], **{**gen, "seeds": seeds[:8]})
+        v = auto.settings()["autotune"]
+        print(f"auto verdict: {v['choice']} ({v['source']}, {time.perf_counter() - t0:.1f}s incl. "
+              f"the measurement; ms per timing batch {v['timings_ms']})")
+    print(f"uptime after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", help="compare decoders/dtypes on this trained checkpoint")
-    ap.add_argument("--problems", type=int, default=32, help="with --checkpoint")
+    ap.add_argument("--problems", type=int, default=32, help="with --checkpoint or --dtypes")
+    ap.add_argument("--dtypes", action="store_true", help="compare dtypes x decoders on a trained model")
+    ap.add_argument("--train-steps", type=int, default=300, help="with --dtypes")
+    ap.add_argument("--rounds", type=int, default=3, help="with --dtypes")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--new-tokens", type=int, default=60)
@@ -122,6 +189,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.checkpoint:
         compare_decoders(args.checkpoint, args.problems, max(args.threads, 2), 512)
+        return
+    if args.dtypes:
+        compare_dtypes(args.train_steps, args.problems, args.rounds, args.threads)
         return
     torch.set_num_threads(args.threads)
     model, tok = build(device=args.device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -114,3 +115,14 @@ def revision_info(root: str | Path = ".") -> dict[str, Any]:
     if lock.exists():
         info["dvc_lock_sha256"] = hashlib.sha256(lock.read_bytes()).hexdigest()[:16]
     return info
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

@@ -8,16 +8,35 @@ and what is allowed (``ParamsError``). Stages call ``load_params`` first and use
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PARAMS_FILE = "params.yaml"
 
 
 class ParamsError(ValueError):
     """A params file that does not validate; the message names each bad field."""
+
+
+def _threads(v: Any) -> Any:
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        return v
+    raise ValueError("threads must be a whole number >= 1 or 'auto' (the cores free when the stage starts)")
+
+
+# torch threads: a number, or 'auto' = the usable cores not busy when the stage starts
+# (modc_data.autotune.resolve_threads).
+Threads = Annotated[int | Literal["auto"], BeforeValidator(_threads)]
 
 
 class _Block(BaseModel):
@@ -208,10 +227,12 @@ class TrainParams(_Block):
     lr: float = Field(2e-3, gt=0)
     warmup_steps: int = Field(30, ge=0)
     weight_decay: float = Field(0.0, ge=0)
-    bf16: Literal["auto", "on", "off"] = "auto"
+    bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 autocast; auto = whichever of fp32/bf16 times faster here"
+    )
     save_every: int = Field(200, gt=0, description="checkpoint interval in steps")
     eval_batches: int = Field(8, gt=0, description="validation batches for the final eval loss")
-    threads: int = Field(2, ge=1)
+    threads: Threads = Field("auto", description="torch threads; auto = cores free at start")
     seed: int = 0
     objective: Literal["ce", "pass_at_n"] = Field(
         "ce", description="ce: mean token cross-entropy; pass_at_n: mean per-example pass@N loss"
@@ -228,11 +249,13 @@ class SampleParams(_Block):
     max_new_tokens: int = Field(100, gt=0)
     batch_size: int = Field(512, gt=0, description="sequences per generate call")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="hf: weights while sampling; auto = bf16 where the hardware has it"
+        "auto", description="hf: weights while sampling; auto = whichever times faster here"
     )
-    decoder: Literal["compact", "generate"] = Field(
-        "compact", description="hf: hand loop that drops finished rows, or transformers generate"
+    decoder: Literal["auto", "compact", "generate"] = Field(
+        "compact", description="hf: hand loop that drops finished rows, transformers generate, "
+        "or auto = whichever times faster here"
     )
+    threads: Threads = Field("auto", description="hf: torch threads; auto = cores free at start")
     splits: list[str] = Field(default_factory=lambda: ["test", "test_adversarial"])
     max_problems: int | None = Field(None, gt=0, description="cap per split (first by id)")
     openai_base_url: str | None = Field(None, description="server URL for backend 'openai'")
@@ -289,6 +312,7 @@ class GradientClusterParams(_Block):
     holdout_fraction: float = Field(
         0.2, gt=0, lt=1, description="share of train rows scoring silhouette when n_clusters=auto"
     )
+    threads: Threads = Field("auto", description="torch threads; auto = cores free at start")
 
     @field_validator("n_clusters", "auto_range")
     @classmethod

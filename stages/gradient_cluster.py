@@ -21,6 +21,7 @@ import torch
 
 from modc_data import pipeline
 from modc_data.artifacts import frame_hash, write_json, write_parquet
+from modc_data.autotune import resolve_threads
 from modc_data.labeling.declared import uniform, write_declared
 from modc_data.labeling.gradient_cluster import cluster_mode, label_by_gradient_clusters
 from modc_data.labeling.gradients import model_hash
@@ -33,7 +34,7 @@ def cache_dir(mix: str, model, rows: pl.DataFrame, cfg):
     h = hashlib.sha256()
     h.update(model_hash(model).encode())
     h.update(frame_hash(rows, ["id", "prompt", "completion"]).encode())
-    h.update(cfg.model_dump_json().encode())
+    h.update(cfg.model_dump_json(exclude={"threads"}).encode())  # threads do not change features
     key = h.hexdigest()[:16]
     root = pipeline.ARTIFACTS / "cache" / "gradient_cluster" / mix
     if root.exists():
@@ -53,6 +54,8 @@ def main(params, argv):
         raise StageError(f"usage: gradient_cluster.py <mix>; gradient_cluster.mixes are {cfg.mixes}")
     mix = argv[0]
     model_dir = pipeline.ARTIFACTS / "models" / cfg.reference_arm / "standard"
+    threads, threads_record = resolve_threads(cfg.threads)
+    torch.set_num_threads(threads)
     # trainable: a LoRA reference's adapter weights give the gradients (lora_A and lora_B)
     model, tokenizer, _ = load_checkpoint(model_dir, dtype=torch.float32, trainable=True)
     rows = pl.read_parquet(pipeline.ARTIFACTS / "datasets" / cfg.rows_source / f"{mix}.parquet")
@@ -65,7 +68,7 @@ def main(params, argv):
     if isinstance(cfg.n_clusters, int):  # C fixed: every cluster is declared; auto: those found
         modes = [cluster_mode(i) for i in range(cfg.n_clusters)]
     write_declared(path, uniform(modes))
-    write_json(rep, pipeline.ARTIFACTS / "metrics" / "gradient_cluster" / f"{mix}.json")
+    write_json({**rep, "threads": threads_record}, pipeline.ARTIFACTS / "metrics" / "gradient_cluster" / f"{mix}.json")
 
 
 if __name__ == "__main__":

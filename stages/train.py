@@ -2,7 +2,8 @@
 
     python stages/train.py search_algorithm-skewed-prefix   # reads params.yaml: model, train, train_jobs
 Writes artifacts/models/<arm>/<variant>[/<mode>] (safetensors + tokenizer + modc.json) and the
-compute accounting (examples, tokens, optimizer steps) to artifacts/metrics/train/<job>.json.
+compute accounting (examples, tokens, optimizer steps) and the bf16 / threads choices (measured
+when ``auto``, with their timings) to artifacts/metrics/train/<job>.json.
 Experts of one arm split the standard model's steps between them, so compute is equal.
 """
 
@@ -33,6 +34,7 @@ def main(params, argv):
         label_source=arm.label_source, arm=job.arm, model_cfg=params.model, train_cfg=train_cfg,
         steps=job.steps or params.train.steps, tokenizer_texts=texts,
         extra_info={"revision": revision_info()},
+        autotune_cache=pipeline.ARTIFACTS / "cache" / "autotune.json",
     )
     out_dir = pipeline.ARTIFACTS / "models" / job.arm / job.variant
     if job.variant == "experts":
@@ -44,7 +46,8 @@ def main(params, argv):
     metrics = {
         name: {"examples": r.examples, "tokens": r.tokens, "steps": r.steps,
                "eval_loss": r.eval_loss, "wall_s": round(r.wall_s, 1), "tokens_per_s": round(r.tokens_per_s),
-               "objective": r.objective}
+               "objective": r.objective, "bf16": r.bf16, "threads": r.threads,
+               "autotune": r.autotune}
         for name, r in results.items()
     }
     metrics["total"] = {k: sum(m[k] for m in metrics.values()) for k in ("examples", "tokens", "steps")}

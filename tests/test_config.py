@@ -38,6 +38,10 @@ def _default() -> dict:
         (lambda d: d["train"].update(objective="pass@n"), "train.objective"),
         (lambda d: d["train"].update(pass_at_n={"N": 0}), "train.pass_at_n.N"),
         (lambda d: d["train_jobs"]["search_algorithm-skewed-prefix"].update(pass_at_n={"n": 8}), "pass_at_n.n"),
+        (lambda d: d["train"].update(threads=0), "train.threads"),
+        (lambda d: d["sample"].update(threads="all"), "sample.threads"),
+        (lambda d: d["gradient_cluster"].update(threads=True), "gradient_cluster.threads"),
+        (lambda d: d["sample"].update(decoder="beam"), "sample.decoder"),
     ],
 )
 def test_malformed_params_name_the_field(edit, field):

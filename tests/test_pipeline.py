@@ -6,11 +6,19 @@ and nothing else.
 """
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import yaml
 
+from modc_data.pipeline import last_repro, read_times, record_time
 from tests.smoke import copy_repo, run
+from tests.smoke import env as smoke_env
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_repro_builds_every_artifact(smoke_repo):
@@ -38,6 +46,20 @@ def test_metrics_and_plots_visible_to_dvc(smoke_repo):
     assert "only_dfs" in text and "only_bfs" in text
     plots = json.loads(run(["dvc", "plots", "show", "--json"], root))
     assert plots, "dvc plots show returned nothing"
+
+
+def test_every_stage_of_the_repro_left_its_time(smoke_repo):
+    """benchmarks/pipeline_time.py on the real repro: one row per DVC stage, with the choices."""
+    root, _ = smoke_repo
+    listed = {line.split()[0] for line in run(["dvc", "stage", "list"], root).splitlines() if line.strip()}
+    records = last_repro(read_times(root / "artifacts" / "cache" / "time"))
+    assert {r["stage"] for r in records} == listed
+    assert len({json.dumps(r["repro"]) for r in records}) == 1 and records[0]["repro"] is not None
+    out = run([sys.executable, str(ROOT / "benchmarks" / "pipeline_time.py"), "--root", str(root)], root)
+    assert "train@search_algorithm-skewed-prefix" in out and "threads" in out
+    assert f"total ({len(listed)} stages)" in out
+    sample = json.loads((root / "artifacts" / "metrics" / "sample" / "search_algorithm-skewed-prefix.json").read_text())
+    assert sample["dtype"] in ("float32", "bfloat16") and sample["autotune"]["source"] in ("measured", "cache")
 
 
 def test_second_repro_does_nothing_and_validation_param_reruns_only_validation(smoke_repo, tmp_path):
@@ -72,3 +94,60 @@ def test_verifier_edit_marks_sample_and_evaluate_changed(smoke_repo, tmp_path):
     assert len(samples) == len(yaml.safe_load((root / "params.yaml").read_text())["train_jobs"])
     assert all(verifier_changed(s) for s in samples), status
     assert verifier_changed("evaluate"), status
+
+
+# --------------------------------------------------------------------------- stage times
+def _record(directory, stage, wall_s, finished_at, repro, **extra):
+    (directory / f"{stage}.json").write_text(json.dumps({
+        "stage": stage, "wall_s": wall_s, "run_s": wall_s - 1, "finished_at": finished_at,
+        "finished": "", "repro": repro, **extra,
+    }))
+
+
+def test_pipeline_time_shows_the_last_repro_with_choices(tmp_path):
+    times = tmp_path / "artifacts" / "cache" / "time"
+    times.mkdir(parents=True)
+    old, new = {"pid": 10, "started_at": 1.0}, {"pid": 20, "started_at": 500.0}
+    _record(times, "generate", 7.0, 100.0, old)  # up to date in the last repro
+    _record(times, "train@a-b-standard", 60.0, 600.0, new)
+    _record(times, "sample@a-b-standard", 30.5, 640.0, new)
+    metrics = tmp_path / "artifacts" / "metrics"
+    (metrics / "train").mkdir(parents=True)
+    (metrics / "sample").mkdir()
+    (metrics / "train" / "a-b-standard.json").write_text(json.dumps({
+        "standard": {"bf16": False, "threads": 1, "autotune": {
+            "bf16": {"choice": "off", "source": "measured", "timings_ms": {"off": 200, "on": 290}},
+            "threads": {"threads": 1, "source": "auto", "busy_cores": 1.0}}},
+        "total": {"steps": 5}}))
+    (metrics / "sample" / "a-b-standard.json").write_text(json.dumps({
+        "dtype": "bfloat16", "decoder": "compact", "threads": {"threads": 2, "source": "user"},
+        "autotune": {"source": "cache"}, "samples_per_s": 812.5}))
+    records = read_times(times)
+    assert [r["stage"] for r in records] == ["generate", "train@a-b-standard", "sample@a-b-standard"]
+    assert [r["stage"] for r in last_repro(records)] == ["train@a-b-standard", "sample@a-b-standard"]
+    out = run([sys.executable, str(ROOT / "benchmarks" / "pipeline_time.py"), "--root", str(tmp_path)], tmp_path)
+    assert "1 others were up to date" in out and "| generate |" not in out
+    assert "| train@a-b-standard | 60.0 |" in out and "standard: fp32 (measured), threads 1 (auto)" in out
+    assert "bfloat16/compact (cache), threads 2, 812.5 samples/s" in out
+    assert "**total (2 stages)** | **90.5**" in out and "span 100.0s" in out  # 540 (600 - 60) to 640
+    assert "torch capability" in out
+    everything = run([sys.executable, str(ROOT / "benchmarks" / "pipeline_time.py"), "--root", str(tmp_path), "--all"], tmp_path)
+    assert "| generate | 7.0 |" in everything and "**total (3 stages)** | **97.5**" in everything
+
+
+def test_a_finished_stage_records_its_time(tmp_path):
+    """pipeline.run on a real (trivial) stage script: the record names the stage as DVC does."""
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "noop.py").write_text(
+        "from modc_data import pipeline\npipeline.run(lambda params, argv: None)\n")
+    shutil.copy2(ROOT / "profiles" / "smoke.yaml", tmp_path / "params.yaml")
+    env = smoke_env(PYTHONPATH=str(ROOT), DVC_STAGE="noop@x")
+    subprocess.run([sys.executable, "stages/noop.py", "x"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    env.pop("DVC_STAGE")
+    subprocess.run([sys.executable, "stages/noop.py", "y"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    records = read_times(tmp_path / "artifacts" / "cache" / "time")
+    assert [r["stage"] for r in records] == ["noop@x", "noop@y"]
+    for r in records:
+        assert r["wall_s"] >= r["run_s"] >= 0 and r["repro"] is None and r["cpus"] >= 1
+    direct = record_time("train@k", 1.5, tmp_path / "t")
+    assert json.loads(direct.read_text())["run_s"] == 1.5

@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from modc_data.config import SampleParams
 from modc_data.modeling.format import encode_prompt
 from modc_data.modeling.load import load_checkpoint
+from modc_data.modeling.train import use_bf16
 from modc_data.sampling import Completion, SamplingBackend, get_backend, sample_seed
 from modc_data.sampling.hf import HFBackend, _SeededSampler, hf_generate
 from modc_data.sampling.openai_backend import OpenAIBackend
 from modc_data.sampling.run import SAMPLES_SCHEMA, sample_model, select_problems
 from modc_data.schema import mode_token
+from tests.test_autotune import slow
 from tests.tiny_models import make_tiny_checkpoint
 
 PROMPTS = ["numbers 3 7 9 target 22", "numbers 2 5 8 target 18", "numbers 1 4 6 target 10"]
@@ -521,3 +523,46 @@ def test_vllm_backend(ckpts):
     out = backend.generate(ckpts["standard"], PROMPTS[:2], mode=None, n=3, seeds=[0, 3], **GEN)
     again = backend.generate(ckpts["standard"], PROMPTS[:2], mode=None, n=3, seeds=[0, 3], **GEN)
     assert out == again and [len(r) for r in out] == [3, 3]
+
+
+# --------------------------------------------------------------------------- dtype / decoder auto
+def _refuse(name, step):
+    raise AssertionError(f"a set value must not be measured (timed {name})")
+
+
+@pytest.mark.parametrize("slow_dtype", ["bfloat16", "float32"])
+def test_hf_auto_picks_the_faster_dtype_and_decoder(ckpts, slow_dtype):
+    if slow_dtype == "float32" and not use_bf16("auto", torch.device("cpu")):
+        pytest.skip("no native bf16 here: float32 is the only dtype candidate")
+    gen = dict(mode=None, n=6, seeds=[5, 6], **GEN)
+    # bf16 or fp32 made slow, and transformers' generate too: one candidate is left fast
+    timer = slow(lambda name: name.startswith(slow_dtype) or name.endswith("generate"), 50.0)
+    auto = HFBackend(batch_size=16, dtype="auto", decoder="auto", timer=timer)
+    out = auto.generate(ckpts["standard"], PROMPTS[:2], **gen)
+    chosen = "float32" if slow_dtype == "bfloat16" else "bfloat16"
+    record = auto.settings()
+    assert (record["dtype"], record["decoder"]) == (chosen, "compact")
+    assert record["autotune"]["source"] == "measured"
+    assert set(record["autotune"]["timings_ms"]) == {f"{d}/{c}" for d in ("float32", "bfloat16")
+                                                    for c in ("compact", "generate")}
+    assert next(auto.load(ckpts["standard"])[0].parameters()).dtype == getattr(torch, chosen)
+    # the samples are those of the chosen dtype set by hand
+    assert out == HFBackend(batch_size=16, dtype=chosen).generate(ckpts["standard"], PROMPTS[:2], **gen)
+    # decided once: a second model of the stage reuses the verdict without timing again
+    auto.timer = _refuse
+    auto.generate(ckpts["prefix"], PROMPTS[:1], **{**gen, "mode": "dfs", "seeds": [5]})
+
+
+def test_hf_user_set_dtype_and_decoder_are_never_overridden(ckpts):
+    gen = dict(mode=None, n=4, seeds=[1], **GEN)
+    for dtype in ("float32", "bfloat16"):
+        backend = HFBackend(batch_size=16, dtype=dtype, decoder="generate", timer=_refuse, threads=1)
+        backend.generate(ckpts["standard"], PROMPTS[:1], **gen)
+        record = backend.settings()
+        assert (record["dtype"], record["decoder"], record["autotune"]["source"]) == (dtype, "generate", "user")
+        assert record["threads"] == {"threads": 1, "source": "user"}
+    # a set dtype with decoder auto: only decoders are timed, all in the set dtype
+    backend = HFBackend(batch_size=16, dtype="bfloat16", decoder="auto", timer=slow("bfloat16/compact"))
+    backend.generate(ckpts["standard"], PROMPTS[:1], **gen)
+    assert set(backend.settings()["autotune"]["timings_ms"]) == {"bfloat16/compact", "bfloat16/generate"}
+    assert backend.settings()["decoder"] == "generate" and backend.settings()["dtype"] == "bfloat16"

@@ -25,7 +25,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from modc_data import autotune
 from modc_data.config import ModelParams, TrainParams
 from modc_data.modeling.format import IGNORE_INDEX, encode_example
 from modc_data.modeling.modc_json import ModcInfo, write_modc
@@ -57,6 +58,9 @@ class TrainResult:
     wall_s: float  # seconds spent in the training loop (summed over resumed runs)
     tokens_per_s: float  # tokens / wall_s
     objective: str = "ce"  # "ce" or "pass_at_n" (train.objective)
+    bf16: bool = False  # trained under bf16 autocast
+    threads: int = 0  # torch threads used
+    autotune: dict = field(default_factory=dict)  # how bf16 and threads were chosen (Verdicts)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -176,7 +180,8 @@ def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float = 0.1):
 
 
 def use_bf16(setting: str, device: torch.device) -> bool:
-    """Whether to autocast to bfloat16: 'off' never, 'on' always, 'auto' where it is fast."""
+    """Whether bfloat16 can be fast here at all: 'off' never, 'on' always, 'auto' where the
+    hardware has native bf16. Whether it *is* faster is measured (``choose_bf16``)."""
     if setting == "off":
         return False
     if setting == "on":
@@ -189,6 +194,52 @@ def use_bf16(setting: str, device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def choose_bf16(
+    setting: str, device: torch.device, model, slices: Sequence[dict[str, torch.Tensor]],
+    shape: str, *, cache: str | Path | None, timer: autotune.Timer,
+) -> autotune.Verdict:
+    """``train.bf16``: 'on'/'off' as set; 'auto' times forward+backward of ``slices`` (one real
+    step's micro-batches, on ``device``) in fp32 and under bf16 autocast and keeps the faster
+    (fp32 on a tie, and without measuring where the hardware has no native bf16).
+
+    The model's weights, gradients (None before and after) and the RNG are left as they were.
+    """
+    if setting != "auto":
+        return autotune.fixed("train.bf16", setting)
+
+    def step(bf16: bool):
+        def run() -> None:
+            for batch in slices:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = model(**batch).loss
+                loss.backward()
+            model.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        return run
+
+    candidates = {"off": step(False)}
+    if use_bf16("auto", device):
+        candidates["on"] = step(True)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return autotune.choose("train.bf16", candidates, shape=shape, cache=cache, timer=timer,
+                               device=str(device))
+
+
+def _shape_key(model, slices: Sequence[dict[str, torch.Tensor]], trainable: int) -> str:
+    """What a step's time depends on: architecture, trainable share, batch rows and slices, the
+    longest row in steps of 32 tokens (coarse, so the arms and jobs of a run share a key), and
+    the thread count (a verdict timed on a loaded machine with 1 thread is not one for 2)."""
+    c = model.config
+    total = sum(p.numel() for p in model.parameters())
+    rows = sum(b["input_ids"].shape[0] for b in slices)
+    longest = 32 * math.ceil(max(b["input_ids"].shape[1] for b in slices) / 32)
+    return (f"{c.model_type} h{c.hidden_size} l{c.num_hidden_layers} "
+            f"i{getattr(c, 'intermediate_size', 0)} v{c.vocab_size // 1000}k "
+            f"trainable {trainable / total:.2f} batch {rows} in {len(slices)} T<={longest} "
+            f"threads {torch.get_num_threads()}")
 
 
 def pick_device() -> torch.device:
@@ -295,6 +346,8 @@ def train_model(
     progress: bool = True,
     stop_after: int | None = None,
     extra_info: dict | None = None,
+    autotune_cache: str | Path | None = None,
+    timer: autotune.Timer = autotune.wall_timer,
 ) -> TrainResult:
     """Train one model for exactly ``steps`` optimizer steps and write its checkpoint to ``out_dir``.
 
@@ -309,6 +362,10 @@ def train_model(
     the mean over its rows of ``-log(1 - (1 - p)^N)`` (``modeling.objectives``), p the probability
     of the row's completion given its prompt (and mode token for prefix), after
     ``pass_at_n.warmup_steps`` CE steps.
+    ``train.bf16: auto`` and ``train.threads: auto`` are decided when training starts
+    (``choose_bf16``, ``autotune.resolve_threads``; a resumed run keeps its dtype);
+    ``autotune_cache`` (JSON file, None: none) keeps bf16 verdicts per machine, ``timer`` times
+    its steps (tests inject a slow one). Both choices are in the result and modc.json.
     Raises ValueError before any model is built when the rows or arguments can not work.
     """
     out_dir = Path(out_dir)
@@ -340,7 +397,6 @@ def train_model(
     train = train.sort("id")  # row order must not depend on upstream ordering
     val = val.sort("id")
     device = pick_device()
-    bf16 = use_bf16(train_cfg.bf16, device)
     prefix = variant == "prefix"
 
     # ---- model and tokenizer
@@ -393,7 +449,8 @@ def train_model(
     d_hash = data_hash(train["id"].to_list())
     fingerprint = data_hash([
         d_hash, variant, str(mode), ",".join(modes), str(steps), str(len(tokenizer)),
-        model_cfg.model_dump_json(), train_cfg.model_dump_json(),
+        # threads only change float rounding, and a resumed run may find other cores free
+        model_cfg.model_dump_json(), train_cfg.model_dump_json(exclude={"threads"}),
     ])
     ckpt = out_dir / CHECKPOINT_DIR
     start, stats = 0, {"tokens": 0, "wall_s": 0.0}
@@ -403,9 +460,22 @@ def train_model(
         torch.manual_seed(train_cfg.seed)  # dropout RNG (LoRA dropout) starts from the seed
 
     pad_id = tokenizer.pad_token_id
+    threads, threads_record = autotune.resolve_threads(train_cfg.threads)
     prev_threads = torch.get_num_threads()
-    torch.set_num_threads(train_cfg.threads)
+    torch.set_num_threads(threads)
     try:
+        if "bf16" in stats:  # a resumed run keeps the dtype it started with
+            verdict = autotune.fixed("train.bf16", "on" if stats["bf16"] else "off", "resume")
+        else:
+            first = [
+                {k: v.to(device) for k, v in collate(part, pad_id).items()}
+                for part in micro_batches([train_ex[i] for i in order[min(start, steps - 1)].tolist()],
+                                          train_cfg.micro_batches)
+            ]
+            verdict = choose_bf16(train_cfg.bf16, device, model, first,
+                                  _shape_key(model, first, sum(p.numel() for p in params)),
+                                  cache=autotune_cache, timer=timer)
+        bf16 = verdict.choice == "on"
         bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress,
                    desc=f"train {variant}{'/' + mode if mode else ''}")
         t0 = time.perf_counter()
@@ -442,7 +512,8 @@ def train_model(
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if done % train_cfg.save_every == 0 and done < steps:
                 wall = stats["wall_s"] + time.perf_counter() - t0
-                _save_resume(ckpt, model, optimizer, scheduler, done, {"tokens": tokens, "wall_s": wall}, fingerprint)
+                _save_resume(ckpt, model, optimizer, scheduler, done,
+                             {"tokens": tokens, "wall_s": wall, "bf16": bf16}, fingerprint)
             if stop_after is not None and done >= stop_after and done < steps:
                 raise TrainingInterrupted(f"stopped after step {done} (stop_after={stop_after})")
         wall_s = stats["wall_s"] + time.perf_counter() - t0
@@ -458,6 +529,9 @@ def train_model(
         wall_s=wall_s,
         tokens_per_s=tokens / wall_s if wall_s > 0 else 0.0,
         objective=train_cfg.objective,
+        bf16=bf16,
+        threads=threads,
+        autotune={"bf16": verdict.record(), "threads": threads_record},
     )
     info = ModcInfo(
         variant=variant,
@@ -474,7 +548,6 @@ def train_model(
             **objective_info(train_cfg),
             "batch_size": train_cfg.batch_size,
             "lr": train_cfg.lr,
-            "bf16": bf16,
             "device": device.type,
             "train_rows": train.height,
             "val_rows": val.height,
@@ -531,6 +604,8 @@ def train_experts(
     tokenizer_texts: Sequence[str] | None = None,
     progress: bool = True,
     extra_info: dict | None = None,
+    autotune_cache: str | Path | None = None,
+    timer: autotune.Timer = autotune.wall_timer,
 ) -> dict[str, TrainResult]:
     """One expert per mode in ``out_dir/<mode_slug>/``; their steps sum to ``steps``.
 
@@ -571,7 +646,7 @@ def train_experts(
             train_rows, val_rows, variant="expert", mode=m, modes=modes,
             label_source=label_source, arm=arm, model_cfg=model_cfg, train_cfg=cfg,
             steps=n_steps, out_dir=out_dir / mode_slug(m), tokenizer_texts=tokenizer_texts,
-            progress=progress, extra_info=extra_info,
+            progress=progress, extra_info=extra_info, autotune_cache=autotune_cache, timer=timer,
         )
     info = ModcInfo(
         variant="experts",

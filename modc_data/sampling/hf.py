@@ -29,6 +29,7 @@ differences between batch shapes could in principle flip a token whose CDF bound
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,16 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from modc_data import autotune
 from modc_data.modeling.format import encode_prompt
 from modc_data.sampling.base import Completion, check_request
 
 DECODERS = ("compact", "generate")
 DTYPES = ("auto", "float32", "bfloat16")
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# Rows of the timing batch ``auto`` decodes per candidate: enough for the batch's real per-row
+# cost, small enough that measuring four candidates stays within a few seconds.
+_TUNE_ROWS = 128
 
 
 class _SeededSampler(LogitsProcessor):
@@ -302,13 +308,19 @@ class HFBackend:
     """transformers backend; checkpoints are loaded with ``modeling.load.load_checkpoint``.
 
     ``batch_size``: sequences per batch. ``device``: default cuda when available, else cpu.
-    ``dtype``: weights' dtype while sampling; ``auto`` is bfloat16 where the hardware has native
-    bf16 (the check training's ``bf16: auto`` uses), else float32. On 2 CPU cores bf16 weights
-    sample 1.4x faster than float32; 85-95% of samples are identical to float32's, the rest
+    ``dtype``: weights' dtype while sampling. bf16 weights sampled 1.4x faster than float32 on
+    one 2-core CPU and slower on others; 85-95% of samples are identical to float32's, the rest
     differ from the first token whose probabilities bf16 rounds differently. ``decoder``:
-    ``compact`` or ``generate`` (module docstring). ``generate_kwargs``: extra ``generate`` arguments (they imply the
-    ``generate`` decoder). ``trust_remote_code`` stays off unless the user turns it on. One
-    checkpoint is kept loaded at a time (experts are sampled one after another).
+    ``compact`` or ``generate`` (module docstring; identical samples in float32).
+    ``auto`` (either): on the first ``generate`` call the candidates (float32 / bfloat16 where
+    the hardware has native bf16; compact / generate) decode one batch of the real prompts each,
+    timed by ``timer``, and the fastest is kept for every later call (``autotune.choose``; the
+    verdict is cached in ``autotune_cache``, a JSON file, when given). A set value is never
+    measured. ``threads``: torch threads while generating (``auto``: the cores free at the first
+    call; None: leave torch's setting). ``settings()`` says what was used and why, for the run's
+    record. ``generate_kwargs``: extra ``generate`` arguments (they imply the ``generate``
+    decoder). ``trust_remote_code`` stays off unless the user turns it on. One checkpoint is kept
+    loaded at a time (experts are sampled one after another).
     """
 
     name = "hf"
@@ -321,45 +333,120 @@ class HFBackend:
         trust_remote_code: bool = False,
         dtype: str = "float32",
         decoder: str = "compact",
+        threads: int | str | None = None,
+        autotune_cache: str | Path | None = None,
+        timer: autotune.Timer = autotune.wall_timer,
     ):
         if batch_size < 1:
             raise ValueError(f"sample.batch_size must be >= 1, got {batch_size}")
         if dtype not in DTYPES:
             raise ValueError(f"sample.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        if decoder not in DECODERS:
-            raise ValueError(f"sample.decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        if decoder not in ("auto", *DECODERS):
+            raise ValueError(f"sample.decoder must be one of auto, {', '.join(DECODERS)}, got {decoder!r}")
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.generate_kwargs = dict(generate_kwargs or {})
         self.trust_remote_code = trust_remote_code
         self.dtype = dtype
         self.decoder = decoder
-        self._loaded: tuple[str, Any, Any] | None = None
+        self.threads = threads
+        self.autotune_cache = autotune_cache
+        self.timer = timer
+        self.verdict: autotune.Verdict | None = None  # set by the first generate call
+        self._threads: tuple[int, dict] | None = None
+        self._loaded: tuple[tuple[str, str], Any, Any] | None = None
+
+    def _dtype_name(self) -> str:
+        """float32 / bfloat16: the measured choice once made; float32 while ``auto`` is open."""
+        if self.verdict is not None:
+            return self.verdict.choice.split("/")[0]
+        return "float32" if self.dtype == "auto" else self.dtype
+
+    def _decoder_name(self) -> str:
+        if self.generate_kwargs:
+            return "generate"  # only transformers' loop understands them
+        if self.verdict is not None:
+            return self.verdict.choice.split("/")[1]
+        return "compact" if self.decoder == "auto" else self.decoder
 
     def torch_dtype(self) -> torch.dtype:
-        """The dtype ``dtype`` resolves to on this backend's device."""
-        from modc_data.modeling.train import use_bf16
+        """The dtype weights are loaded in now (``auto``: float32 until measured)."""
+        return _TORCH_DTYPES[self._dtype_name()]
 
-        if self.dtype == "auto":
-            return torch.bfloat16 if use_bf16("auto", torch.device(self.device)) else torch.float32
-        return torch.bfloat16 if self.dtype == "bfloat16" else torch.float32
-
-    def load(self, model: str | Path):
-        """(model, tokenizer) of a checkpoint dir, cached while the same dir is asked for."""
-        key = str(Path(model).resolve())
+    def load(self, model: str | Path, dtype: str | None = None):
+        """(model, tokenizer) of a checkpoint dir in ``dtype`` (default: ``torch_dtype()``),
+        cached while the same dir and dtype are asked for."""
+        dtype = dtype or self._dtype_name()
+        key = (str(Path(model).resolve()), dtype)
         if self._loaded is None or self._loaded[0] != key:
-            from modc_data.modeling.load import load_checkpoint
-
             self._loaded = None  # free the previous model before loading the next
-            m, tok, _info = load_checkpoint(
-                model, device=self.device, dtype=self.torch_dtype(),
-                trust_remote_code=self.trust_remote_code,
-                # Decoding one token against a short cache: eager attention measured 1.2x sdpa
-                # on CPU (sdpa's CPU flash kernel dominated the profile); sdpa on CUDA.
-                attn_implementation="eager" if torch.device(self.device).type == "cpu" else None,
-            )
+            m, tok = self._load(model, dtype)
             self._loaded = (key, m, tok)
         return self._loaded[1], self._loaded[2]
+
+    def _load(self, model: str | Path, dtype: str):
+        from modc_data.modeling.load import load_checkpoint
+
+        m, tok, _info = load_checkpoint(
+            model, device=self.device, dtype=_TORCH_DTYPES[dtype],
+            trust_remote_code=self.trust_remote_code,
+            # Decoding one token against a short cache: eager attention measured 1.2x sdpa
+            # on CPU (sdpa's CPU flash kernel dominated the profile); sdpa on CUDA.
+            attn_implementation="eager" if torch.device(self.device).type == "cpu" else None,
+        )
+        return m, tok
+
+    def settings(self) -> dict[str, Any]:
+        """What sampling used and why (dtype, decoder, threads, the autotune verdict), for the
+        run's record; dtype changes samples, so it belongs with them."""
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "dtype": self._dtype_name(),
+            "decoder": self._decoder_name(),
+            "threads": self._threads[1] if self._threads else None,
+            "autotune": self.verdict.record() if self.verdict else None,
+        }
+
+    def _choose(self, model: str | Path, prompt_ids: Sequence[Sequence[int]], *, n: int,
+                seeds: Sequence[int], temperature: float, top_p: float,
+                max_new_tokens: int) -> autotune.Verdict:
+        """Settle ``auto`` dtype/decoder by decoding one batch of these prompts per candidate."""
+        setting = "sample.dtype+decoder"
+        if self.dtype != "auto" and (self.decoder != "auto" or self.generate_kwargs):
+            return autotune.fixed(setting, f"{self.dtype}/{self._decoder_name()}")
+        from modc_data.modeling.train import use_bf16
+
+        dtypes = [self.dtype]
+        if self.dtype == "auto":  # bf16 only where the hardware has it natively
+            dtypes = ["float32"] + (["bfloat16"] if use_bf16("auto", torch.device(self.device)) else [])
+        decoders = list(DECODERS) if self.decoder == "auto" and not self.generate_kwargs else [self._decoder_name()]
+        per_prompt = 1 if temperature == 0 else n
+        k = max(1, min(len(prompt_ids), math.ceil(min(self.batch_size, _TUNE_ROWS) / per_prompt)))
+        path = str(Path(model).resolve())
+        loaded = {self._loaded[0][1]: self._loaded[1:]} if self._loaded and self._loaded[0][0] == path else {}
+        models = {d: loaded.get(d) or self._load(model, d) for d in dtypes}
+
+        def step(dtype: str, decoder: str):
+            m, tok = models[dtype]
+            return lambda: hf_generate(
+                m, tok, prompt_ids[:k], n=n, seeds=seeds[:k], temperature=temperature, top_p=top_p,
+                max_new_tokens=max_new_tokens, batch_size=self.batch_size, decoder=decoder,
+                generate_kwargs=self.generate_kwargs,
+            )
+
+        config = models[dtypes[0]][0].config
+        shape = (f"{config.model_type} h{config.hidden_size} l{config.num_hidden_layers} "
+                 f"v{config.vocab_size // 1000}k rows {k * per_prompt} new {max_new_tokens} "
+                 f"{'greedy' if temperature == 0 else 'sampled'} threads {torch.get_num_threads()}")
+        verdict = autotune.choose(
+            setting, {f"{d}/{dec}": step(d, dec) for d in dtypes for dec in decoders},
+            shape=shape, cache=self.autotune_cache, timer=self.timer, device=self.device,
+            warmup=1, rounds=3, min_rounds=2, budget_s=3.0,
+        )
+        chosen = verdict.choice.split("/")[0]
+        self._loaded = ((path, chosen), *models[chosen])  # keep the winner loaded
+        return verdict
 
     def encode(
         self, model: str | Path, prompts: Sequence[str], mode: str | None
@@ -382,18 +469,30 @@ class HFBackend:
         progress: bool = False,
     ) -> list[list[Completion]]:
         check_request(prompts, seeds, n, temperature, top_p, max_new_tokens)
-        m, tok = self.load(model)
-        return hf_generate(
-            m,
-            tok,
-            self.encode(model, prompts, mode),
-            n=n,
-            seeds=seeds,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            batch_size=self.batch_size,
-            generate_kwargs=self.generate_kwargs,
-            progress=progress,
-            decoder=self.decoder,
-        )
+        prev_threads = torch.get_num_threads()
+        if self.threads is not None:
+            if self._threads is None:  # decided once, so every model of a stage gets the same
+                self._threads = autotune.resolve_threads(self.threads)
+            torch.set_num_threads(self._threads[0])
+        try:
+            ids = self.encode(model, prompts, mode)
+            if self.verdict is None:
+                self.verdict = self._choose(model, ids, n=n, seeds=seeds, temperature=temperature,
+                                            top_p=top_p, max_new_tokens=max_new_tokens)
+            m, tok = self.load(model)
+            return hf_generate(
+                m,
+                tok,
+                ids,
+                n=n,
+                seeds=seeds,
+                temperature=temperature,
+                top_p=top_p,
+                max_new_tokens=max_new_tokens,
+                batch_size=self.batch_size,
+                generate_kwargs=self.generate_kwargs,
+                progress=progress,
+                decoder=self._decoder_name(),
+            )
+        finally:
+            torch.set_num_threads(prev_threads)

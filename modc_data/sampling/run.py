@@ -102,10 +102,14 @@ def plan_targets(model_dir: str | Path, variant: str, modes: Sequence[str] | Non
     return targets
 
 
-def make_backend(cfg: SampleParams) -> SamplingBackend:
-    """The backend named by ``sample.backend``, configured from the other ``sample`` params."""
+def make_backend(cfg: SampleParams, autotune_cache: str | Path | None = None) -> SamplingBackend:
+    """The backend named by ``sample.backend``, configured from the other ``sample`` params.
+
+    ``autotune_cache``: JSON file where hf keeps its measured ``auto`` dtype/decoder verdicts.
+    """
     if cfg.backend == "hf":
-        return get_backend("hf", batch_size=cfg.batch_size, dtype=cfg.dtype, decoder=cfg.decoder)
+        return get_backend("hf", batch_size=cfg.batch_size, dtype=cfg.dtype, decoder=cfg.decoder,
+                           threads=cfg.threads, autotune_cache=autotune_cache)
     if cfg.backend == "openai":
         return get_backend("openai", base_url=cfg.openai_base_url)
     return get_backend(cfg.backend)
