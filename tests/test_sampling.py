@@ -557,7 +557,7 @@ def test_openai_backend_against_transformers_serve(ckpts, tmp_path):
             backend = backend or OpenAIBackend(url, server="transformers", max_retries=0)
             return sample_model(
                 ckpts["prefix"], problems, task=WordTask(), model_key="a/prefix", arm="a",
-                variant="prefix", modes=None, cfg=cfg.model_copy(update={"seed": seed}),
+                variant="prefix", modes=["bfs"], cfg=cfg.model_copy(update={"seed": seed}),
                 backend=backend, progress=False,
             )
 
@@ -581,14 +581,14 @@ def test_openai_backend_against_transformers_serve(ckpts, tmp_path):
             want = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
             assert row["completion"][j] == want
     assert dict(first.schema) == SAMPLES_SCHEMA
-    assert first.height == 2 * 2 * 4 and set(first["mode"]) == {"dfs", "bfs"}
+    assert first.height == 2 * 4 and set(first["mode"]) == {"bfs"}
     assert (
-        first.group_by("problem_id", "mode").agg(pl.col("sample_idx").sort())["sample_idx"]
-        .to_list() == [[0, 1, 2, 3]] * 4
+        first.group_by("problem_id").agg(pl.col("sample_idx").sort())["sample_idx"].to_list()
+        == [[0, 1, 2, 3]] * 2
     )
     assert again.equals(first)  # same seeds, same completions
     assert (other["completion"] != first["completion"]).sum() >= first.height // 2
-    groups = first.group_by("problem_id", "mode").agg(pl.col("completion").n_unique())
+    groups = first.group_by("problem_id").agg(pl.col("completion").n_unique())
     assert groups["completion"].max() > 1  # it sampled (do_sample), not greedy
     task = WordTask()
     for r in first.iter_rows(named=True):
@@ -597,14 +597,12 @@ def test_openai_backend_against_transformers_serve(ckpts, tmp_path):
 
 
 # --------------------------------------------------------------------------- vllm backend
-def test_vllm_backend(ckpts):
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="sample.backend='vllm' needs the vllm package"):
-            get_backend("vllm")
-        pytest.skip("vllm is not importable here; checked only the clear ImportError")
-    backend = get_backend("vllm", engine_kwargs={"enforce_eager": True})
-    out = backend.generate(ckpts["standard"], PROMPTS[:2], mode=None, n=3, seeds=[0, 3], **GEN)
-    again = backend.generate(ckpts["standard"], PROMPTS[:2], mode=None, n=3, seeds=[0, 3], **GEN)
-    assert out == again and [len(r) for r in out] == [3, 3]
+def test_vllm_backend_needs_vllm():
+    """Without vllm the backend fails at construction with the fix named; the engine itself is
+    tested in tests/test_vllm.py (``make test-vllm``)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is importable here: tests/test_vllm.py runs the engine")
+    with pytest.raises(ImportError, match="sample.backend='vllm' needs the vllm package"):
+        get_backend("vllm")

@@ -165,3 +165,62 @@ def tiny_rows(
             }
         )
     return make_rows(records)
+
+
+def make_tiny_lora_checkpoint(
+    directory: str | Path,
+    base_dir: str | Path,
+    variant: str = "prefix",
+    modes: Sequence[str] = ("dfs", "bfs"),
+    *,
+    seed: int = 0,
+    r: int = 4,
+) -> Path:
+    """A LoRA modc-data checkpoint over the plain checkpoint ``base_dir`` (``save_tiny_base``).
+
+    prefix: LoRA on q/v plus trained mode-token rows (peft ``trainable_token_indices``), as the
+    train stage makes them. expert: LoRA only, ``modes[0]`` its mode. experts: a group of those.
+    Trainable weights are perturbed at random so the adapter really changes the base's outputs.
+    """
+    import torch
+
+    from modc_data.config import LoraParams, PretrainedModelParams
+    from modc_data.modeling.models import load_pretrained_base
+
+    directory = Path(directory)
+    modes = list(modes)
+    base = {"kind": "pretrained", "name_or_path": str(base_dir), "adapter": True}
+    if variant == "experts":
+        for i, m in enumerate(modes):
+            make_tiny_lora_checkpoint(directory / mode_slug(m), base_dir, "expert", [m], seed=seed + i, r=r)
+        info = ModcInfo(
+            variant="experts", label_source="search_algorithm", modes=modes, task="countdown",
+            arm="tiny", experts={m: mode_slug(m) for m in modes}, base=base,
+        )
+        write_modc(directory, info)
+        return directory
+    cfg = PretrainedModelParams(
+        name_or_path=str(base_dir), lora=LoraParams(r=r, alpha=2 * r, target_modules=["q_proj", "v_proj"])
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, tok = load_pretrained_base(cfg, modes if variant == "prefix" else ())
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(0.3 * torch.randn_like(p))
+    model.save_pretrained(directory, safe_serialization=True)
+    tok.save_pretrained(directory)
+    info = ModcInfo(
+        variant=variant,  # type: ignore[arg-type]
+        label_source="search_algorithm",
+        modes=modes if variant == "prefix" else modes[:1],
+        task="countdown",
+        arm="tiny",
+        mode=modes[0] if variant == "expert" else None,
+        mode_tokens={m: mode_token(m) for m in modes} if variant == "prefix" else {},
+        base=base,
+        train={"steps": 0},
+    )
+    write_modc(directory, info)
+    return directory

@@ -3,7 +3,8 @@
 One request per prompt with ``SamplingParams(n=n, seed=seed)``: vLLM seeds child i with
 ``seed + i``, and ``base.sample_seed`` makes every (problem, model, mode) seed a multiple of n, so
 two groups never share a child seed. Prompts are token ids from ``format.encode_prompt`` with the
-checkpoint's own tokenizer (BOS and mode token exactly as in training).
+checkpoint's own tokenizer (BOS and mode token exactly as in training); the generated ids
+are decoded with it too, as the hf backend does.
 
 Engines: the engine arguments come from the ``sample.vllm`` params (``VLLMParams``). Each engine
 runs in a process of its own, started with multiprocessing 'spawn' (this process never imports
@@ -79,7 +80,7 @@ def _worker(conn, llm_kwargs: dict[str, Any], env: dict[str, str]) -> None:
             conn.send((
                 "ok",
                 [
-                    [(o.text, len(o.token_ids)) for o in sorted(r.outputs, key=lambda o: o.index)]
+                    [list(o.token_ids) for o in sorted(r.outputs, key=lambda o: o.index)]
                     for r in outputs
                 ],
             ))
@@ -87,23 +88,33 @@ def _worker(conn, llm_kwargs: dict[str, Any], env: dict[str, str]) -> None:
             conn.send(("error", traceback.format_exc()))
 
 
+def _visible_gpus() -> list[str]:
+    """CUDA device ids this process may use (``CUDA_VISIBLE_DEVICES``, else all); [] on CPU.
+    ``torch.cuda.device_count`` asks NVML and creates no CUDA context here."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d for d in visible.split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
 class _Engines:
     """``data_parallel_size`` worker processes holding one model's engines."""
 
     def __init__(self, llm_kwargs: dict[str, Any], dp: int, gpus_per_engine: int):
         ctx = mp.get_context("spawn")
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        devices = visible.split(",") if visible else [str(i) for i in range(dp * gpus_per_engine)]
-        if dp > 1 and len(devices) < dp * gpus_per_engine:
+        devices = _visible_gpus()
+        if dp > 1 and devices and len(devices) < dp * gpus_per_engine:
             raise ValueError(
                 f"sample.vllm: data_parallel_size {dp} x {gpus_per_engine} GPU(s) per engine "
-                f"needs {dp * gpus_per_engine} devices, CUDA_VISIBLE_DEVICES has {len(devices)}"
+                f"needs {dp * gpus_per_engine} GPUs, this machine shows {len(devices)}"
             )
         self.procs: list[tuple[Any, Any]] = []
         try:
             for rank in range(dp):
                 env = {}
-                if dp > 1:
+                if dp > 1 and devices:  # without GPUs (vLLM's CPU build) nothing to pin
                     own = devices[rank * gpus_per_engine : (rank + 1) * gpus_per_engine]
                     env["CUDA_VISIBLE_DEVICES"] = ",".join(own)
                 parent, child = ctx.Pipe()
@@ -266,9 +277,12 @@ class VLLMBackend:
                 temperature=temperature,
                 top_p=top_p,
                 max_tokens=max_new_tokens,
-                skip_special_tokens=True,
+                detokenize=False,
             )
             for s in seeds
         ]
         out = engines.generate(ids, params, lora, progress)
-        return [[Completion(text=t, n_tokens=k) for t, k in row] for row in out]
+        # Decoded here as the hf backend decodes (vLLM's incremental detokenizer may keep a
+        # leading space that batch_decode drops), so both backends give the same text.
+        texts = iter(tok.batch_decode([t for row in out for t in row], skip_special_tokens=True))
+        return [[Completion(text=next(texts), n_tokens=len(t)) for t in row] for row in out]
