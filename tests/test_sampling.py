@@ -515,10 +515,9 @@ def transformers_serve(log_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cli = Path(sys.executable).with_name("transformers")
     log = open(log_path, "w")  # noqa: SIM115 (closed below, after the server ends)
     proc = subprocess.Popen(
-        [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+        [sys.executable, "-m", "transformers.cli.transformers", "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
          "--dtype", "float32", "--log-level", "warning"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )

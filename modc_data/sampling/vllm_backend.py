@@ -151,7 +151,7 @@ class _Engines:
         return out
 
     def close(self) -> None:
-        for proc, conn in self.procs:
+        for _, conn in self.procs:
             try:
                 conn.send(None)
             except (OSError, ValueError):
