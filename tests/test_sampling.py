@@ -605,3 +605,20 @@ def test_vllm_backend_needs_vllm():
         pytest.skip("vllm is importable here: tests/test_vllm.py runs the engine")
     with pytest.raises(ImportError, match="sample.backend='vllm' needs the vllm package"):
         get_backend("vllm")
+
+
+@pytest.mark.parametrize("r, wanted, rank", [(4, None, 16), (16, None, 16), (24, None, 32),
+                                             (4, 8, 8), (64, 128, 128)])
+def test_vllm_lora_rank_fits_the_adapter(tmp_path, r, wanted, rank):
+    from modc_data.sampling.vllm_backend import lora_rank_for
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": r}))
+    assert lora_rank_for(tmp_path, wanted) == rank
+
+
+def test_vllm_lora_rank_too_small_is_named(tmp_path):
+    from modc_data.sampling.vllm_backend import lora_rank_for
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 32}))
+    with pytest.raises(ValueError, match="sample.vllm.max_lora_rank 16"):
+        lora_rank_for(tmp_path, 16)

@@ -270,9 +270,11 @@ class VLLMBackend:
         check_request(prompts, seeds, n, temperature, top_p, max_new_tokens)
         engines, lora, tok = self._engine_for(model)
         ids = [encode_prompt(tok, p, mode) for p in prompts]
+        # vLLM refuses n > 1 with greedy decoding; its n samples are all the one greedy one.
+        k = 1 if temperature == 0 else n
         params = [
             dict(
-                n=n,
+                n=k,
                 seed=int(s),
                 temperature=temperature,
                 top_p=top_p,
@@ -281,7 +283,7 @@ class VLLMBackend:
             )
             for s in seeds
         ]
-        out = engines.generate(ids, params, lora, progress)
+        out = [row * (n // k) for row in engines.generate(ids, params, lora, progress)]
         # Decoded here as the hf backend decodes (vLLM's incremental detokenizer may keep a
         # leading space that batch_decode drops), so both backends give the same text.
         texts = iter(tok.batch_decode([t for row in out for t in row], skip_special_tokens=True))
