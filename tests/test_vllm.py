@@ -154,9 +154,11 @@ def test_data_parallel_engines_give_one_engines_samples(ckpts, vllm_backend):
     finally:
         dp.close()
     assert two.equals(one)
-    for pid in pids:  # the engines' processes are gone
+    for pid in pids:  # the engines' processes are gone, and so are vLLM's own in their groups
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
 
 
 def _greedy_equal(ckpts, backend, which, variant):

@@ -31,6 +31,7 @@ import importlib.util
 import json
 import multiprocessing as mp
 import os
+import signal
 import traceback
 import weakref
 from collections.abc import Sequence
@@ -53,7 +54,13 @@ def _check_vllm() -> None:
 
 
 def _worker(conn, llm_kwargs: dict[str, Any], env: dict[str, str]) -> None:
-    """Child process: one ``vllm.LLM``, answering generate requests until told to stop."""
+    """Child process: one ``vllm.LLM``, answering generate requests until told to stop.
+
+    It leads a process group of its own, which vLLM's engine-core and worker processes join, so
+    ``_Engines.close`` can end every one of them: a spawned child exits with ``os._exit``,
+    skipping the finalizers that would stop vLLM's processes (measured: they outlived it).
+    """
+    os.setpgrp()
     os.environ.update(env)
     try:
         from vllm import LLM, SamplingParams
@@ -66,8 +73,15 @@ def _worker(conn, llm_kwargs: dict[str, Any], env: dict[str, str]) -> None:
         return
     conn.send(("ready", None))
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except EOFError:  # the parent is gone
+            msg = None
         if msg is None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:  # best effort: close() ends the process group anyway
+                pass
             break
         ids, params, lora, use_tqdm = msg
         try:
@@ -161,6 +175,10 @@ class _Engines:
             if proc.is_alive():
                 proc.terminate()
                 proc.join(timeout=10)
+            try:  # whatever vLLM left in the worker's process group
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
             conn.close()
         self.procs = []
 
