@@ -76,7 +76,7 @@ def main() -> None:
         if "vllm" in args.backends:
             from modc_data.sampling.vllm_backend import VLLMBackend
 
-            backends["vllm"] = VLLMBackend(VLLMParams(dtype=args.dtype, max_model_len=256))
+            backends["vllm"] = VLLMBackend(VLLMParams(dtype=args.dtype, max_model_len=160))
             t = time.perf_counter()
             backends["vllm"].generate(ckpt, prompts[:1], **{**gen, "seeds": seeds[:1], "n": 1})
             print(f"vllm engine start (spawned process, import, load, first request): "
