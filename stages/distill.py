@@ -52,7 +52,7 @@ def main(params, argv):
     ])
     generate = backend_generate_fn(
         temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens,
-        batch_size=d.batch_size, openai_base_url=params.sample.openai_base_url,
+        batch_size=d.batch_size, vllm=params.sample.vllm, openai=params.sample.openai,
         dtype=params.sample.dtype,
     )
     rows, report = distill(

@@ -137,3 +137,56 @@ def test_defaults_train_with_cross_entropy_and_jobs_override_the_objective():
     assert cfg.lr == 0.001 and cfg.batch_size == params.train.batch_size
     plain = params.train_jobs["search_algorithm-skewed-prefix"].train_params(params.train)
     assert plain == params.train
+
+
+@pytest.mark.parametrize(
+    "vllm, field, hint",
+    [
+        ({"tensor_parallel_size": 0}, "sample.vllm.tensor_parallel_size", "greater than or equal to 1"),
+        ({"data_parallel_size": "two"}, "sample.vllm.data_parallel_size", "integer"),
+        ({"gpu_memory_utilization": 1.5}, "sample.vllm.gpu_memory_utilization", "less than or equal to 1"),
+        ({"max_model_len": 0}, "sample.vllm.max_model_len", "greater than 0"),
+        ({"max_lora_rank": 48}, "sample.vllm.max_lora_rank", "one of vLLM's [1, 8, 16"),
+        ({"distributed_executor_backend": "slurm"}, "sample.vllm.distributed_executor_backend", "'mp'"),
+        ({"dtype": "int8"}, "sample.vllm.dtype", "'bfloat16'"),
+        ({"engine_args": {"tensor_parallel_size": 2}}, "sample.vllm.engine_args", "own sample.vllm field"),
+        ({"tensor_paralel_size": 2}, "sample.vllm.tensor_paralel_size", "Extra inputs"),
+    ],
+)
+def test_sample_vllm_block_is_validated(vllm, field, hint):
+    data = _default()
+    data["sample"]["vllm"] = vllm
+    with pytest.raises(ParamsError) as err:
+        parse_params(data)
+    assert field in str(err.value) and hint in str(err.value)
+
+
+def test_sample_vllm_engine_kwargs_leave_unset_fields_to_vllm():
+    data = _default()
+    data["sample"]["vllm"] = {
+        "tensor_parallel_size": 2, "data_parallel_size": 4, "max_model_len": 4096,
+        "enable_prefix_caching": False, "engine_args": {"swap_space": 8},
+    }
+    kw = parse_params(data).sample.vllm.engine_kwargs()
+    assert kw == {
+        "tensor_parallel_size": 2, "pipeline_parallel_size": 1, "gpu_memory_utilization": 0.92,
+        "max_model_len": 4096, "enable_prefix_caching": False, "max_loras": 1,
+        "enforce_eager": False, "dtype": "auto", "trust_remote_code": False, "swap_space": 8,
+    }  # data parallel is ours (one engine per rank); None fields are vLLM's own defaults
+
+
+@pytest.mark.parametrize(
+    "sample, hint",
+    [
+        ({"backend": "openai"}, "openai.base_url"),
+        ({"openai_base_url": "http://127.0.0.1:8000"}, "moved to sample.openai.base_url"),
+        ({"openai": {"base_url": "127.0.0.1:8000"}}, "http://"),
+        ({"openai": {"base_url": "http://x", "concurrency": 0}}, "sample.openai.concurrency"),
+        ({"openai": {"base_url": "http://x", "server": "tgi"}}, "sample.openai.server"),
+    ],
+)
+def test_sample_openai_block_is_validated(sample, hint):
+    data = _default()
+    data["sample"].update(sample)
+    with pytest.raises(ParamsError, match=hint.replace(".", r"\.")):
+        parse_params(data)

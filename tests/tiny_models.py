@@ -37,6 +37,14 @@ TINY_SCRATCH = ScratchModelParams(
     intermediate_size=64,
     max_position_embeddings=128,
 )
+# vLLM's CPU attention takes head sizes 32, 64, 80, …: 2 heads of 32 (still ~40k parameters).
+VLLM_SCRATCH = ScratchModelParams(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+    max_position_embeddings=128,
+)
 
 
 def tiny_tokenizer(texts: Sequence[str] = TINY_TEXTS, modes: Sequence[str] = ()):
@@ -47,16 +55,21 @@ def tiny_tokenizer(texts: Sequence[str] = TINY_TEXTS, modes: Sequence[str] = ())
     return tok
 
 
-def tiny_llama(tokenizer, seed: int = 0):
+def tiny_llama(tokenizer, seed: int = 0, scratch: ScratchModelParams = TINY_SCRATCH):
     """A ~20k-parameter LlamaForCausalLM sized to ``tokenizer``; eager attention (CPU tests)."""
-    return build_scratch_model(TINY_SCRATCH, tokenizer, seed, attn_implementation="eager")
+    return build_scratch_model(scratch, tokenizer, seed, attn_implementation="eager")
 
 
-def save_tiny_base(directory: str | Path, texts: Sequence[str] = TINY_TEXTS, seed: int = 0) -> Path:
+def save_tiny_base(
+    directory: str | Path,
+    texts: Sequence[str] = TINY_TEXTS,
+    seed: int = 0,
+    scratch: ScratchModelParams = TINY_SCRATCH,
+) -> Path:
     """A plain transformers checkpoint (no modc.json): stands in for a Hub base in LoRA tests."""
     directory = Path(directory)
     tok = tiny_tokenizer(texts)
-    tiny_llama(tok, seed).save_pretrained(directory, safe_serialization=True)
+    tiny_llama(tok, seed, scratch).save_pretrained(directory, safe_serialization=True)
     tok.save_pretrained(directory)
     return directory
 
@@ -71,6 +84,7 @@ def make_tiny_checkpoint(
     arm: str = "tiny",
     task: str = "countdown",
     seed: int = 0,
+    scratch: ScratchModelParams = TINY_SCRATCH,
 ) -> Path:
     """Write a random-weight modc-data checkpoint of ``variant`` to ``directory``; return it.
 
@@ -85,7 +99,7 @@ def make_tiny_checkpoint(
         for i, m in enumerate(modes):
             make_tiny_checkpoint(
                 directory / mode_slug(m), "expert", [m], texts,
-                label_source=label_source, arm=arm, task=task, seed=seed + i,
+                label_source=label_source, arm=arm, task=task, seed=seed + i, scratch=scratch,
             )
         info = ModcInfo(
             variant="experts", label_source=label_source, modes=modes, task=task, arm=arm,
@@ -95,7 +109,7 @@ def make_tiny_checkpoint(
         return directory
 
     tok = tiny_tokenizer(texts, modes if variant == "prefix" else ())
-    model = tiny_llama(tok, seed)
+    model = tiny_llama(tok, seed, scratch)
     model.save_pretrained(directory, safe_serialization=True)
     tok.save_pretrained(directory)
     info = ModcInfo(
@@ -151,3 +165,62 @@ def tiny_rows(
             }
         )
     return make_rows(records)
+
+
+def make_tiny_lora_checkpoint(
+    directory: str | Path,
+    base_dir: str | Path,
+    variant: str = "prefix",
+    modes: Sequence[str] = ("dfs", "bfs"),
+    *,
+    seed: int = 0,
+    r: int = 4,
+) -> Path:
+    """A LoRA modc-data checkpoint over the plain checkpoint ``base_dir`` (``save_tiny_base``).
+
+    prefix: LoRA on q/v plus trained mode-token rows (peft ``trainable_token_indices``), as the
+    train stage makes them. expert: LoRA only, ``modes[0]`` its mode. experts: a group of those.
+    Trainable weights are perturbed at random so the adapter really changes the base's outputs.
+    """
+    import torch
+
+    from modc_data.config import LoraParams, PretrainedModelParams
+    from modc_data.modeling.models import load_pretrained_base
+
+    directory = Path(directory)
+    modes = list(modes)
+    base = {"kind": "pretrained", "name_or_path": str(base_dir), "adapter": True}
+    if variant == "experts":
+        for i, m in enumerate(modes):
+            make_tiny_lora_checkpoint(directory / mode_slug(m), base_dir, "expert", [m], seed=seed + i, r=r)
+        info = ModcInfo(
+            variant="experts", label_source="search_algorithm", modes=modes, task="countdown",
+            arm="tiny", experts={m: mode_slug(m) for m in modes}, base=base,
+        )
+        write_modc(directory, info)
+        return directory
+    cfg = PretrainedModelParams(
+        name_or_path=str(base_dir), lora=LoraParams(r=r, alpha=2 * r, target_modules=["q_proj", "v_proj"])
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, tok = load_pretrained_base(cfg, modes if variant == "prefix" else ())
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(0.3 * torch.randn_like(p))
+    model.save_pretrained(directory, safe_serialization=True)
+    tok.save_pretrained(directory)
+    info = ModcInfo(
+        variant=variant,  # type: ignore[arg-type]
+        label_source="search_algorithm",
+        modes=modes if variant == "prefix" else modes[:1],
+        task="countdown",
+        arm="tiny",
+        mode=modes[0] if variant == "expert" else None,
+        mode_tokens={m: mode_token(m) for m in modes} if variant == "prefix" else {},
+        base=base,
+        train={"steps": 0},
+    )
+    write_modc(directory, info)
+    return directory

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modc_data.config import TeacherParams
+from modc_data.config import OpenAIParams, TeacherParams, VLLMParams
 from modc_data.errors import InputError
 
 # generate(teacher, prompts, n, seed) -> n completions per prompt, in prompt order.
@@ -264,7 +264,8 @@ def backend_generate_fn(
     top_p: float = 1.0,
     max_new_tokens: int = 1024,
     batch_size: int = 64,
-    openai_base_url: str | None = None,
+    vllm: VLLMParams | None = None,
+    openai: OpenAIParams | None = None,
     device: str | None = None,
     trust_remote_code: bool = False,
     progress: bool = False,
@@ -278,7 +279,8 @@ def backend_generate_fn(
     backend gets the path or id as its model. Prompts arrive rendered with the teacher's template.
     Each prompt's samples are seeded by ``sample_seed(seed, teacher, prompt)``, so they do not
     depend on how the caller chunks the prompts. ``dtype``: the hf backend's sampling dtype
-    (``HFBackend``'s ``dtype``).
+    (``HFBackend``'s ``dtype``). ``vllm`` / ``openai``: the ``sample.vllm`` / ``sample.openai``
+    blocks; with vllm each teacher gets its own engine process, ended before the next teacher's.
     """
     from modc_data.sampling import get_backend
     from modc_data.sampling.base import sample_seed
@@ -291,8 +293,12 @@ def backend_generate_fn(
             kw: dict[str, Any] = {"trust_remote_code": trust_remote_code}
             if name == "hf":
                 kw.update(batch_size=batch_size, device=device, dtype=dtype)
+            elif name == "vllm":  # sample.vllm.trust_remote_code holds unless set here
+                kw = {"params": vllm, "trust_remote_code": trust_remote_code or None}
             elif name == "openai":
-                kw = {"base_url": openai_base_url}
+                from modc_data.sampling.run import openai_kwargs
+
+                kw = openai_kwargs(openai or OpenAIParams())
             backends[name] = get_backend(name, **kw)
         return backends[name]
 

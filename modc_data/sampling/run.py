@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from modc_data.config import SampleParams
+from modc_data.config import OpenAIParams, SampleParams
 from modc_data.modeling.load import resolve_mode_token
 from modc_data.modeling.modc_json import read_modc
 from modc_data.sampling.base import SamplingBackend, get_backend, sample_seed
@@ -111,8 +111,17 @@ def make_backend(cfg: SampleParams, autotune_cache: str | Path | None = None) ->
         return get_backend("hf", batch_size=cfg.batch_size, dtype=cfg.dtype, decoder=cfg.decoder,
                            threads=cfg.threads, autotune_cache=autotune_cache)
     if cfg.backend == "openai":
-        return get_backend("openai", base_url=cfg.openai_base_url)
-    return get_backend(cfg.backend)
+        return get_backend("openai", **openai_kwargs(cfg.openai))
+    return get_backend("vllm", params=cfg.vllm)
+
+
+def openai_kwargs(o: OpenAIParams) -> dict:
+    """``OpenAIBackend`` arguments from a ``sample.openai`` block."""
+    return dict(
+        base_url=o.base_url, served_names=o.served_names, server=o.server,
+        per_request_n=o.per_request_n, concurrency=o.concurrency, timeout_s=o.timeout_s,
+        max_retries=o.max_retries,
+    )
 
 
 def select_problems(problems: pl.DataFrame, cfg: SampleParams) -> pl.DataFrame:
