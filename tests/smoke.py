@@ -35,9 +35,8 @@ def run(args, cwd, timeout=1500, **extra_env: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def build(dst: Path, profile: str = "smoke", before=None) -> tuple[Path, str]:
-    """Copy the repo's tracked and unignored files to ``dst``, commit them, `dvc repro` on
-    ``profiles/<profile>.yaml``; ``before(dst)`` runs first (e.g. writes a profile's inputs)."""
+def copy_tracked(dst: Path) -> Path:
+    """The repo's tracked and unignored files, copied to ``dst`` (what a fresh clone holds)."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT, capture_output=True, text=True, check=True,
@@ -46,6 +45,13 @@ def build(dst: Path, profile: str = "smoke", before=None) -> tuple[Path, str]:
         if (ROOT / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dst / f)
+    return dst
+
+
+def build(dst: Path, profile: str = "smoke", before=None) -> tuple[Path, str]:
+    """Copy the repo's tracked and unignored files to ``dst``, commit them, `dvc repro` on
+    ``profiles/<profile>.yaml``; ``before(dst)`` runs first (e.g. writes a profile's inputs)."""
+    copy_tracked(dst)
     shutil.copy2(ROOT / "profiles" / f"{profile}.yaml", dst / "params.yaml")
     if before is not None:
         before(dst)

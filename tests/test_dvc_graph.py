@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from modc_data.config import load_params
+from tests.smoke import copy_tracked
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ["params.yaml", *sorted(f"profiles/{p.name}" for p in (ROOT / "profiles").glob("*.yaml"))]
@@ -172,14 +173,7 @@ def test_params_scan_sees_nested_and_helper_reads(tmp_path):
 
 # --------------------------------------------------------------------------- profiles
 def _copy_repo(dst: Path, profile: str) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
+    copy_tracked(dst)
     shutil.copy2(ROOT / profile, dst / "params.yaml")
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
     return dst
