@@ -164,12 +164,14 @@ def test_unknown_base_fails_before_training(rows, tmp_path):
 
 
 def test_resume_after_interruption_matches_uninterrupted(rows, tmp_path):
-    full = _train(rows, tmp_path / "full", steps=10)
+    # bf16 set, not measured: two runs timed under different load could pick different dtypes
+    fixed = TRAIN.model_copy(update={"bf16": "off"})
+    full = _train(rows, tmp_path / "full", steps=10, train_cfg=fixed)
     with pytest.raises(TrainingInterrupted):
-        _train(rows, tmp_path / "resumed", steps=10, stop_after=6)
+        _train(rows, tmp_path / "resumed", steps=10, stop_after=6, train_cfg=fixed)
     assert (tmp_path / "resumed" / CHECKPOINT_DIR).exists()  # saved at step 4 (save_every=4)
     assert not (tmp_path / "resumed" / "model.safetensors").exists()  # no half checkpoint
-    resumed = _train(rows, tmp_path / "resumed", steps=10)
+    resumed = _train(rows, tmp_path / "resumed", steps=10, train_cfg=fixed)
     assert resumed.steps == full.steps == 10 and resumed.tokens == full.tokens
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
@@ -259,7 +261,9 @@ def test_micro_batches_give_the_whole_batch_gradient(rows, tmp_path):
 
 
 # --------------------------------------------------------------------------- pass@N objective
-PASS_N = TRAIN.model_copy(update={"objective": "pass_at_n", "pass_at_n": PassAtNParams(N=8, warmup_steps=3)})
+# bf16 set, not measured: runs compared with each other must not pick dtypes by timing
+PASS_N = TRAIN.model_copy(update={"objective": "pass_at_n", "bf16": "off",
+                                  "pass_at_n": PassAtNParams(N=8, warmup_steps=3)})
 
 
 def _mean_pass_loss(out_dir, rows, n: int, prefix: bool) -> float:
