@@ -210,6 +210,10 @@ class PretrainedModelParams(_Block):
     )
     lora: LoraParams = LoraParams()
     trust_remote_code: bool = False
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="frozen base weights while training: auto = bf16 on a GPU with bf16, "
+        "else float32 (LoRA weights stay float32)",
+    )
 
 
 class ModelParams(_Block):
@@ -233,11 +237,25 @@ class TrainParams(_Block):
     save_every: int = Field(200, gt=0, description="checkpoint interval in steps")
     eval_batches: int = Field(8, gt=0, description="validation batches for the final eval loss")
     threads: Threads = Field("auto", description="torch threads; auto = cores free at start")
+    processes: int = Field(
+        1, ge=1, description="ranks training one model (accelerate launch; DDP): one per GPU, or "
+        "gloo processes on a CPU; batch_size must be a multiple",
+    )
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward")
     seed: int = 0
     objective: Literal["ce", "pass_at_n"] = Field(
         "ce", description="ce: mean token cross-entropy; pass_at_n: mean per-example pass@N loss"
     )
     pass_at_n: PassAtNParams = PassAtNParams()
+
+    @model_validator(mode="after")
+    def _ranks_share_batches(self) -> TrainParams:
+        if self.batch_size % self.processes:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of processes "
+                f"({self.processes}): each rank takes an equal share of every batch"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- sampling, evaluation
@@ -419,6 +437,10 @@ class GradientClusterParams(_Block):
         0.2, gt=0, lt=1, description="share of train rows scoring silhouette when n_clusters=auto"
     )
     threads: Threads = Field("auto", description="torch threads; auto = cores free at start")
+    processes: int = Field(
+        1, ge=1, description="ranks featurising the rows, each its shard (accelerate launch); "
+        "rank 0 merges the stores and clusters",
+    )
 
     @field_validator("n_clusters", "auto_range")
     @classmethod

@@ -27,9 +27,15 @@ class StageError(ModcError, RuntimeError):
 
 def missing_file_message(err: FileNotFoundError) -> str:
     """One line for a missing input file: which file, and how inputs get made."""
-    if not err.filename:  # raised by our code (or polars) with the path and fix in the text
-        return str(err)
-    return (f"{err.filename}: no such file; run the stages that make it first (`dvc repro` "
+    filename = err.filename
+    if not filename:
+        # polars: "No such file or directory (os error 2): <path>"; our own code puts the path
+        # and the fix in the text
+        head, sep, tail = str(err).rpartition("(os error 2): ")
+        if not sep:
+            return str(err)
+        filename = tail.strip()
+    return (f"{filename}: no such file; run the stages that make it first (`dvc repro` "
             "builds every input in order) or fix the path")
 
 

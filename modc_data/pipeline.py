@@ -101,6 +101,8 @@ def run(main: Callable[[Params, list[str]], None], params_path: str = "params.ya
         print(f"[{name}] error: {missing_file_message(err)}", file=sys.stderr)
         sys.exit(2)
     run_s = time.perf_counter() - started
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return  # one rank of a launch: the process that launched the ranks reports the stage
     print(f"[{name}] done in {run_s:.1f}s", file=sys.stderr)
     # DVC names a foreach stage train@<key>; by hand, the script and its argument say the same.
     stage = os.environ.get("DVC_STAGE") or (f"{name}@{sys.argv[1]}" if len(sys.argv) > 1 else name)

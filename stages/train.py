@@ -5,12 +5,17 @@ Writes artifacts/models/<arm>/<variant>[/<mode>] (safetensors + tokenizer + modc
 compute accounting (examples, tokens, optimizer steps) and the bf16 / threads choices (measured
 when ``auto``, with their timings) to artifacts/metrics/train/<job>.json.
 Experts of one arm split the standard model's steps between them, so compute is equal.
+With ``train.processes: N`` (N > 1) the script re-runs itself under ``accelerate launch`` with N
+ranks (DDP: one per GPU, or gloo processes on a CPU); rank 0 writes the outputs.
 """
+
+import sys
 
 import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import revision_info, write_json
+from modc_data.modeling import distributed
 from modc_data.modeling.train import train_experts, train_model
 from modc_data.pipeline import StageError
 
@@ -20,6 +25,14 @@ def main(params, argv):
         raise StageError(f"usage: train.py <job>; jobs are {sorted(params.train_jobs)}")
     key = argv[0]
     job = params.train_jobs[key]
+    processes = params.train.processes
+    if distributed.should_launch(processes):
+        print(f"[train] {key}: {processes} processes (accelerate launch)", file=sys.stderr)
+        rc = distributed.relaunch([sys.argv[0], key], processes)
+        if rc:
+            raise StageError(f"{key}: training under {processes} processes failed (exit {rc}); "
+                             "the ranks' errors are above")
+        return
     arm = params.arms[job.arm]
     rows = pl.read_parquet(pipeline.ARTIFACTS / "datasets" / arm.label_source / f"{arm.mix}.parquet")
     train_rows = rows.filter(pl.col("split") == "train")
@@ -51,6 +64,9 @@ def main(params, argv):
         for name, r in results.items()
     }
     metrics["total"] = {k: sum(m[k] for m in metrics.values()) for k in ("examples", "tokens", "steps")}
+    metrics["total"]["processes"] = processes
+    if not distributed.env_ranks().main:
+        return  # rank 0 writes the metrics
     write_json(metrics, pipeline.ARTIFACTS / "metrics" / "train" / f"{key}.json")
 
 

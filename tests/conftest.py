@@ -51,3 +51,12 @@ def smoke_repo(tmp_path_factory):
     from tests import smoke
 
     return smoke.build(tmp_path_factory.mktemp("pipeline") / "repo")
+
+
+@pytest.fixture
+def bf16_candidate(monkeypatch):
+    """bf16 offered as a candidate even on a CPU without native bf16 (it is then emulated, and
+    slow, but the tests that use this inject the timer): the choice logic is what is tested."""
+    import modc_data.modeling.train as train
+
+    monkeypatch.setattr(train, "use_bf16", lambda setting, device: setting != "off")

@@ -1,5 +1,6 @@
 """Typed params: every profile validates, and malformed params fail with the field named."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,18 @@ def test_stage_fails_before_any_work(tmp_path):
     assert not (tmp_path / "artifacts").exists()
 
 
+def test_missing_input_file_is_one_line_with_the_fix(tmp_path):
+    """A stage run before its inputs exist (polars' own FileNotFoundError has no filename)."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    job = next(iter(yaml.safe_load((ROOT / "params.yaml").read_text())["train_jobs"]))
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "train.py"), job], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("[train] error: artifacts/datasets/") and ".parquet: no such file" in line
+    assert "`dvc repro` builds every input in order" in line
+
+
 def test_yaml_that_is_not_a_mapping(tmp_path):
     bad = tmp_path / "p.yaml"
     bad.write_text("- just\n- a list\n")
@@ -77,12 +90,12 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
     "edit, needle",
     [
         (lambda d: d["evaluate"].update(ks=[1, 8, 128]), "evaluate.ks: k=128 exceeds sample.n=64"),
-        (lambda d: d["arms"]["random-balanced"].update(standard_from="nope"),
-         "arms.random-balanced.standard_from: unknown arm 'nope'"),
+        (lambda d: d["arms"]["random-skewed"].update(standard_from="nope"),
+         "arms.random-skewed.standard_from: unknown arm 'nope'"),
         (lambda d: d["arms"].update({"search_algorithm-wide": {"label_source": "search_algorithm", "mix": "wide"}}),
          "arms.search_algorithm-wide.mix: no stage makes search_algorithm/wide.parquet"),
-        (lambda d: d["gradient_cluster"].update(reference_arm="random-balanced", rows_source="random"),
-         "gradient_cluster.reference_arm: 'random-balanced' has no standard model"),
+        (lambda d: d["gradient_cluster"].update(reference_arm="random-skewed", rows_source="random"),
+         "gradient_cluster.reference_arm: 'random-skewed' has no standard model"),
         (lambda d: d["gradient_cluster"].update(rows_source="teacher_id"),
          "gradient_cluster.rows_source: 'teacher_id' is not the reference arm's label source"),
         (lambda d: d["distill"].update(mixes=[]),

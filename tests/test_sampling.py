@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from modc_data.config import OpenAIParams, SampleParams
 from modc_data.modeling.format import encode_prompt
 from modc_data.modeling.load import load_checkpoint
-from modc_data.modeling.train import use_bf16
 from modc_data.sampling import Completion, SamplingBackend, get_backend, sample_seed
 from modc_data.sampling.hf import HFBackend, _SeededSampler, hf_generate
 from modc_data.sampling.openai_backend import OpenAIBackend
@@ -652,9 +651,7 @@ def _refuse(name, step):
 
 
 @pytest.mark.parametrize("slow_dtype", ["bfloat16", "float32"])
-def test_hf_auto_picks_the_faster_dtype_and_decoder(ckpts, slow_dtype):
-    if slow_dtype == "float32" and not use_bf16("auto", torch.device("cpu")):
-        pytest.skip("no native bf16 here: float32 is the only dtype candidate")
+def test_hf_auto_picks_the_faster_dtype_and_decoder(ckpts, slow_dtype, bf16_candidate):
     gen = dict(mode=None, n=6, seeds=[5, 6], **GEN)
     # bf16 or fp32 made slow, and transformers' generate too: one candidate is left fast
     timer = slow(lambda name: name.startswith(slow_dtype) or name.endswith("generate"), 50.0)

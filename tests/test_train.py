@@ -37,7 +37,6 @@ from modc_data.modeling.train import (
     split_steps,
     train_experts,
     train_model,
-    use_bf16,
 )
 from modc_data.schema import mode_token
 from tests.test_autotune import slow
@@ -367,7 +366,6 @@ def test_pass_at_n_warmup_covering_the_run_is_refused(rows, tmp_path):
         )
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 # --------------------------------------------------------------------------- bf16 / threads auto
-NATIVE_BF16 = use_bf16("auto", torch.device("cpu"))
 
 
 def _refuse(name, step):
@@ -375,9 +373,7 @@ def _refuse(name, step):
 
 
 @pytest.mark.parametrize("slow_one", ["on", "off"])
-def test_bf16_auto_picks_the_faster_and_records_it(rows, tmp_path, slow_one):
-    if slow_one == "off" and not NATIVE_BF16:
-        pytest.skip("no native bf16 here: fp32 is the only candidate")
+def test_bf16_auto_picks_the_faster_and_records_it(rows, tmp_path, slow_one, bf16_candidate):
     result = _train(rows, tmp_path / "m", steps=3, timer=slow(slow_one))
     assert result.bf16 is (slow_one == "off")
     verdict = read_modc(tmp_path / "m").train["autotune"]["bf16"]
@@ -386,7 +382,7 @@ def test_bf16_auto_picks_the_faster_and_records_it(rows, tmp_path, slow_one):
     assert read_modc(tmp_path / "m").train["bf16"] is result.bf16
 
 
-def test_measuring_leaves_training_as_it_was(rows, tmp_path):
+def test_measuring_leaves_training_as_it_was(rows, tmp_path, bf16_candidate):
     fixed = _train(rows, tmp_path / "fixed", steps=6, train_cfg=TRAIN.model_copy(update={"bf16": "off"}))
     auto = _train(rows, tmp_path / "auto", steps=6, timer=slow("on"))
     assert not auto.bf16 and auto.autotune["bf16"]["source"] == "measured"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ def label_by_gradient_clusters(
     work_dir: str | Path,
     *,
     true_mode_column: str | None = None,
-) -> tuple[pl.DataFrame, dict[str, Any]]:
+    shard: tuple[int, int] = (0, 1),
+    barrier: Callable[[], None] = lambda: None,
+) -> tuple[pl.DataFrame | None, dict[str, Any]]:
     """Relabel ``rows`` (ROW_SCHEMA, any splits) with gradient-cluster modes.
 
     In: rows (at least C train rows), a reference causal LM in fp32 and its tokenizer, params,
@@ -79,6 +82,9 @@ def label_by_gradient_clusters(
     the input order — only a seeded ``cfg.max_examples`` sample of the train rows when set;
     a report dict with ``n_clusters``, ``silhouette`` (C -> score), ``cluster_sizes`` per split
     and, where true modes are known, ``agreement`` per split (``ari``, ``contingency``).
+    ``shard=(rank, world)``, ``barrier``: called in each of ``world`` processes, every rank
+    computes its share of the features (``gradients.featurize``); rank 0 clusters and returns
+    the rows, the others return (None, {}) once the features are merged.
     """
     check_schema(rows, "label_by_gradient_clusters: rows")
     if true_mode_column is not None and true_mode_column not in rows.columns:
@@ -109,7 +115,11 @@ def label_by_gradient_clusters(
         seed=cfg.seed,
         chunk_size=cfg.chunk_size,
         method=cfg.method,
+        shard=shard,
+        barrier=barrier,
     )
+    if shard[0] != 0:
+        return None, {}
     feats = np.asarray(feats)
     n_train = train.height
     result = cluster_features(

@@ -10,7 +10,8 @@ What it handles:
   example at a time, ordinary autograd), the loop doubling as the fallback when vmap fails;
 - ``featurize``: streams groups of flattened gradients (~1 GiB) through a
   ``RademacherProjection`` into a resumable feature store, so at most one group of full
-  gradients is ever held.
+  gradients is ever held; with ``shard=(rank, world)`` each of ``world`` processes computes its
+  share of the rows into a store of its own (resumable per shard), and rank 0 merges them.
 
 What it leaves out: clustering (``clustering.py``) and turning clusters into rows
 (``gradient_cluster.py``).
@@ -21,22 +22,27 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import shutil
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from numpy.lib.format import open_memmap
 from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
 from modc_data.labeling.projection import (
+    FEATURES_FILE,
+    META_FILE,
     FeatureMeta,
     RademacherProjection,
     commit_rows,
     open_feature_store,
+    read_feature_meta,
 )
 from modc_data.modeling.format import IGNORE_INDEX, encode_example
 from modc_data.modeling.objectives import completion_logprob
@@ -330,6 +336,8 @@ def featurize(
     method: Method = "auto",
     cache_bytes: int = 512 * 2**20,
     buffer_bytes: int = BUFFER_BYTES,
+    shard: tuple[int, int] = (0, 1),
+    barrier: Callable[[], None] = lambda: None,
 ) -> tuple[np.memmap, dict]:
     """Projected gradient features of ``pairs``, stored (and resumed) in ``directory``.
 
@@ -345,6 +353,13 @@ def featurize(
     Examples are processed in ``length_order`` (so a chunk pads little) and each result is
     written to its own row; the store's ``rows_done`` counts examples of that order, which is a
     function of the examples alone, so a resumed run continues exactly where it stopped.
+
+    ``shard=(rank, world)``: call it in each of ``world`` processes (``barrier`` waits for all of
+    them, e.g. ``torch.distributed.barrier``). Rank r computes the rows ``shard_rows`` gives it
+    into ``directory/shard-<r>-of-<world>`` (a store of its own, resumed by itself); rank 0 then
+    copies every shard's rows into the store in ``directory`` and removes the shards. The merged
+    store equals the one-process store (the same projection of the same gradients). Every rank
+    returns the merged features.
     """
     if method not in ("auto", "vmap", "loop"):
         raise ValueError(f"featurize: method must be 'auto', 'vmap' or 'loop', got {method!r}")
@@ -365,6 +380,13 @@ def featurize(
         dataset_hash=dataset_hash(pairs),
         order=ORDER,
     )
+    rank, world = shard
+    if world > 1:
+        return _featurize_sharded(
+            model, tokenizer, pairs, examples, Path(directory), meta, rank, world, barrier,
+            dict(dim=dim, seed=seed, chunk_size=chunk_size, method=method,
+                 cache_bytes=cache_bytes, buffer_bytes=buffer_bytes),
+        )
     feats, stored = open_feature_store(directory, meta)
     done = resumed = stored.rows_done
     order = length_order(examples)
@@ -412,3 +434,45 @@ def featurize(
         "rows_resumed": resumed,
     }
     return feats, info
+
+
+def shard_rows(examples: Sequence[Example], world: int) -> list[np.ndarray]:
+    """Row indices of each of ``world`` shards: the length order dealt out in turn, so every
+    shard gets rows of every length (equal work) and the split depends on the examples alone."""
+    order = length_order(examples)
+    return [order[r::world] for r in range(world)]
+
+
+def _featurize_sharded(model, tokenizer, pairs, examples, directory: Path, meta: FeatureMeta,
+                       rank: int, world: int, barrier: Callable[[], None], kw: dict):
+    """``featurize`` for one of ``world`` ranks (see there)."""
+    if not 0 <= rank < world:
+        raise ValueError(f"featurize: shard rank {rank} is not in [0, {world})")
+    shards = shard_rows(examples, world)
+    shard_dir = directory / f"shard-{rank}-of-{world}"
+    complete = (directory / META_FILE).exists() and read_feature_meta(directory).rows_done == len(examples)
+    info: dict = {"rows_resumed": len(examples) if complete else 0}
+    if not complete:
+        _, info = featurize(model, tokenizer, [pairs[i] for i in shards[rank]], shard_dir, **kw)
+    barrier()  # every shard is whole
+    if rank == 0:
+        feats, stored = open_feature_store(directory, meta)  # checks a stored run is this one
+        if stored.rows_done < len(examples):
+            for r, rows in enumerate(shards):
+                part = directory / f"shard-{r}-of-{world}"
+                if read_feature_meta(part).rows_done != len(rows):
+                    raise RuntimeError(f"{part}: shard {r} has not finished; rerun to resume it")
+                feats[rows] = open_memmap(part / FEATURES_FILE, mode="r")
+            commit_rows(directory, feats, stored, len(examples))
+        del feats
+        for r in range(world):
+            shutil.rmtree(directory / f"shard-{r}-of-{world}", ignore_errors=True)
+    barrier()  # the merged store is whole
+    return open_memmap(directory / FEATURES_FILE, mode="r"), {
+        "n_params": meta.n_params,
+        "method": info.get("method", kw["method"]),
+        "model_hash": meta.model_hash,
+        "dataset_hash": meta.dataset_hash,
+        "rows_resumed": info["rows_resumed"],
+        "shards": world,
+    }

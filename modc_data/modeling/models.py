@@ -126,13 +126,16 @@ def load_pretrained_base(
     lora: bool = True,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
+    gradient_checkpointing: bool = False,
 ):
     """(model, tokenizer) for fine-tuning a pretrained causal LM.
 
     ``modes``: prefix-model modes; their tokens are added to the tokenizer as special tokens and
     their embedding rows made trainable. With ``lora`` the model is a ``peft.PeftModel`` whose
     trainable parameters are the LoRA matrices (and those rows); without, the bare model.
-    ``dtype`` None keeps float32 (training is done in fp32 master weights + autocast).
+    ``dtype`` None keeps float32 (training is done in fp32 master weights + autocast); bf16
+    keeps the frozen base in bf16 (peft still makes the LoRA weights float32).
+    ``gradient_checkpointing`` recomputes the base's activations in backward (less memory).
     Raises FileNotFoundError naming ``model.pretrained.name_or_path`` before loading anything
     when the base can not be found.
     """
@@ -152,6 +155,9 @@ def load_pretrained_base(
     mode_tokens = add_mode_tokens(tokenizer, modes) if modes else []
     fit_embeddings(model, tokenizer)
     model.to(device)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # the frozen embeddings' output must carry grad
     if not lora:
         return model, tokenizer
 

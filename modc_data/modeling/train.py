@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from modc_data import autotune
 from modc_data.config import ModelParams, TrainParams
+from modc_data.modeling import distributed
 from modc_data.modeling.format import IGNORE_INDEX, encode_example
 from modc_data.modeling.modc_json import ModcInfo, write_modc
 from modc_data.modeling.models import build_scratch_model, load_pretrained_base
@@ -61,6 +62,8 @@ class TrainResult:
     bf16: bool = False  # trained under bf16 autocast
     threads: int = 0  # torch threads used
     autotune: dict = field(default_factory=dict)  # how bf16 and threads were chosen (Verdicts)
+    processes: int = 1  # ranks that trained it (train.processes), each on batch_size / processes rows
+    losses: list[float] = field(default_factory=list)  # the batch's training loss at every step
 
 
 class TrainingInterrupted(RuntimeError):
@@ -242,8 +245,19 @@ def _shape_key(model, slices: Sequence[dict[str, torch.Tensor]], trainable: int)
             f"threads {torch.get_num_threads()}")
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def frozen_base_dtype(model_cfg: ModelParams, device: torch.device) -> torch.dtype | None:
+    """dtype of a pretrained base's frozen weights: ``model.pretrained.dtype`` ('auto': bf16 on a
+    GPU that supports it, where it halves the base's memory and the LoRA weights stay fp32;
+    fp32 on a CPU, where bf16 matmuls are slower without AMX)."""
+    choice = model_cfg.pretrained.dtype
+    if choice == "auto":
+        ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if ok else None
+    return torch.bfloat16 if choice == "bfloat16" else None
+
+
+def pick_device(ranks: distributed.Ranks | None = None) -> torch.device:
+    return distributed.device_for(ranks or distributed.Ranks())
 
 
 # --------------------------------------------------------------------------- resume state
@@ -386,6 +400,12 @@ def train_model(
             f"train.pass_at_n.warmup_steps ({train_cfg.pass_at_n.warmup_steps}) must be < steps "
             f"({steps}): the whole run would be cross-entropy; lower it or use objective 'ce'"
         )
+    ranks = distributed.env_ranks()
+    if train_cfg.batch_size % ranks.world:
+        raise ValueError(
+            f"train.batch_size ({train_cfg.batch_size}) must be a multiple of the {ranks.world} "
+            "processes training it (train.processes): each rank takes an equal share of a batch"
+        )
     train = _select_rows(train_rows, variant, mode, modes, "train rows")
     val = _select_rows(val_rows, variant, mode, modes, "validation rows")
     if train.height == 0:
@@ -396,7 +416,8 @@ def train_model(
         )
     train = train.sort("id")  # row order must not depend on upstream ordering
     val = val.sort("id")
-    device = pick_device()
+    ranks = distributed.init("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(ranks)
     prefix = variant == "prefix"
 
     # ---- model and tokenizer
@@ -411,13 +432,17 @@ def train_model(
         # padded batches: sdpa with a mask takes its slow path); sdpa on CUDA.
         attn = "sdpa" if device.type == "cuda" else "eager"
         model = build_scratch_model(model_cfg.scratch, tokenizer, train_cfg.seed, attn_implementation=attn)
+        if train_cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
         base_info = {"kind": "scratch", "name_or_path": None, "adapter": False}
         max_len = model_cfg.scratch.max_position_embeddings
         len_field = "model.scratch.max_position_embeddings"
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)  # LoRA init draws from the global RNG
-            model, tokenizer = load_pretrained_base(model_cfg.pretrained, modes if prefix else ())
+            model, tokenizer = load_pretrained_base(
+                model_cfg.pretrained, modes if prefix else (), dtype=frozen_base_dtype(model_cfg, device),
+                gradient_checkpointing=train_cfg.gradient_checkpointing)
         base_info = {"kind": "pretrained", "name_or_path": model_cfg.pretrained.name_or_path,
                      "hub_id": model_cfg.pretrained.hub_id, "adapter": True}
         max_len = getattr(model.config, "max_position_embeddings", None) or 10**9
@@ -449,8 +474,9 @@ def train_model(
     d_hash = data_hash(train["id"].to_list())
     fingerprint = data_hash([
         d_hash, variant, str(mode), ",".join(modes), str(steps), str(len(tokenizer)),
-        # threads only change float rounding, and a resumed run may find other cores free
-        model_cfg.model_dump_json(), train_cfg.model_dump_json(exclude={"threads"}),
+        # threads and processes only change float rounding, and a resumed run may find other
+        # cores (or GPUs) free
+        model_cfg.model_dump_json(), train_cfg.model_dump_json(exclude={"threads", "processes"}),
     ])
     ckpt = out_dir / CHECKPOINT_DIR
     start, stats = 0, {"tokens": 0, "wall_s": 0.0}
@@ -461,6 +487,17 @@ def train_model(
 
     pad_id = tokenizer.pad_token_id
     threads, threads_record = autotune.resolve_threads(train_cfg.threads)
+    if ranks.local_world > 1 and train_cfg.threads == "auto":
+        # every rank sees the same free cores when they start together: share them
+        threads = max(1, threads // ranks.local_world)
+        threads_record = {**threads_record, "threads": threads, "ranks_per_machine": ranks.local_world}
+    # DDP sums (averages) the ranks' gradients after each step's last backward; one process: as is
+    net = model
+    if ranks.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    share = train_cfg.batch_size // ranks.world  # rows of each batch this rank takes
+    lo = ranks.rank * share
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -469,40 +506,47 @@ def train_model(
         else:
             first = [
                 {k: v.to(device) for k, v in collate(part, pad_id).items()}
-                for part in micro_batches([train_ex[i] for i in order[min(start, steps - 1)].tolist()],
+                for part in micro_batches([train_ex[i] for i in order[min(start, steps - 1)].tolist()[lo:lo + share]],
                                           train_cfg.micro_batches)
             ]
-            verdict = choose_bf16(train_cfg.bf16, device, model, first,
-                                  _shape_key(model, first, sum(p.numel() for p in params)),
-                                  cache=autotune_cache, timer=timer)
+            verdict = None
+            if ranks.main:  # one rank measures (the others wait); every rank uses its verdict
+                verdict = choose_bf16(train_cfg.bf16, device, model, first,
+                                      _shape_key(model, first, sum(p.numel() for p in params)),
+                                      cache=autotune_cache, timer=timer)
+            verdict = distributed.from_main(ranks, verdict)
         bf16 = verdict.choice == "on"
-        bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress,
+        losses = list(stats.get("losses", []))
+        bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress or not ranks.main,
                    desc=f"train {variant}{'/' + mode if mode else ''}")
         t0 = time.perf_counter()
         tokens = stats["tokens"]
         for step in bar:
-            slices = [
-                collate(part, pad_id)
-                for part in micro_batches([train_ex[i] for i in order[step].tolist()], train_cfg.micro_batches)
-            ]
+            rows = order[step].tolist()[lo:lo + share]  # this rank's share of the global batch
+            slices = [collate(part, pad_id) for part in micro_batches([train_ex[i] for i in rows], train_cfg.micro_batches)]
             counts = [_targets(b["labels"]) for b in slices]
-            targets = max(sum(counts), 1)
+            # the batch's target tokens, over every rank: each slice weighs by its share of them
+            targets = max(distributed.sum_all(ranks, sum(counts)), 1)
             pass_n = train_cfg.objective == "pass_at_n" and step >= train_cfg.pass_at_n.warmup_steps
             loss = torch.zeros(())
-            for batch, count in zip(slices, counts, strict=True):
+            for j, (batch, count) in enumerate(zip(slices, counts, strict=True)):
                 tokens += int(batch["attention_mask"].sum())
                 weight = count / targets
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                if pass_n:
-                    # A per-example loss: each slice weighs by its share of the batch's rows.
-                    rows = len(batch["labels"]) / train_cfg.batch_size
-                    part = _pass_at_n_mean(model, batch, train_cfg.pass_at_n.N, device, bf16) * rows
-                else:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                        # HF's loss is the slice's mean over its target tokens; reweighted to the batch's.
-                        part = model(**batch).loss * weight
-                part.backward()
+                with distributed.no_sync(net, sync=j == len(slices) - 1):
+                    if pass_n:
+                        # A per-example loss: each slice weighs by its share of the batch's rows.
+                        share_rows = len(batch["labels"]) / train_cfg.batch_size
+                        part = _pass_at_n_mean(net, batch, train_cfg.pass_at_n.N, device, bf16) * share_rows
+                    else:
+                        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                            # HF's loss is the slice's mean over its target tokens; reweighted to the batch's.
+                            part = net(**batch).loss * weight
+                    # DDP averages over ranks; the parts are already shares of the whole batch
+                    (part * ranks.world).backward()
                 loss += part.detach().float().cpu()
+            loss = torch.tensor(distributed.sum_all(ranks, loss.item()))
+            losses.append(round(loss.item(), 6))
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
@@ -512,11 +556,17 @@ def train_model(
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if done % train_cfg.save_every == 0 and done < steps:
                 wall = stats["wall_s"] + time.perf_counter() - t0
-                _save_resume(ckpt, model, optimizer, scheduler, done,
-                             {"tokens": tokens, "wall_s": wall, "bf16": bf16}, fingerprint)
+                seen = int(stats["tokens"] + distributed.sum_all(ranks, tokens - stats["tokens"]))
+                if ranks.main:  # one writer; the others wait until the checkpoint is whole
+                    _save_resume(ckpt, model, optimizer, scheduler, done,
+                                 {"tokens": seen, "wall_s": wall, "bf16": bf16, "losses": losses},
+                                 fingerprint)
+                distributed.barrier(ranks)
             if stop_after is not None and done >= stop_after and done < steps:
                 raise TrainingInterrupted(f"stopped after step {done} (stop_after={stop_after})")
         wall_s = stats["wall_s"] + time.perf_counter() - t0
+        # tokens: this rank's since the start or resume, plus what the checkpoint counted
+        tokens = int(stats["tokens"] + distributed.sum_all(ranks, tokens - stats["tokens"]))
         ev = eval_loss(model, val_ex, train_cfg.batch_size, train_cfg.eval_batches, pad_id, device, bf16)
     finally:
         torch.set_num_threads(prev_threads)
@@ -532,6 +582,8 @@ def train_model(
         bf16=bf16,
         threads=threads,
         autotune={"bf16": verdict.record(), "threads": threads_record},
+        processes=ranks.world,
+        losses=losses,
     )
     info = ModcInfo(
         variant=variant,
@@ -558,7 +610,9 @@ def train_model(
     )
     for key, value in (extra_info or {}).items():
         setattr(info, key, value)
-    _save_final(model, tokenizer, info, out_dir)
+    if ranks.main:  # one set of outputs, whatever the number of ranks
+        _save_final(model, tokenizer, info, out_dir)
+    distributed.barrier(ranks)
     return result
 
 
@@ -670,5 +724,8 @@ def train_experts(
     )
     for key, value in (extra_info or {}).items():
         setattr(info, key, value)
-    write_modc(out_dir, info)
+    ranks = distributed.env_ranks()
+    if ranks.main:
+        write_modc(out_dir, info)
+    distributed.barrier(ranks)
     return results
