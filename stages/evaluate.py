@@ -12,6 +12,7 @@ import polars as pl
 from modc_data import pipeline
 from modc_data.artifacts import write_text
 from modc_data.evaluation.label_reports import distill_section, gradient_cluster_section
+from modc_data.evaluation.quality_sections import diversity_section, majority_section
 from modc_data.evaluation.report import ArmSpec, evaluate, write_reports
 from modc_data.modeling.modc_json import read_modc
 from modc_data.tasks import task_from_params
@@ -59,10 +60,19 @@ def main(params, argv):
     results = (out / "results.md").read_text().replace(
         "\n", f"\nSamples verified by task `{task.name}` (rules {rules or 'none'}).\n", 1
     )
+    diversity, diversity_rows = diversity_section(samples)
+    n = params.sample.n
+    ks = cfg.ks or [2**i for i in range(n.bit_length()) if 2**i <= n]  # as pass@k: 1, 2, 4, … n
+    majority, majority_rows = majority_section(samples, task=task.name, ks=ks,
+                                               n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed)
+    results += "\n" + diversity + "\n" + majority
     results += "\n" + gradient_cluster_section(reports("gradient_cluster"))
     for mix, rep in reports("distill").items():
         results += "\n" + distill_section(rep, mix)
     write_text(results, out / "results.md")
+    details = json.loads((out / "details.json").read_text())
+    details.update(diversity=diversity_rows, majority=majority_rows)
+    write_text(json.dumps(details, indent=2, sort_keys=True, default=str), out / "details.json")
 
 
 if __name__ == "__main__":
