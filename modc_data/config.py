@@ -172,6 +172,16 @@ class TrainJobParams(_Block):
     lr: float | None = Field(None, gt=0, description="override train.lr")
     objective: Literal["ce", "pass_at_n"] | None = Field(None, description="override train.objective")
     pass_at_n: PassAtNParams | None = Field(None, description="override train.pass_at_n")
+    shared_steps: int | None = Field(
+        None, gt=0, description="experts: steps of one model on all the arm's rows, from which "
+        "every expert then starts (shared start); the experts split the remaining steps",
+    )
+
+    @model_validator(mode="after")
+    def _shared_only_for_experts(self) -> TrainJobParams:
+        if self.shared_steps is not None and self.variant != "experts":
+            raise ValueError(f"shared_steps is for variant 'experts' (a shared start), not {self.variant!r}")
+        return self
 
     @property
     def arm(self) -> str:
@@ -595,6 +605,10 @@ class Params(_Block):
                     errs.append(f"arms.{key}.standard_from: arm {arm.standard_from!r} has no "
                                 f"standard model (add train_jobs.{arm.standard_from}-standard)")
         for key, job in self.train_jobs.items():
+            steps = job.steps or self.train.steps
+            if job.shared_steps is not None and job.shared_steps >= steps:
+                errs.append(f"train_jobs.{key}.shared_steps: {job.shared_steps} leaves none of the "
+                            f"{steps} steps to the experts; give fewer than {steps}")
             if job.arm not in self.arms:
                 errs.append(f"train_jobs.{key}: arm {job.arm!r} is not in arms {sorted(self.arms)}")
             elif key != f"{job.arm}-{job.variant}":

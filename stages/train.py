@@ -51,7 +51,8 @@ def main(params, argv):
     )
     out_dir = pipeline.ARTIFACTS / "models" / job.arm / job.variant
     if job.variant == "experts":
-        results = train_experts(train_rows, val_rows, modes=modes, out_dir=out_dir, **common)
+        results = train_experts(train_rows, val_rows, modes=modes, out_dir=out_dir,
+                                shared_steps=job.shared_steps or 0, **common)
     else:
         results = {job.variant: train_model(
             train_rows, val_rows, variant=job.variant, mode=None, modes=modes, out_dir=out_dir, **common

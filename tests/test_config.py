@@ -43,6 +43,8 @@ def _default() -> dict:
         (lambda d: d["sample"].update(threads="all"), "sample.threads"),
         (lambda d: d["gradient_cluster"].update(threads=True), "gradient_cluster.threads"),
         (lambda d: d["sample"].update(decoder="beam"), "sample.decoder"),
+        (lambda d: d["train_jobs"]["search_algorithm-skewed-prefix"].update(shared_steps=10),
+         "shared_steps is for variant 'experts'"),
     ],
 )
 def test_malformed_params_name_the_field(edit, field):
@@ -103,6 +105,8 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
         (lambda d: d["distill"].update(after="artifacts/data/problems.parquet"),
          "distill.after must be it or a folder above it"),
         (lambda d: d["sample"].update(splits=["test", "dev"]), "sample.splits: ['dev']"),
+        (lambda d: d["train_jobs"]["search_algorithm-skewed-experts"].update(shared_steps=1200),
+         "train_jobs.search_algorithm-skewed-experts.shared_steps: 1200 leaves none of the 1200 steps"),
         (lambda d: d.update(task="math"), "labels.sources: 'search_algorithm' needs DFS/BFS traces"),
     ],
 )

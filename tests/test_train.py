@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import polars as pl
@@ -200,6 +201,45 @@ def test_experts_steps_sum_to_standard(rows, tmp_path):
         assert info.mode == m
         # Shared vocabulary: every expert maps words to the same ids.
         assert tok.get_vocab() == build_word_tokenizer(TINY_TEXTS).get_vocab()
+
+
+def test_shared_start_experts_account_for_every_step(rows, tmp_path):
+    fixed = TRAIN.model_copy(update={"bf16": "off"})
+    kw = dict(modes=MODES, label_source="search_algorithm", arm="tiny", model_cfg=SCRATCH,
+              train_cfg=fixed, tokenizer_texts=TINY_TEXTS, progress=False)
+    results = train_experts(*rows, steps=10, out_dir=tmp_path / "experts", shared_steps=4, **kw)
+    assert [r.steps for r in results.values()] == [3, 3]  # the 6 steps after the shared 4
+    group = read_modc(tmp_path / "experts")
+    shared = group.train["shared"]
+    assert group.train["steps"] == 10 == shared["steps"] + sum(r.steps for r in results.values())
+    assert group.train["shared_steps"] == 4
+    assert group.train["tokens"] == shared["tokens"] + sum(r.tokens for r in results.values())
+    assert not (tmp_path / "experts" / "shared").exists()  # removed once the group is complete
+    train, _ = rows
+    # the shared model, trained alone, is where each expert started: same weights as a standard
+    # model of 4 steps; after it each expert sees only its own mode's rows
+    standard = _train(rows, tmp_path / "standard", steps=4, train_cfg=fixed)
+    assert standard.tokens == shared["tokens"]
+    start = read_modc(tmp_path / "experts" / group.experts["dfs"]).train["init_from"]
+    digest = hashlib.sha256((tmp_path / "standard" / "model.safetensors").read_bytes()).hexdigest()
+    assert start == {"path": "shared", "weights_sha256": digest[:16]}
+    for m in MODES:
+        info = read_modc(tmp_path / "experts" / group.experts[m])
+        assert info.train["train_rows"] == train.filter(pl.col("mode") == m).height
+    # a shared start changes the experts: not the same weights as experts from the seeded init
+    plain = train_experts(*rows, steps=6, out_dir=tmp_path / "plain", **kw)
+    assert [r.steps for r in plain.values()] == [3, 3]
+    a = load_file(str(tmp_path / "experts" / group.experts["dfs"] / "model.safetensors"))
+    b = load_file(str(tmp_path / "plain" / group.experts["dfs"] / "model.safetensors"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_shared_steps_must_leave_expert_steps(rows, tmp_path):
+    with pytest.raises(ValueError, match=r"shared_steps \(6\) must be in \[0, steps=6\)"):
+        train_experts(*rows, modes=MODES, label_source="search_algorithm", arm="tiny", model_cfg=SCRATCH,
+                      train_cfg=TRAIN, steps=6, out_dir=tmp_path / "e", tokenizer_texts=TINY_TEXTS,
+                      progress=False, shared_steps=6)
+    assert not (tmp_path / "e").exists()
 
 
 def test_lora_prefix_trains_and_reloads_over_local_base(rows, tmp_path):

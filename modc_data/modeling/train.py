@@ -38,7 +38,7 @@ from modc_data import autotune
 from modc_data.config import ModelParams, TrainParams
 from modc_data.modeling import distributed
 from modc_data.modeling.format import IGNORE_INDEX, encode_example
-from modc_data.modeling.modc_json import ModcInfo, write_modc
+from modc_data.modeling.modc_json import ModcInfo, read_modc, write_modc
 from modc_data.modeling.models import build_scratch_model, load_pretrained_base
 from modc_data.modeling.objectives import completion_logprob, pass_at_n_loss
 from modc_data.modeling.tokenizer import add_mode_tokens, build_word_tokenizer
@@ -362,6 +362,7 @@ def train_model(
     extra_info: dict | None = None,
     autotune_cache: str | Path | None = None,
     timer: autotune.Timer = autotune.wall_timer,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train one model for exactly ``steps`` optimizer steps and write its checkpoint to ``out_dir``.
 
@@ -380,6 +381,9 @@ def train_model(
     (``choose_bf16``, ``autotune.resolve_threads``; a resumed run keeps its dtype);
     ``autotune_cache`` (JSON file, None: none) keeps bf16 verdicts per machine, ``timer`` times
     its steps (tests inject a slow one). Both choices are in the result and modc.json.
+    ``init_from``: a checkpoint of this arm (same tokenizer texts) whose trained weights the
+    model starts from instead of its seeded init (the experts' shared start): the full weights of
+    a scratch model, the adapter of a LoRA one.
     Raises ValueError before any model is built when the rows or arguments can not work.
     """
     out_dir = Path(out_dir)
@@ -447,6 +451,9 @@ def train_model(
                      "hub_id": model_cfg.pretrained.hub_id, "adapter": True}
         max_len = getattr(model.config, "max_position_embeddings", None) or 10**9
         len_field = "the base model's max_position_embeddings"
+    start_hash = "none"
+    if init_from is not None:
+        start_hash = _load_start(model, Path(init_from))
     model.to(device)
     model.train()
 
@@ -473,7 +480,7 @@ def train_model(
     order = batch_order(len(train_ex), steps, train_cfg.batch_size, train_cfg.seed)
     d_hash = data_hash(train["id"].to_list())
     fingerprint = data_hash([
-        d_hash, variant, str(mode), ",".join(modes), str(steps), str(len(tokenizer)),
+        d_hash, variant, str(mode), ",".join(modes), str(steps), str(len(tokenizer)), start_hash,
         # threads and processes only change float rounding, and a resumed run may find other
         # cores (or GPUs) free
         model_cfg.model_dump_json(), train_cfg.model_dump_json(exclude={"threads", "processes"}),
@@ -605,6 +612,8 @@ def train_model(
             "val_rows": val.height,
             "parameters": sum(p.numel() for p in model.parameters()),
             "trainable_parameters": sum(p.numel() for p in params),
+            **({"init_from": {"path": Path(init_from).name, "weights_sha256": start_hash}}
+               if init_from is not None else {}),
         },
         params={"model": model_cfg.model_dump(), "train": train_cfg.model_dump()},
     )
@@ -614,6 +623,30 @@ def train_model(
         _save_final(model, tokenizer, info, out_dir)
     distributed.barrier(ranks)
     return result
+
+
+def _load_start(model, ckpt: Path) -> str:
+    """Load ``ckpt``'s trained weights into ``model`` (safetensors only); their sha256."""
+    lora = hasattr(model, "peft_config")
+    path = ckpt / ("adapter_model.safetensors" if lora else "model.safetensors")
+    if not path.exists():
+        raise ValueError(f"{path}: no weights to start from (init_from must be a finished "
+                         f"{'LoRA' if lora else 'scratch'} checkpoint of this arm)")
+    weights = load_file(str(path))
+    if lora:
+        from peft import set_peft_model_state_dict
+
+        unexpected = set_peft_model_state_dict(model, weights).unexpected_keys
+        missing: list[str] = []
+    else:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        # a tied output head is saved once, as the input embedding
+        tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+        missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit this model (missing {sorted(missing)[:3]}, "
+                         f"unexpected {sorted(unexpected)[:3]}); was it trained on this arm?")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _task_of(rows: pl.DataFrame) -> str:
@@ -660,8 +693,17 @@ def train_experts(
     extra_info: dict | None = None,
     autotune_cache: str | Path | None = None,
     timer: autotune.Timer = autotune.wall_timer,
+    shared_steps: int = 0,
 ) -> dict[str, TrainResult]:
     """One expert per mode in ``out_dir/<mode_slug>/``; their steps sum to ``steps``.
+
+    ``shared_steps`` > 0 (a shared start): first one model trains that many steps on all the
+    arm's rows (like the standard model), then every expert starts from its weights and trains
+    on its own mode's rows; the experts split the remaining ``steps - shared_steps``, so the
+    group's compute still equals the standard model's. The shared model is kept in
+    ``out_dir/shared`` while the experts train (an interrupted run reuses it) and removed once
+    the group is complete; its result is in the group's modc.json (``train.shared``). Under
+    ``pass_at_n`` its CE warm-up happens in the shared steps (the experts get none).
 
     Writes the group ``out_dir/modc.json`` (variant 'experts') last, so a group with modc.json
     is complete. Every mode must have training rows (checked before any training).
@@ -681,14 +723,30 @@ def train_experts(
         )
     if tokenizer_texts is None:
         tokenizer_texts = [*train_rows["prompt"], *train_rows["completion"], *val_rows["prompt"], *val_rows["completion"]]
-    per_mode_steps = split_steps(steps, len(modes))
-    warmups = split_steps(train_cfg.pass_at_n.warmup_steps, len(modes))
+    if not 0 <= shared_steps < steps:
+        raise ValueError(f"shared_steps ({shared_steps}) must be in [0, steps={steps}): the experts "
+                         "need steps of their own")
+    per_mode_steps = split_steps(steps - shared_steps, len(modes))
+    warmups = split_steps(0 if shared_steps else train_cfg.pass_at_n.warmup_steps, len(modes))
     if train_cfg.objective == "pass_at_n" and any(w >= s for w, s in zip(warmups, per_mode_steps, strict=True)):
         raise ValueError(
             f"train.pass_at_n.warmup_steps ({train_cfg.pass_at_n.warmup_steps}) split over "
             f"{len(modes)} experts is {warmups}, not below their steps {per_mode_steps}: some "
             "expert would train on cross-entropy only; lower it"
         )
+    common = dict(label_source=label_source, arm=arm, model_cfg=model_cfg,
+                  tokenizer_texts=tokenizer_texts, progress=progress, extra_info=extra_info,
+                  autotune_cache=autotune_cache, timer=timer)
+    shared, shared_dir = None, out_dir / "shared"
+    if shared_steps:
+        done = shared_dir / "modc.json"
+        if done.exists() and read_modc(shared_dir).train.get("steps") == shared_steps:
+            shared = read_modc(shared_dir).train  # a finished shared start of an interrupted run
+        else:
+            shared = asdict(train_model(
+                train_rows.filter(pl.col("mode").is_in(modes)), val_rows, variant="standard",
+                mode=None, modes=modes, train_cfg=train_cfg, steps=shared_steps,
+                out_dir=shared_dir, **common))
     results = {}
     for m, n_steps, warmup in zip(modes, per_mode_steps, warmups, strict=True):
         cfg = train_cfg
@@ -697,10 +755,9 @@ def train_experts(
                 update={"pass_at_n": train_cfg.pass_at_n.model_copy(update={"warmup_steps": warmup})}
             )
         results[m] = train_model(
-            train_rows, val_rows, variant="expert", mode=m, modes=modes,
-            label_source=label_source, arm=arm, model_cfg=model_cfg, train_cfg=cfg,
-            steps=n_steps, out_dir=out_dir / mode_slug(m), tokenizer_texts=tokenizer_texts,
-            progress=progress, extra_info=extra_info, autotune_cache=autotune_cache, timer=timer,
+            train_rows, val_rows, variant="expert", mode=m, modes=modes, train_cfg=cfg,
+            steps=n_steps, out_dir=out_dir / mode_slug(m),
+            init_from=shared_dir if shared_steps else None, **common,
         )
     info = ModcInfo(
         variant="experts",
@@ -714,10 +771,13 @@ def train_experts(
               "adapter": model_cfg.base == "pretrained"},
         data_hash=data_hash(train_rows.filter(pl.col("mode").is_in(modes))["id"].to_list()),
         train={
-            "steps": sum(r.steps for r in results.values()),
+            "steps": sum(r.steps for r in results.values()) + shared_steps,
             "per_mode": {m: asdict(r) for m, r in results.items()},
-            "tokens": sum(r.tokens for r in results.values()),
-            "wall_s": sum(r.wall_s for r in results.values()),
+            "tokens": sum(r.tokens for r in results.values()) + (shared["tokens"] if shared else 0),
+            "wall_s": sum(r.wall_s for r in results.values()) + (shared["wall_s"] if shared else 0.0),
+            "shared_steps": shared_steps,
+            **({"shared": {k: shared[k] for k in ("steps", "tokens", "wall_s", "eval_loss")}}
+               if shared else {}),
             **objective_info(train_cfg),
         },
         params={"model": model_cfg.model_dump(), "train": train_cfg.model_dump()},
@@ -727,5 +787,6 @@ def train_experts(
     ranks = distributed.env_ranks()
     if ranks.main:
         write_modc(out_dir, info)
+        shutil.rmtree(shared_dir, ignore_errors=True)  # the group is complete without it
     distributed.barrier(ranks)
     return results
