@@ -367,6 +367,27 @@ class OpenAIParams(_Block):
         return v
 
 
+class PoliciesParams(_Block):
+    """Allocation policies (evaluation/allocation.py), scored by the evaluate stage.
+
+    Each arm listed gets its policies fit on the validation split of each pair and scored on
+    its test split. The sample stage samples those validation splits too (at most
+    ``validation_problems`` each) for the arm's prefix and standard models, so this block lives
+    under ``sample``: it decides what is sampled.
+    """
+
+    arms: list[str] = Field(
+        default_factory=list, description="arms whose prefix model gets allocation policies"
+    )
+    pairs: dict[str, str] = Field(
+        default_factory=lambda: {"test_adversarial": "validation_adversarial"},
+        description="test split -> the validation split its policies are fit on",
+    )
+    validation_problems: int = Field(
+        250, gt=0, description="cap on problems sampled per validation split (first by id)"
+    )
+
+
 class SampleParams(_Block):
     backend: Literal["hf", "vllm", "openai"] = "hf"
     n: int = Field(64, gt=0, description="samples per (problem, model, mode)")
@@ -386,6 +407,7 @@ class SampleParams(_Block):
     max_problems: int | None = Field(None, gt=0, description="cap per split (first by id)")
     vllm: VLLMParams = VLLMParams()
     openai: OpenAIParams = OpenAIParams()
+    policies: PoliciesParams = PoliciesParams()
     seed: int = 0
 
     @model_validator(mode="before")
@@ -649,6 +671,23 @@ class Params(_Block):
         if bad:
             errs.append(f"sample.splits: {bad} are not splits of task {self.task!r}; "
                         f"allowed: {list(splits)}")
+        pol = self.sample.policies
+        for arm in pol.arms:
+            if arm not in self.arms:
+                errs.append(f"sample.policies.arms: unknown arm {arm!r}; arms are "
+                            f"{sorted(self.arms)}")
+            elif self.model_key(arm, "prefix") is None or self.model_key(arm, "standard") is None:
+                errs.append(f"sample.policies.arms: arm {arm!r} needs a prefix and a standard "
+                            f"model (train_jobs.{arm}-prefix and -standard or standard_from)")
+        if pol.arms:
+            for test, val in pol.pairs.items():
+                bad = [sp for sp in (test, val) if sp not in splits]
+                if bad:
+                    errs.append(f"sample.policies.pairs: {bad} are not splits of task "
+                                f"{self.task!r}; allowed: {list(splits)}")
+                elif test == val:
+                    errs.append(f"sample.policies.pairs: {test!r} maps to itself; fit policies "
+                                "on a validation split, never on the split they are scored on")
         if self.evaluate.ks and max(self.evaluate.ks) > self.sample.n:
             errs.append(f"evaluate.ks: k={max(self.evaluate.ks)} exceeds sample.n="
                         f"{self.sample.n} (pass@k needs n >= k samples per mode)")
@@ -664,6 +703,24 @@ class Params(_Block):
             "teacher_id": set(self.distill.mixes),
             "gradient_cluster": set(self.gradient_cluster.mixes),
         }
+
+    def policy_splits(self, job_key: str) -> dict[str, int | None]:
+        """Extra splits the sample stage of ``job_key`` samples for allocation policies:
+        {split: cap on problems}. The pairs' test splits keep ``sample.max_problems`` (they
+        are scored); their validation splits are capped at ``validation_problems``."""
+        pol = self.sample.policies
+        job = self.train_jobs[job_key]
+        # Decided from this job and `arms` alone (the sample stage's params), not the other jobs.
+        if not (
+            (job.variant == "prefix" and job.arm in pol.arms)
+            or (job.variant == "standard" and job.arm in {self.standard_arm(a) for a in pol.arms})
+        ):
+            return {}
+        out: dict[str, int | None] = {}
+        for test, val in pol.pairs.items():
+            out[test] = self.sample.max_problems
+            out[val] = pol.validation_problems
+        return out
 
     def standard_arm(self, arm: str) -> str:
         """Arm whose standard model serves ``arm`` (itself unless ``standard_from`` is set)."""

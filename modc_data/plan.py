@@ -152,7 +152,14 @@ def _sample(p: Params) -> list[str]:
     for key, job in p.train_jobs.items():
         modes = 1 if job.variant == "standard" else _modes_of(p, job.label_source)
         per = f"{_n(s.n * modes)}" if modes is not None else f"{s.n} x modes"
-        lines.append(f"  - {key}: {per} samples per problem")
+        extra = p.policy_splits(key)
+        also = ""
+        if extra:
+            also = " (allocation policies: also " + ", ".join(
+                f"{sp}" + (f" ≤ {cap} problems" if cap else "") for sp, cap in extra.items()
+                if sp not in s.splits or cap != s.max_problems
+            ) + ")"
+        lines.append(f"  - {key}: {per} samples per problem{also}")
     return lines
 
 

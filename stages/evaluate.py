@@ -12,6 +12,7 @@ import polars as pl
 from modc_data import pipeline
 from modc_data.artifacts import write_text
 from modc_data.evaluation.label_reports import distill_section, gradient_cluster_section
+from modc_data.evaluation.policy_sections import policy_sections
 from modc_data.evaluation.quality_sections import diversity_section, majority_section
 from modc_data.evaluation.report import ArmSpec, evaluate, write_reports
 from modc_data.modeling.modc_json import read_modc
@@ -36,9 +37,12 @@ def arm_specs(params) -> dict[str, ArmSpec]:
 def main(params, argv):
     specs = arm_specs(params)
     models = {m for s in specs.values() for m in (s.standard, s.experts, s.prefix) if m}
-    samples = pl.concat(
+    every = pl.concat(
         [pl.read_parquet(pipeline.ARTIFACTS / "samples" / f"{m}.parquet") for m in sorted(models)]
     )
+    # pass@k, diversity and maj@k are on sample.splits; the validation splits the policy arms
+    # also sampled (sample.policies.pairs) only fit the allocation policies.
+    samples = every.filter(pl.col("split").is_in(list(params.sample.splits)))
     problems = pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet")
     cfg = params.evaluate
     result = evaluate(
@@ -69,9 +73,19 @@ def main(params, argv):
     results += "\n" + gradient_cluster_section(reports("gradient_cluster"))
     for mix, rep in reports("distill").items():
         results += "\n" + distill_section(rep, mix)
+    pol = params.sample.policies
+    policy_rows = []
+    if pol.arms:
+        policy_arms = {a: (params.model_key(a, "prefix"), params.model_key(a, "standard"),
+                           list(specs[a].modes)) for a in pol.arms}
+        section, policy_rows = policy_sections(
+            every, policy_arms, pol.pairs, ks, figures_dir=out / "figures",
+            n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed,
+        )
+        results += "\n" + section
     write_text(results, out / "results.md")
     details = json.loads((out / "details.json").read_text())
-    details.update(diversity=diversity_rows, majority=majority_rows)
+    details.update(diversity=diversity_rows, majority=majority_rows, policies=policy_rows)
     write_text(json.dumps(details, indent=2, sort_keys=True, default=str), out / "details.json")
 
 

@@ -26,7 +26,8 @@ def main(params, argv):
     model_dir = pipeline.ARTIFACTS / "models" / job.arm / job.variant
     info = read_modc(model_dir)
     problems = select_problems(
-        pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet"), params.sample
+        pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet"), params.sample,
+        extra=params.policy_splits(key),
     )
     backend = make_backend(params.sample, autotune_cache=pipeline.ARTIFACTS / "cache" / "autotune.json")
     started = time.perf_counter()

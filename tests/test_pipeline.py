@@ -37,6 +37,28 @@ def test_repro_builds_every_artifact(smoke_repo):
     assert "search_algorithm/skewed" in summary
     assert list((art / "eval" / "figures").glob("*.png"))
     assert (art / "hub").is_dir()
+    # allocation policies (sample.policies): the headline arm's prefix and standard models also
+    # sampled the validation splits, capped; other models and the pass@k tables did not use them
+    pol = yaml.safe_load((root / "params.yaml").read_text())["sample"]["policies"]
+    have = dict(problems.group_by("split").len().iter_rows())
+    cap = {val: min(pol["validation_problems"], have[val]) for val in pol["pairs"].values()}
+    assert cap["validation"] < have["validation"]  # the cap took effect
+    for job in ("search_algorithm-skewed-prefix", "search_algorithm-skewed-standard"):
+        drawn = pl.read_parquet(art / "samples" / f"{job}.parquet")
+        for val in pol["pairs"].values():
+            assert drawn.filter(pl.col("split") == val)["problem_id"].n_unique() == cap[val], (job, val)
+    other = pl.read_parquet(art / "samples" / "search_algorithm-balanced-prefix.parquet")
+    assert not set(other["split"]) & set(pol["pairs"].values())
+    results = (art / "eval" / "results.md").read_text()
+    assert "## Allocation policies" in results and "Never loses:" in results
+    assert "split `validation" not in results  # no pass@k table on a validation split
+    details = json.loads((art / "eval" / "details.json").read_text())
+    scored = [r for r in details["policies"] if r["scored"]]
+    assert {(r["test"], r["validation"]) for r in scored} == set(pol["pairs"].items())
+    for r in scored:
+        assert r["arm"] == "search_algorithm-skewed" and r["n_validation"] == cap[r["validation"]]
+        assert (art / "eval" / "figures" / r["figure"]).stat().st_size > 1000
+        assert set(r["chosen"].values()) <= {"free", "uniform", "static", "preference"}
 
 
 def test_metrics_and_plots_visible_to_dvc(smoke_repo):

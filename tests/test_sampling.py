@@ -393,6 +393,16 @@ def test_select_problems():
     assert got["problem_id"].to_list() == ["a", "d"]
     with pytest.raises(ValueError, match="sample.splits"):
         select_problems(df, SampleParams(splits=["validation"]))
+    # extra splits (allocation policies): added with their own cap; a shared split keeps the
+    # smaller cap; a missing one names sample.policies.pairs
+    got = select_problems(df, SampleParams(splits=["test_adversarial"]), extra={"test": 1})
+    assert got["problem_id"].to_list() == ["a", "d"]
+    got = select_problems(df, SampleParams(splits=["test"]), extra={"test": None, "train": 5})
+    assert got.sort("problem_id")["problem_id"].to_list() == ["a", "b", "c"]
+    got = select_problems(df, SampleParams(splits=["test"], max_problems=5), extra={"test": 1})
+    assert got["problem_id"].to_list() == ["a"]
+    with pytest.raises(ValueError, match="sample.policies.pairs"):
+        select_problems(df, SampleParams(splits=["test"]), extra={"validation_adversarial": 3})
 
 
 # --------------------------------------------------------------------------- openai backend

@@ -44,7 +44,6 @@ from modc_data.evaluation.bootstrap import (
 from modc_data.evaluation.figures import _save
 from modc_data.evaluation.passk import pass_at_k_curve
 from modc_data.evaluation.report import _cell
-from modc_data.sampler import split_budget
 
 # Row order of tables and figures; "chosen" is the validated product choice.
 POLICY_ORDER = ("standard", "free", "uniform", "static", "preference", "chosen", "oracle")
@@ -432,7 +431,13 @@ def shipped_policy(ev: PolicyEvaluation, modes: Sequence[str]) -> dict[str, dict
         elif best == "free":
             counts = {a: (k if a == FREE else 0) for a in ev.arms}
         else:
-            counts = dict.fromkeys(ev.arms, 0) | split_budget(k, list(modes))
+            # sampler.split_budget's uniform split, written out: importing the sampler would pull
+            # the sampling backends into the evaluate stage's code deps (tests/test_dvc_graph.py);
+            # tests/test_allocation_report.py checks the sampler reads back these counts.
+            q, r = divmod(k, len(modes))
+            counts = dict.fromkeys(ev.arms, 0) | {
+                m: q + (1 if i < r else 0) for i, m in enumerate(modes)
+            }
         out[str(k)] = {
             "policy": best,
             "counts": counts,

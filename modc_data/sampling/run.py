@@ -124,10 +124,15 @@ def openai_kwargs(o: OpenAIParams) -> dict:
     )
 
 
-def select_problems(problems: pl.DataFrame, cfg: SampleParams) -> pl.DataFrame:
+def select_problems(
+    problems: pl.DataFrame, cfg: SampleParams, extra: dict[str, int | None] | None = None
+) -> pl.DataFrame:
     """Rows of ``cfg.splits``; with ``cfg.max_problems``, the first that many per split by id.
 
-    Raises ValueError naming ``sample.splits`` when a requested split has no problems.
+    ``extra``: more splits to sample, {split: cap or None} (``Params.policy_splits``: the
+    splits allocation policies are fit and scored on). A split both in ``cfg.splits`` and in
+    ``extra`` keeps the smaller cap. Raises ValueError naming ``sample.splits`` (or
+    ``sample.policies.pairs`` for an extra split) when a requested split has no problems.
     """
     _check_problems(problems)
     present = set(problems["split"].unique().to_list())
@@ -136,10 +141,25 @@ def select_problems(problems: pl.DataFrame, cfg: SampleParams) -> pl.DataFrame:
         raise ValueError(
             f"sample.splits: no problems in split(s) {missing}; the problems have {sorted(present)}"
         )
-    out = problems.filter(pl.col("split").is_in(list(cfg.splits))).sort("split", "problem_id")
-    if cfg.max_problems is not None:
-        out = out.group_by("split", maintain_order=True).head(cfg.max_problems)
-    return out
+    extra = extra or {}
+    missing = [s for s in extra if s not in present]
+    if missing:
+        raise ValueError(
+            f"sample.policies.pairs: no problems in split(s) {missing}; the problems have "
+            f"{sorted(present)}"
+        )
+    caps: dict[str, int | None] = dict.fromkeys(cfg.splits, cfg.max_problems)
+    for split, cap in extra.items():
+        if split in caps:
+            known = [c for c in (caps[split], cap) if c is not None]
+            caps[split] = min(known) if known else None
+        else:
+            caps[split] = cap
+    parts = []
+    for split in sorted(caps):
+        rows = problems.filter(pl.col("split") == split).sort("problem_id")
+        parts.append(rows if caps[split] is None else rows.head(caps[split]))
+    return pl.concat(parts).sort("split", "problem_id")
 
 
 def _check_problems(problems: pl.DataFrame) -> None:
