@@ -177,10 +177,18 @@ class TrainJobParams(_Block):
         "every expert then starts (shared start); the experts split the remaining steps",
     )
 
+    free_share: float | None = Field(
+        None, ge=0, le=1, description="prefix: share of rows trained with the mode token as the "
+        "first *target* token (after the prompt) instead of in the prompt, so the model can also "
+        "sample freely, choosing its own mode; 0/None: forced modes only",
+    )
+
     @model_validator(mode="after")
     def _shared_only_for_experts(self) -> TrainJobParams:
         if self.shared_steps is not None and self.variant != "experts":
             raise ValueError(f"shared_steps is for variant 'experts' (a shared start), not {self.variant!r}")
+        if self.free_share and self.variant != "prefix":
+            raise ValueError(f"free_share is for variant 'prefix' (free sampling), not {self.variant!r}")
         return self
 
     @property

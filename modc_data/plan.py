@@ -138,6 +138,8 @@ def _train(p: Params) -> list[str]:
             "experts": f"{modes if modes is not None else 'one per mode'} experts sharing the steps",
             "prefix": "one model with a mode token per mode",
         }[job.variant]
+        if job.free_share:
+            what += f" ({job.free_share:.0%} of rows free: it can also sample with no mode token)"
         lines.append(f"  - {key}: {what}, {_n(steps)} steps, lr {job.lr or t.lr}")
     return lines
 
@@ -151,7 +153,10 @@ def _sample(p: Params) -> list[str]:
     ]
     for key, job in p.train_jobs.items():
         modes = 1 if job.variant == "standard" else _modes_of(p, job.label_source)
-        per = f"{_n(s.n * modes)}" if modes is not None else f"{s.n} x modes"
+        free = 1 if job.variant == "prefix" and job.free_share else 0  # + n free samples
+        per = f"{_n(s.n * (modes + free))}" if modes is not None else f"{s.n} x modes"
+        if free:
+            per += f" ({s.n} of them free, with no mode token)"
         extra = p.policy_splits(key)
         also = ""
         if extra:

@@ -16,6 +16,10 @@ import polars as pl
 
 from modc_data.errors import InputError
 
+# Model key of a free-sampling prefix model's samples drawn with no mode token: "<job key>:free"
+# (written by sampling.run, read by evaluation.policy_sections).
+FREE_MODEL_SUFFIX = ":free"
+
 ROW_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String(),
     "problem_id": pl.String(),

@@ -78,9 +78,11 @@ def main(params, argv):
     if pol.arms:
         policy_arms = {a: (params.model_key(a, "prefix"), params.model_key(a, "standard"),
                            list(specs[a].modes)) for a in pol.arms}
+        q_files = {p: pipeline.ARTIFACTS / "samples" / f"{p}.q.parquet" for p, _, _ in policy_arms.values()}
         section, policy_rows = policy_sections(
             every, policy_arms, pol.pairs, ks, figures_dir=out / "figures",
             n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed,
+            q_tables={p: pl.read_parquet(f) for p, f in q_files.items() if f.exists()},
         )
         results += "\n" + section
     write_text(results, out / "results.md")

@@ -7,6 +7,7 @@ and models without an evaluation. Also writes artifacts/hub/release.json, the in
 that `modc publish --inputs` takes.
 """
 
+import json
 from pathlib import Path
 
 import yaml
@@ -39,12 +40,21 @@ def release_inputs(params) -> ReleaseInputs:
         datasets[key] = str(art / "datasets" / arm.label_source / f"{arm.mix}.parquet")
         reports[key] = str(art / "validation" / f"{key}.json")
     figures_dir = art / "eval" / "figures"
-    for job in params.train_jobs.values():
+    # validated allocations of free-sampling prefix models (evaluate: details.json "policies"),
+    # fit on each arm's first scored (test, validation) pair
+    shipped: dict[str, dict] = {}
+    details = art / "eval" / "details.json"
+    if details.exists():
+        for row in json.loads(details.read_text()).get("policies", []):
+            if row.get("allocation") and row["prefix"] not in shipped:
+                shipped[row["prefix"]] = row["allocation"]
+    for key, job in params.train_jobs.items():
         ckpt = art / "models" / job.arm / job.variant
         info = read_modc(ckpt)
         summary_key = f"{info.label_source}/{params.arms[job.arm].mix}"
         figs = sorted(str(p) for p in figures_dir.glob(f"passk_{mode_slug(summary_key)}_*.png"))
-        models.append(ModelRelease(str(ckpt), summary_key, figures=figs))
+        models.append(ModelRelease(str(ckpt), summary_key, figures=figs,
+                                   allocation=shipped.get(key, {})))
     revision = revision_info()
     revision["dvc_lock"] = dvc_lock_hashes()
     return ReleaseInputs(

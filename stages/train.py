@@ -55,7 +55,8 @@ def main(params, argv):
                                 shared_steps=job.shared_steps or 0, **common)
     else:
         results = {job.variant: train_model(
-            train_rows, val_rows, variant=job.variant, mode=None, modes=modes, out_dir=out_dir, **common
+            train_rows, val_rows, variant=job.variant, mode=None, modes=modes, out_dir=out_dir,
+            free_share=job.free_share or 0.0, **common
         )}
     metrics = {
         name: {"examples": r.examples, "tokens": r.tokens, "steps": r.steps,

@@ -59,6 +59,20 @@ def test_repro_builds_every_artifact(smoke_repo):
         assert r["arm"] == "search_algorithm-skewed" and r["n_validation"] == cap[r["validation"]]
         assert (art / "eval" / "figures" / r["figure"]).stat().st_size > 1000
         assert set(r["chosen"].values()) <= {"free", "uniform", "static", "preference"}
+        # the smoke profile's headline prefix model samples freely (free_share): it is its own
+        # free arm, with q(m|x) from its first token, and its validated allocation ships
+        assert r["free_source"] == "prefix" and r["free_sampling"]["samples"] > 0
+        assert 0 < r["free_sampling"]["mass_mean"] <= 1 + 1e-6
+        assert sorted(r["allocation"], key=int) == [str(k) for k in r["ks"]]
+        assert all(sum(e["counts"].values()) == int(k) for k, e in r["allocation"].items())
+    drawn = pl.read_parquet(art / "samples" / "search_algorithm-skewed-prefix.parquet")
+    assert drawn.filter(pl.col("model") == "search_algorithm-skewed-prefix:free").height > 0
+    q = pl.read_parquet(art / "samples" / "search_algorithm-skewed-prefix.q.parquet")
+    assert q.height > 0 and q.group_by("problem_id", "split").agg(pl.col("q").sum())["q"].min() > 0.999
+    assert pl.read_parquet(art / "samples" / "search_algorithm-balanced-prefix.q.parquet").height == 0
+    shipped = [json.loads(p.read_text()) for p in (art / "hub" / "models").rglob("modc.json")
+               if json.loads(p.read_text()).get("allocation")]
+    assert len(shipped) == 1 and shipped[0]["free_sampling"] and shipped[0]["arm"] == "search_algorithm-skewed"
 
 
 def test_metrics_and_plots_visible_to_dvc(smoke_repo):

@@ -252,6 +252,7 @@ def arm_counts(
     free_model: str | None = None,
     q_model: str | None = None,
     problem_ids: Sequence[str] | None = None,
+    q_table: pl.DataFrame | None = None,
 ) -> tuple[ArmCounts, list[str]]:
     """ArmCounts of one split from sample rows (``report.py``'s columns: problem_id, split,
     model, mode, correct, detected_mode).
@@ -262,6 +263,9 @@ def arm_counts(
     detected mode is m, over the detected ones in ``modes``; a problem with none detected gets
     uniform q. Problems: ``problem_ids`` in that order, else every problem the forced arms
     cover, sorted. Returns (ArmCounts, problem ids). A problem some arm lacks is a ValueError.
+    ``q_table`` (columns problem_id, split, mode, q: a free-sampling prefix model's first-token
+    q(m|x), ``sampling.run.mode_preference``) replaces the detected-mode shares when given; it
+    must cover every problem and mode of the split.
     """
     part = samples.filter(pl.col("split") == split)
     pids = (
@@ -291,7 +295,19 @@ def arm_counts(
         c[got["_i"].to_numpy(), a] = got["c"].to_numpy()
     q = None
     q_model = q_model or free_model
-    if q_model:
+    if q_table is not None:
+        got = q_table.filter(pl.col("split") == split).join(index, on="problem_id", how="inner")
+        col = {m: j for j, m in enumerate(modes)}
+        got = got.filter(pl.col("mode").is_in(list(modes)))
+        if got.height != len(pids) * len(modes):
+            raise ValueError(
+                f"arm_counts: q_table has {got.height} (problem, mode) rows on split {split!r}, "
+                f"expected {len(pids)} problems x {len(modes)} modes"
+            )
+        q = np.zeros((len(pids), len(modes)))
+        q[got["_i"].to_numpy(), [col[m] for m in got["mode"]]] = got["q"].to_numpy()
+        q = q / q.sum(axis=1, keepdims=True)
+    elif q_model:
         detected = (
             part.filter(
                 (pl.col("model") == q_model)

@@ -7,12 +7,15 @@
 What goes in: the evaluate stage's samples (every split the sample stage drew, including the
 validation splits of ``sample.policies.pairs``), per arm the prefix model's key, the standard
 model's key and the modes. The arms of the allocation (``allocation.py``) are the prefix model's
-forced modes plus a free arm. Prefix models here cannot sample without a mode token, so the free
-arm is the *standard* model's own samples (same data, same steps) and q(m|x) is the share of its
-samples whose detected mode is m: the policies split k between "sample the standard model" and
-"force mode m on the prefix model". What comes out: the Markdown (tables, validation choices,
-the verdict against the issue's bar) and the JSON rows for ``details.json``; one PNG per arm and
-split under ``figures_dir``.
+forced modes plus a free arm. Where the prefix model was trained to sample freely (``free_share``;
+its free samples are model ``<prefix>:free``), the free arm is its own sampling with no mode token
+and q(m|x) its first-token distribution over the mode tokens (``q_tables``, from the sample stage;
+else the shares of its declared modes): one model, so the validated allocation ships in its
+``modc.json`` (row key ``allocation``, ``allocation_report.shipped_policy``). Otherwise the free
+arm is the *standard* model's samples (same data, same steps) and q(m|x) the share of them whose
+detected mode is m: a policy then mixes two models and nothing is shipped. What comes out: the
+Markdown (tables, validation choices, the verdict against the issue's bar) and the JSON rows for
+``details.json``; one PNG per arm and split under ``figures_dir``.
 
 Nothing is fit on test: static and preference are fit on the validation split of the pair, and
 "chosen" is the best validation candidate per k (``allocation_report.evaluate_policies``).
@@ -31,8 +34,10 @@ from modc_data.evaluation.allocation_report import (
     arm_counts,
     evaluate_policies,
     policies_markdown,
+    shipped_policy,
     write_policies_figure,
 )
+from modc_data.schema import FREE_MODEL_SUFFIX
 
 TOLERANCE = 0.01  # "never loses": the paired CI's lower end may not fall below -TOLERANCE
 
@@ -77,6 +82,58 @@ def _verdict_line(v: dict[str, Any]) -> str:
     return head + " Strictly better than both at no k."
 
 
+def free_sampling_stats(
+    samples: pl.DataFrame, free_model: str, split: str, modes: Sequence[str],
+    q_table: pl.DataFrame | None,
+) -> dict[str, Any]:
+    """How a free-sampling prefix model chose its modes on one split: the share of its free
+    samples that declared each mode (first token), how often the declared mode is the detected
+    one, and, with first-token q, the mean mass on mode tokens and the mean over problems of
+    |q(m|x) − declared share| (against its sampling error, the mean of sqrt(q(1 − q)/n))."""
+    rows = samples.filter((pl.col("model") == free_model) & (pl.col("split") == split))
+    out: dict[str, Any] = {"samples": rows.height}
+    if rows.height == 0:
+        return out
+    declared = rows["declared_mode"]
+    out["declared"] = {m: float((declared == m).sum()) / rows.height for m in modes}
+    out["declared_none"] = float(declared.is_null().sum()) / rows.height
+    both = rows.filter(pl.col("declared_mode").is_not_null() & pl.col("detected_mode").is_not_null())
+    out["declared_is_detected"] = (
+        float((both["declared_mode"] == both["detected_mode"]).mean()) if both.height else None
+    )
+    if q_table is not None and q_table.height:
+        q = q_table.filter(pl.col("split") == split)
+        if q.height:
+            n = rows.group_by("problem_id").len().rename({"len": "n"})
+            freq = (rows.group_by("problem_id", "declared_mode").len()
+                    .rename({"declared_mode": "mode", "len": "hits"}))
+            joined = (q.join(n, on="problem_id").join(freq, on=["problem_id", "mode"], how="left")
+                      .with_columns(pl.col("hits").fill_null(0)))
+            diff = (joined["q"] - joined["hits"] / joined["n"]).abs()
+            err = (joined["q"] * (1 - joined["q"]) / joined["n"]).sqrt()
+            out["mass_mean"] = float(q.group_by("problem_id").agg(pl.col("mass").first())["mass"].mean())
+            out["q_vs_declared_abs_diff"] = float(diff.mean())
+            out["q_sampling_error"] = float(err.mean())
+            out["q_mean"] = {m: float(q.filter(pl.col("mode") == m)["q"].mean()) for m in modes}
+    return out
+
+
+def _free_line(st: dict[str, Any], split: str) -> str:
+    if not st.get("samples"):
+        return ""
+    declared = ", ".join(f"{m} {v:.1%}" for m, v in st["declared"].items())
+    line = (f"Free sampling on `{split}` ({st['samples']} samples): declared modes {declared}"
+            f" (none {st['declared_none']:.1%})")
+    if st.get("declared_is_detected") is not None:
+        line += f"; declared = detected mode in {st['declared_is_detected']:.1%}"
+    if "q_mean" in st:
+        qm = ", ".join(f"{m} {v:.3f}" for m, v in st["q_mean"].items())
+        line += (f". First-token q(m|x): mean {qm}, mass on mode tokens {st['mass_mean']:.3f}; "
+                 f"mean |q − declared share| {st['q_vs_declared_abs_diff']:.3f} against a "
+                 f"sampling error of {st['q_sampling_error']:.3f}")
+    return line + "."
+
+
 def policy_sections(
     samples: pl.DataFrame,
     arms: Mapping[str, tuple[str, str, Sequence[str]]],
@@ -87,19 +144,23 @@ def policy_sections(
     n_resamples: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    q_tables: Mapping[str, pl.DataFrame] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """Markdown and rows of every (arm, pair); a pair without samples is listed as not scored.
 
     ``arms``: arm key -> (prefix model key, standard model key, modes). ``pairs``: test split ->
     validation split. ``ks``: budgets (each at most the samples per arm and problem).
+    ``q_tables``: prefix model key -> its first-token q(m|x) table (``sampling.run.Q_SCHEMA``).
     """
     lines = [
         "## Allocation policies",
         "",
-        "Budget k split per problem between the standard model's own sampling (`free`: the "
-        "prefix models cannot sample without a mode token yet) and each forced mode of the "
-        "prefix model; q(m|x) = the detected-mode shares of the standard model's samples. "
-        "static and preference are fit on the validation split, chosen = best validation "
+        "Budget k split per problem between free sampling (`free`) and each forced mode of "
+        "the prefix model. Where the prefix model was trained to sample freely, `free` is its "
+        "own sampling with no mode token and q(m|x) its first-token distribution over the mode "
+        "tokens (one model: the validated allocation ships in its modc.json); otherwise `free` "
+        "is the standard model's samples and q(m|x) their detected-mode shares (each section "
+        "says which). static and preference are fit on the validation split, chosen = best validation "
         "candidate per k; never on test. Bar: chosen never below the better of standard and "
         f"uniform (paired CI lower end ≥ −{TOLERANCE:g}).",
         "",
@@ -115,9 +176,18 @@ def policy_sections(
                 rows.append({"arm": arm, "test": test, "validation": val, "scored": False})
                 continue
 
+            own = prefix + FREE_MODEL_SUFFIX
+            free_splits = set(samples.filter(pl.col("model") == own)["split"].unique().to_list())
+            self_free = {test, val} <= free_splits
+            q_table = (q_tables or {}).get(prefix)
+            if q_table is not None and q_table.height == 0:
+                q_table = None
+            free_model = own if self_free else standard
+
             def counts(split: str, pids: Sequence[str] | None = None):
-                return arm_counts(samples, split, prefix, modes, free_model=standard,
-                                  q_model=standard, problem_ids=pids)
+                return arm_counts(samples, split, prefix, modes, free_model=free_model,
+                                  q_model=free_model, problem_ids=pids,
+                                  q_table=q_table if self_free else None)
 
             validation, _ = counts(val)
             test_counts, _ = counts(test)
@@ -127,7 +197,17 @@ def policy_sections(
                 n_resamples=n_resamples, ci=ci, seed=seed,
             )
             verdict = never_loses(ev)
-            lines += [policies_markdown(ev, title), _verdict_line(verdict), ""]
+            if self_free:
+                source = (f"`free` = the prefix model `{prefix}` sampled with no mode token; "
+                          "q(m|x) = " + ("its first-token distribution over the mode tokens."
+                                         if q_table is not None else "its declared-mode shares."))
+            else:
+                source = (f"`free` = the standard model `{standard}` (the prefix model was not "
+                          "trained to sample freely); q(m|x) = its detected-mode shares.")
+            stats = (free_sampling_stats(samples, own, test, modes, q_table) if self_free else {})
+            free_line = _free_line(stats, test)
+            lines += [policies_markdown(ev, title), source, "",
+                      *([free_line, ""] if free_line else []), _verdict_line(verdict), ""]
             figure = None
             if figures_dir is not None:
                 path = Path(figures_dir) / f"policies-{arm}-{test}.png"
@@ -136,5 +216,9 @@ def policy_sections(
                 lines += [f"![policies {arm} {test}](figures/{path.name})", ""]
             rows.append({"arm": arm, "test": test, "validation": val, "scored": True,
                          "prefix": prefix, "standard": standard, "figure": figure,
+                         "free_source": "prefix" if self_free else "standard",
+                         "free_sampling": stats,
+                         # one model only: what ModCSampler.sample(split="auto") applies
+                         "allocation": shipped_policy(ev, modes) if self_free else None,
                          "verdict": verdict, **ev.to_dict()})
     return "\n".join(lines) + "\n", rows

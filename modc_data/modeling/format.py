@@ -34,3 +34,27 @@ def encode_example(
     if tokenizer.eos_token_id is not None:
         c.append(tokenizer.eos_token_id)
     return p + c, [IGNORE_INDEX] * len(p) + c
+
+
+def mode_token_id(tokenizer, mode: str) -> int:
+    """Id of ``mode``'s single special token; ValueError when the tokenizer lacks it."""
+    token = mode_token(mode)
+    tid = tokenizer.convert_tokens_to_ids(token)
+    if tid is None or tid == tokenizer.unk_token_id or token not in tokenizer.get_vocab():
+        raise ValueError(f"tokenizer has no mode token {token!r}; add it (tokenizer.add_mode_tokens)")
+    return int(tid)
+
+
+def encode_free_example(
+    tokenizer, prompt: str, completion: str, mode: str
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of a *free* training row of a prefix model: the plain prompt, then the
+    mode token as the first target token, then the completion. Trained on a share of rows, the
+    model learns to choose a mode itself when sampled without one (its first-token distribution
+    over the mode tokens is q(m|x)); the rest of the rows keep the token in the prompt."""
+    p = encode_prompt(tokenizer, prompt, None)
+    c = [mode_token_id(tokenizer, mode)]
+    c += list(tokenizer(" " + completion, add_special_tokens=False)["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        c.append(tokenizer.eos_token_id)
+    return p + c, [IGNORE_INDEX] * len(p) + c

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from modc_data import autotune
 from modc_data.config import ModelParams, TrainParams
 from modc_data.modeling import distributed
-from modc_data.modeling.format import IGNORE_INDEX, encode_example
+from modc_data.modeling.format import IGNORE_INDEX, encode_example, encode_free_example
 from modc_data.modeling.modc_json import ModcInfo, read_modc, write_modc
 from modc_data.modeling.models import build_scratch_model, load_pretrained_base
 from modc_data.modeling.objectives import completion_logprob, pass_at_n_loss
@@ -97,13 +97,30 @@ def data_hash(ids: Sequence[str]) -> str:
     return h.hexdigest()[:16]
 
 
+def free_rows(ids: Sequence[str], share: float, seed: int) -> set[str]:
+    """Ids of the rows a prefix model trains *free* (mode token as the first target token):
+    each row independently with probability ``share``, decided by a hash of (seed, id), so the
+    choice does not depend on row order or on the other rows."""
+    if share <= 0:
+        return set()
+    cut = share * 2**64
+    return {
+        i for i in ids
+        if int.from_bytes(hashlib.sha256(f"{seed}:{i}".encode()).digest()[:8], "big") < cut
+    }
+
+
 def encode_rows(
-    tokenizer, rows: pl.DataFrame, prefix_mode: bool
+    tokenizer, rows: pl.DataFrame, prefix_mode: bool, free: set[str] | None = None
 ) -> list[tuple[list[int], list[int]]]:
-    """(input_ids, labels) per row; the mode token is prepended when ``prefix_mode``."""
+    """(input_ids, labels) per row; the mode token is prepended when ``prefix_mode``, or, for
+    rows whose id is in ``free``, is the first target token (``encode_free_example``)."""
+    free = free or set()
+    ids = rows["id"] if free else [None] * rows.height
     return [
-        encode_example(tokenizer, p, c, m if prefix_mode else None)
-        for p, c, m in zip(rows["prompt"], rows["completion"], rows["mode"], strict=True)
+        encode_free_example(tokenizer, p, c, m) if prefix_mode and i in free
+        else encode_example(tokenizer, p, c, m if prefix_mode else None)
+        for i, p, c, m in zip(ids, rows["prompt"], rows["completion"], rows["mode"], strict=True)
     ]
 
 
@@ -363,6 +380,7 @@ def train_model(
     autotune_cache: str | Path | None = None,
     timer: autotune.Timer = autotune.wall_timer,
     init_from: str | Path | None = None,
+    free_share: float = 0.0,
 ) -> TrainResult:
     """Train one model for exactly ``steps`` optimizer steps and write its checkpoint to ``out_dir``.
 
@@ -384,6 +402,9 @@ def train_model(
     ``init_from``: a checkpoint of this arm (same tokenizer texts) whose trained weights the
     model starts from instead of its seeded init (the experts' shared start): the full weights of
     a scratch model, the adapter of a LoRA one.
+    ``free_share`` (prefix only): that share of rows (``free_rows``: by a hash of the row id)
+    puts the mode token after the prompt, as the first target token, so the model can also be
+    sampled with no mode token and choose one itself (``modc.json`` ``free_sampling``).
     Raises ValueError before any model is built when the rows or arguments can not work.
     """
     out_dir = Path(out_dir)
@@ -399,6 +420,10 @@ def train_model(
         raise ValueError("a prefix model needs modes (the arm's mode labels)")
     if steps <= 0:
         raise ValueError(f"steps must be > 0, got {steps}")
+    if not 0.0 <= free_share <= 1.0:
+        raise ValueError(f"free_share must lie in [0, 1], got {free_share}")
+    if free_share and variant != "prefix":
+        raise ValueError(f"free_share is for a prefix model (free sampling), not {variant!r}")
     if train_cfg.objective == "pass_at_n" and train_cfg.pass_at_n.warmup_steps >= steps:
         raise ValueError(
             f"train.pass_at_n.warmup_steps ({train_cfg.pass_at_n.warmup_steps}) must be < steps "
@@ -457,8 +482,10 @@ def train_model(
     model.to(device)
     model.train()
 
-    train_ex = encode_rows(tokenizer, train, prefix)
-    val_ex = encode_rows(tokenizer, val, prefix)
+    free_train = free_rows(train["id"].to_list(), free_share, train_cfg.seed)
+    free_val = free_rows(val["id"].to_list(), free_share, train_cfg.seed)
+    train_ex = encode_rows(tokenizer, train, prefix, free_train)
+    val_ex = encode_rows(tokenizer, val, prefix, free_val)
     longest = max(len(x) for x, _ in train_ex + val_ex)
     if longest > max_len:
         raise ValueError(
@@ -481,6 +508,7 @@ def train_model(
     d_hash = data_hash(train["id"].to_list())
     fingerprint = data_hash([
         d_hash, variant, str(mode), ",".join(modes), str(steps), str(len(tokenizer)), start_hash,
+        *([f"free {free_share}"] if free_share else []),
         # threads and processes only change float rounding, and a resumed run may find other
         # cores (or GPUs) free
         model_cfg.model_dump_json(), train_cfg.model_dump_json(exclude={"threads", "processes"}),
@@ -600,6 +628,7 @@ def train_model(
         arm=arm,
         mode=mode if variant == "expert" else None,
         mode_tokens={m: mode_token(m) for m in modes} if prefix else {},
+        free_sampling=prefix and free_share > 0,
         base=base_info,
         data_hash=d_hash,
         train={
@@ -609,6 +638,7 @@ def train_model(
             "lr": train_cfg.lr,
             "device": device.type,
             "train_rows": train.height,
+            **({"free_share": free_share, "free_rows": len(free_train)} if free_share else {}),
             "val_rows": val.height,
             "parameters": sum(p.numel() for p in model.parameters()),
             "trainable_parameters": sum(p.numel() for p in params),

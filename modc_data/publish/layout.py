@@ -25,7 +25,7 @@ from typing import Any, Literal
 import polars as pl
 
 from modc_data.errors import ModcError
-from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc
+from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc, write_modc
 from modc_data.publish import cards
 from modc_data.schema import check_schema
 
@@ -294,11 +294,27 @@ def build_model_repo(
     license: str,
     params: Mapping[str, Any],
     revision: Mapping[str, Any],
+    allocation: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> StagedRepo:
-    """Copy one checkpoint (or experts group) with figures and a model card into ``out_dir``."""
+    """Copy one checkpoint (or experts group) with figures and a model card into ``out_dir``.
+
+    ``allocation``: the validated per-k allocation (evaluation) written into the copy's
+    ``modc.json``, where ``ModCSampler.sample(split="auto")`` applies it; its arms must be the
+    model's (``"free"`` only for a model that can sample freely).
+    """
     src, out = Path(checkpoint), Path(out_dir)
     info = check_checkpoint(src)
     _copy_checkpoint(src, out)
+    if allocation:
+        arms = set(info.modes) | ({"free"} if info.variant == "standard" or info.free_sampling else set())
+        used = {a for e in allocation.values() for a, m in (e.get("counts") or {}).items() if m}
+        if used - arms:
+            raise PublishError(
+                f"{src}: the allocation to ship uses arms {sorted(used - arms)} this "
+                f"{info.variant} model lacks (its arms: {sorted(arms)}); re-run the evaluate stage"
+            )
+        info.allocation = {str(k): dict(v) for k, v in allocation.items()}
+        write_modc(out, info)
     adapter_cfgs = [d / "adapter_config.json" for d in _checkpoint_dirs(out, info)]
     adapter_base = next((json.loads(p.read_text()).get("base_model_name_or_path")
                          for p in adapter_cfgs if p.exists()), None)

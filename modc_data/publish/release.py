@@ -42,6 +42,9 @@ class ModelRelease:
     summary_key: str  # '<label_source>/<mix>' in summary.json
     name: str = ""  # repo name under the namespace; default model_repo_name(...)
     figures: list[str | Path] = field(default_factory=list)  # PNGs shown in the card
+    # validated per-k allocation to write into the published modc.json (ModcInfo.allocation;
+    # evaluation's details.json "policies"); empty: the checkpoint's own (uniform if none)
+    allocation: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -184,7 +187,7 @@ def publish_all(
                     tmp, repo_id=repo_id, checkpoint=m.checkpoint, summary_key=m.summary_key,
                     summary_entry=entry, dataset_repo_id=dataset_repo_id, figures=m.figures,
                     license=publish.license, params=params, revision=revision,
-                    allow_local_base=publish.target == "local",
+                    allow_local_base=publish.target == "local", allocation=m.allocation,
                 ))
             bar.update()
     return outcomes

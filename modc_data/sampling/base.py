@@ -32,6 +32,9 @@ class Completion:
 
     text: str
     n_tokens: int | None
+    # the first generated token as the tokenizer spells it (special tokens kept), where the
+    # backend knows it (hf): a free-sampling prefix model's own choice of mode token
+    first_token: str | None = None
 
 
 @runtime_checkable

@@ -274,11 +274,48 @@ def hf_generate(
             k = next((t + 1 for t, tok in enumerate(seq) if tok in eos_set), len(seq))
             cut.append(seq[:k])
         decoded = tokenizer.batch_decode(cut, skip_special_tokens=True)
-        for (i, j), ids, text in zip(batch, cut, decoded, strict=True):
-            texts[(i, j)] = Completion(text=text, n_tokens=len(ids))
+        firsts = tokenizer.convert_ids_to_tokens([ids[0] if ids else pad for ids in cut])
+        for (i, j), ids, text, first in zip(batch, cut, decoded, firsts, strict=True):
+            texts[(i, j)] = Completion(text=text, n_tokens=len(ids), first_token=first if ids else None)
     if greedy:
         return [[texts[(i, 0)]] * n for i in range(len(prompt_ids))]
     return [[texts[(i, j)] for j in range(n)] for i in range(len(prompt_ids))]
+
+
+@torch.inference_mode()
+def first_token_probs(
+    model, prompt_ids: Sequence[Sequence[int]], token_ids: Sequence[int], *,
+    temperature: float = 1.0, batch_size: int = 512,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's first-token distribution restricted to ``token_ids``, per prompt, exactly.
+
+    One forward pass per batch (left-padded with the positions ``_decode_compact`` uses), the
+    last position's logits divided by ``temperature``, softmaxed in float32 over the whole
+    vocabulary. Returns (q, mass): q (P, len(token_ids)) renormalised to sum to 1 per prompt,
+    and mass (P,) the probability of any of ``token_ids`` before renormalising (how surely the
+    model starts with one of them). top-p is not applied: q is the model's preference.
+    """
+    if temperature <= 0:
+        raise ValueError(f"first_token_probs: temperature must be > 0, got {temperature}")
+    device = next(model.parameters()).device
+    ids_t = torch.as_tensor(list(token_ids), dtype=torch.long, device=device)
+    qs, masses = [], []
+    for start in range(0, len(prompt_ids), batch_size):
+        batch = prompt_ids[start : start + batch_size]
+        longest = max(len(p) for p in batch)
+        input_ids = torch.zeros((len(batch), longest), dtype=torch.long)
+        attention = torch.zeros((len(batch), longest), dtype=torch.long)
+        for b, ids in enumerate(batch):
+            input_ids[b, longest - len(ids) :] = torch.as_tensor(list(ids), dtype=torch.long)
+            attention[b, longest - len(ids) :] = 1
+        position = (attention.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                       position_ids=position.to(device), logits_to_keep=1).logits[:, -1]
+        probs = torch.softmax(logits.float() / temperature, dim=-1)[:, ids_t]
+        mass = probs.sum(-1)
+        qs.append(probs / mass.clamp(min=1e-30)[:, None])
+        masses.append(mass)
+    return torch.cat(qs).cpu(), torch.cat(masses).cpu()
 
 
 def _generate(model, input_ids, attention, uniforms, longest, *, temperature, top_p, eos,
@@ -454,6 +491,21 @@ class HFBackend:
         """Ids ``generate`` is fed: ``format.encode_prompt`` (BOS, mode token, prompt)."""
         _, tok = self.load(model)
         return [encode_prompt(tok, p, mode) for p in prompts]
+
+    def mode_preference(
+        self, model: str | Path, prompts: Sequence[str], modes: Sequence[str], *,
+        temperature: float = 1.0,
+    ) -> tuple[list[list[float]], list[float]]:
+        """q(m|x) of a free-sampling prefix model from its first-token distribution over the
+        mode tokens (``first_token_probs``): per prompt, probabilities over ``modes`` summing to
+        1, and the mass the model puts on mode tokens at all."""
+        from modc_data.modeling.format import mode_token_id
+
+        m, tok = self.load(model)
+        ids = self.encode(model, prompts, None)
+        q, mass = first_token_probs(m, ids, [mode_token_id(tok, md) for md in modes],
+                                    temperature=temperature, batch_size=self.batch_size)
+        return q.tolist(), mass.tolist()
 
     def generate(
         self,

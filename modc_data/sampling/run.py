@@ -5,7 +5,9 @@
                            variant="prefix", modes=None, cfg=cfg)
 
 Variants: ``standard`` (n samples per problem, no mode token), ``prefix`` (for each mode, n samples
-with the mode token in front of the prompt), ``experts`` (a group dir; for each mode, n samples from
+with the mode token in front of the prompt; a prefix model trained to sample freely, ``free_sampling``
+in modc.json, also gets n samples with no mode token, as model ``<key>:free`` with mode '' and the
+mode token it chose in ``declared_mode``), ``experts`` (a group dir; for each mode, n samples from
 that mode's expert). Seeds come from ``base.sample_seed(cfg.seed, problem_id, model_key, mode)``,
 so a row reproduces whatever the backend's batching. Everything that can be wrong with the inputs
 (no modc.json, wrong variant, unknown mode, missing columns, no server URL) is raised before any
@@ -24,6 +26,7 @@ from modc_data.config import OpenAIParams, SampleParams
 from modc_data.modeling.load import resolve_mode_token
 from modc_data.modeling.modc_json import read_modc
 from modc_data.sampling.base import SamplingBackend, get_backend, sample_seed
+from modc_data.schema import FREE_MODEL_SUFFIX
 from modc_data.tasks import Task
 
 SAMPLES_SCHEMA: dict[str, pl.DataType] = {
@@ -39,6 +42,15 @@ SAMPLES_SCHEMA: dict[str, pl.DataType] = {
     "correct": pl.Boolean(),
     "detected_mode": pl.String(),  # task.detect_mode; null when unknowable
     "n_tokens": pl.Int64(),  # generated tokens incl. eos; null only if a server does not say
+    # free samples of a prefix model: the mode whose token it generated first (null: none, or
+    # the backend does not say); null for every other row
+    "declared_mode": pl.String(),
+}
+FREE_SUFFIX = FREE_MODEL_SUFFIX  # model key of a prefix model's free samples: "<job key>:free"
+Q_SCHEMA: dict[str, pl.DataType] = {  # q(m|x) of a free-sampling prefix model, per problem and mode
+    "problem_id": pl.String(), "split": pl.String(), "mode": pl.String(),
+    "q": pl.Float64(),  # first-token probability of the mode's token, renormalised over the modes
+    "mass": pl.Float64(),  # probability of any mode token first (the same for a problem's modes)
 }
 PROBLEM_COLUMNS = ("problem_id", "split", "prompt")
 VARIANTS = ("standard", "experts", "prefix")
@@ -51,6 +63,7 @@ class Target:
     mode: str
     checkpoint: Path
     prompt_mode: str | None
+    free: bool = False  # a prefix model sampled with no mode token (rows: model "<key>:free")
 
 
 def empty_samples() -> pl.DataFrame:
@@ -83,7 +96,8 @@ def plan_targets(model_dir: str | Path, variant: str, modes: Sequence[str] | Non
     if variant == "prefix":
         for m in modes:
             resolve_mode_token(info, m)  # ValueError naming the known modes
-        return [Target(m, model_dir, m) for m in modes]
+        free = [Target("", model_dir, None, free=True)] if info.free_sampling else []
+        return [Target(m, model_dir, m) for m in modes] + free
     targets = []
     for m in modes:
         if m not in info.experts:
@@ -200,8 +214,10 @@ def sample_model(
     rows = problems.to_dicts()
     prompts = [r["prompt"] for r in rows]
     cols: dict[str, list] = {c: [] for c in SAMPLES_SCHEMA}
+    tokens = {tok: m for m, tok in read_modc(model_dir).mode_tokens.items()}
     for t in targets:
         seeds = [sample_seed(cfg.seed, r["problem_id"], model_key, t.mode, n=cfg.n) for r in rows]
+        key = model_key + FREE_SUFFIX if t.free else model_key
         completions = backend.generate(
             t.checkpoint,
             prompts,
@@ -223,7 +239,7 @@ def sample_model(
                 answer, correct = task.score(r, c.text)
                 cols["problem_id"].append(r["problem_id"])
                 cols["split"].append(r["split"])
-                cols["model"].append(model_key)
+                cols["model"].append(key)
                 cols["arm"].append(arm)
                 cols["variant"].append(variant)
                 cols["mode"].append(t.mode)
@@ -233,4 +249,28 @@ def sample_model(
                 cols["correct"].append(bool(correct))
                 cols["detected_mode"].append(task.detect_mode(c.text))
                 cols["n_tokens"].append(c.n_tokens)
+                cols["declared_mode"].append(tokens.get(c.first_token) if t.free else None)
     return pl.DataFrame(cols, schema=SAMPLES_SCHEMA)
+
+
+def mode_preference(
+    model_dir: str | Path, problems: pl.DataFrame, *, cfg: SampleParams,
+    backend: SamplingBackend,
+) -> pl.DataFrame:
+    """q(m|x) of a free-sampling prefix model from its first-token distribution (``Q_SCHEMA``
+    rows, one per problem and mode); empty for any other checkpoint, or when the backend cannot
+    give first-token probabilities (then evaluation reads q from the free samples' declared
+    modes instead)."""
+    info = read_modc(model_dir)
+    if not (info.variant == "prefix" and info.free_sampling) or problems.height == 0:
+        return pl.DataFrame(schema=Q_SCHEMA)
+    if not hasattr(backend, "mode_preference"):
+        return pl.DataFrame(schema=Q_SCHEMA)
+    q, mass = backend.mode_preference(model_dir, problems["prompt"].to_list(), info.modes,
+                                      temperature=cfg.temperature)
+    rows = [
+        (pid, split, m, float(qm), float(ms))
+        for pid, split, qs, ms in zip(problems["problem_id"], problems["split"], q, mass, strict=True)
+        for m, qm in zip(info.modes, qs, strict=True)
+    ]
+    return pl.DataFrame(rows, schema=Q_SCHEMA, orient="row")
