@@ -115,9 +115,13 @@ ds = datasets.load_dataset({DATASET!r}, {CONFIG!r})
 out = {{"splits": sorted(ds), "train_ids": sorted(ds["train"]["id"])}}
 for repo in ({PREFIX!r}, {EXPERTS!r}):
     s = ModCSampler.from_pretrained(repo)
-    res = s.sample(["numbers 3 7 9 target 22"], k=8, max_new_tokens=4)[0]
+    res = s.sample(["numbers 3 7 9 target 22"], k=8, split="uniform", max_new_tokens=4)[0]
+    kk = max(s.info.allocation, key=int) if s.info.allocation else "8"  # a validated k
+    auto = s.sample(["numbers 3 7 9 target 22"], k=int(kk), max_new_tokens=4)[0]
     out[repo] = {{"modes": s.modes, "path": str(s.path),
-                 "per_mode": collections.Counter(m for m, _ in res)}}
+                 "per_mode": collections.Counter(m for m, _ in res),
+                 "auto": collections.Counter("free" if m is None else m for m, _ in auto),
+                 "shipped": s.info.allocation.get(kk)}}
 print(json.dumps(out))
 """
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
@@ -130,7 +134,13 @@ print(json.dumps(out))
     for repo in (PREFIX, EXPERTS):
         modes = got[repo]["modes"]
         assert len(modes) == 2 and got[repo]["per_mode"] == {m: 4 for m in modes}, got[repo]
+        # split="auto" (the default) follows the allocation shipped in the downloaded modc.json
+        # (the free-sampling prefix model's, validated by the evaluate stage); none: uniform
+        shipped = got[repo]["shipped"]
+        want = ({a: m for a, m in shipped["counts"].items() if m} if shipped else {m: 4 for m in modes})
+        assert got[repo]["auto"] == want, got[repo]
         assert str(tmp_path / "hf_home") in got[repo]["path"]  # downloaded, not a local folder
+    assert got[PREFIX]["shipped"] and not got[EXPERTS]["shipped"]
 
     # `modc download`: the dataset config as Hub-layout parquet, the model as its files
     r = _modc(env, "download", DATASET, "--config", CONFIG, "--local-dir", str(tmp_path / "ds"))
