@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from modc_data.evaluation.allocation_report import (
@@ -134,6 +135,20 @@ def _free_line(st: dict[str, Any], split: str) -> str:
     return line + "."
 
 
+def _standard_nc(samples: pl.DataFrame, standard: str, split: str, pids: Sequence[str]):
+    """(n, c) per problem of the standard model's samples on ``split``, in ``pids`` order."""
+    got = (samples.filter((pl.col("model") == standard) & (pl.col("split") == split)
+                          & (pl.col("mode") == ""))
+           .group_by("problem_id").agg(pl.len().alias("n"), pl.col("correct").sum().alias("c")))
+    table = {p: (n, c) for p, n, c in got.select("problem_id", "n", "c").iter_rows()}
+    lost = [p for p in pids if p not in table]
+    if lost:
+        raise ValueError(f"standard model {standard!r} has no samples for {len(lost)} problems "
+                         f"of split {split!r} (e.g. {lost[0]!r}); sample it on that split")
+    return (np.array([table[p][0] for p in pids], dtype=np.int64),
+            np.array([table[p][1] for p in pids], dtype=np.int64))
+
+
 def policy_sections(
     samples: pl.DataFrame,
     arms: Mapping[str, tuple[str, str, Sequence[str]]],
@@ -189,11 +204,13 @@ def policy_sections(
                                   q_model=free_model, problem_ids=pids,
                                   q_table=q_table if self_free else None)
 
-            validation, _ = counts(val)
-            test_counts, _ = counts(test)
+            validation, val_pids = counts(val)
+            test_counts, test_pids = counts(test)
+            # the reference is always the standard model (with a free-sampling prefix model the
+            # free arm is that prefix model, not the standard one)
             ev = evaluate_policies(
-                validation, test_counts, ks, test_counts.n[:, 0], test_counts.c[:, 0],
-                standard_validation=(validation.n[:, 0], validation.c[:, 0]),
+                validation, test_counts, ks, *_standard_nc(samples, standard, test, test_pids),
+                standard_validation=_standard_nc(samples, standard, val, val_pids),
                 n_resamples=n_resamples, ci=ci, seed=seed,
             )
             verdict = never_loses(ev)
