@@ -138,3 +138,36 @@ def test_policy_params_checked_and_splits_planned():
                                       pairs={"test": "holdout"}))
     with pytest.raises(ValueError, match="validation_problems"):
         SampleParams(policies=PoliciesParams(validation_problems=0))
+
+
+def test_free_sampling_prefix_is_its_own_free_arm_and_standard_stays_the_reference(samples):
+    """With free samples of the prefix model (model 'pre:free'), `free` is those samples, the
+    reference `standard` is still the standard model's, and an allocation is shipped."""
+    rng = np.random.default_rng(5)
+    free = []
+    for split in ("validation_adversarial", "test_adversarial"):
+        for i in range(80):
+            side = MODES[i % 2]
+            for j in range(N):  # the prefix model's own choice: BFS half the time, solves at 0.6
+                mode = MODES[j % 2]
+                free.append((f"{split}-{i:03d}", split, "pre:free", "prefix", "", mode,
+                             bool(mode == side and rng.random() < 0.6), j, mode))
+    schema = ["problem_id", "split", "model", "variant", "mode", "detected_mode", "correct",
+              "sample_idx", "declared_mode"]
+    both = pl.concat([samples.with_columns(declared_mode=pl.lit(None, pl.String)),
+                      pl.DataFrame(free, schema=schema, orient="row")])
+    q = pl.DataFrame([(p, s, m, 0.5, 1.0) for p, s in both.select("problem_id", "split").unique().iter_rows()
+                      for m in MODES], schema=["problem_id", "split", "mode", "q", "mass"], orient="row")
+    text, (row,) = policy_sections(both, {"arm": ("pre", "std", MODES)},
+                                   {"test_adversarial": "validation_adversarial"}, KS,
+                                   n_resamples=100, q_tables={"pre": q})
+    assert row["free_source"] == "prefix" and "`free` = the prefix model `pre`" in text
+    assert row["free_sampling"]["declared"] == {"dfs": 0.5, "bfs": 0.5}
+    test = both.filter(pl.col("split") == "test_adversarial")
+    std = test.filter(pl.col("model") == "std").group_by("problem_id").agg(
+        pl.len().alias("n"), pl.col("correct").sum().alias("c"))
+    k1 = float((std["c"] / std["n"]).mean())  # the standard model's pass@1
+    assert row["policies"]["standard"]["mean"][0] == pytest.approx(k1)
+    own = test.filter(pl.col("model") == "pre:free")["correct"].mean()
+    assert row["policies"]["free"]["mean"][0] == pytest.approx(own)
+    assert sorted(row["allocation"], key=int) == [str(k) for k in KS]
