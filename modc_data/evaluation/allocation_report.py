@@ -253,6 +253,7 @@ def arm_counts(
     q_model: str | None = None,
     problem_ids: Sequence[str] | None = None,
     q_table: pl.DataFrame | None = None,
+    q_column: str = "detected_mode",
 ) -> tuple[ArmCounts, list[str]]:
     """ArmCounts of one split from sample rows (``report.py``'s columns: problem_id, split,
     model, mode, correct, detected_mode).
@@ -265,7 +266,9 @@ def arm_counts(
     cover, sorted. Returns (ArmCounts, problem ids). A problem some arm lacks is a ValueError.
     ``q_table`` (columns problem_id, split, mode, q: a free-sampling prefix model's first-token
     q(m|x), ``sampling.run.mode_preference``) replaces the detected-mode shares when given; it
-    must cover every problem and mode of the split.
+    must cover every problem and mode of the split. ``q_column``: the samples' mode column the
+    shares are read from without a ``q_table`` (``declared_mode`` for a free-sampling prefix
+    model's own choice of mode token).
     """
     part = samples.filter(pl.col("split") == split)
     pids = (
@@ -312,15 +315,15 @@ def arm_counts(
             part.filter(
                 (pl.col("model") == q_model)
                 & (pl.col("mode") == "")
-                & pl.col("detected_mode").is_in(list(modes))
+                & pl.col(q_column).is_in(list(modes))
             )
-            .group_by("problem_id", "detected_mode")
+            .group_by("problem_id", q_column)
             .len()
             .join(index, on="problem_id", how="inner")
         )
         hits = np.zeros((len(pids), len(modes)))
         col = {m: j for j, m in enumerate(modes)}
-        hits[detected["_i"].to_numpy(), [col[m] for m in detected["detected_mode"]]] = detected[
+        hits[detected["_i"].to_numpy(), [col[m] for m in detected[q_column]]] = detected[
             "len"
         ].to_numpy()
         total = hits.sum(axis=1, keepdims=True)

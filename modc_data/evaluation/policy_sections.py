@@ -102,7 +102,7 @@ def free_sampling_stats(
     out["declared_is_detected"] = (
         float((both["declared_mode"] == both["detected_mode"]).mean()) if both.height else None
     )
-    if q_table is not None and q_table.height:
+    if q_table is not None:
         q = q_table.filter(pl.col("split") == split)
         if q.height:
             n = rows.group_by("problem_id").len().rename({"len": "n"})
@@ -202,7 +202,8 @@ def policy_sections(
             def counts(split: str, pids: Sequence[str] | None = None):
                 return arm_counts(samples, split, prefix, modes, free_model=free_model,
                                   q_model=free_model, problem_ids=pids,
-                                  q_table=q_table if self_free else None)
+                                  q_table=q_table if self_free else None,
+                                  q_column="declared_mode" if self_free else "detected_mode")
 
             validation, val_pids = counts(val)
             test_counts, test_pids = counts(test)
