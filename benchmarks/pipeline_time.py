@@ -65,7 +65,7 @@ def choices(stage: str, metrics: Path) -> str:
 def machine_line() -> str:
     import torch
 
-    from modc_data.autotune import cpu_model
+    from modc_data.autotune import cpu_model, onednn_isa_cap
 
     try:
         bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -73,8 +73,10 @@ def machine_line() -> str:
         bf16 = False
     amx = "amx_bf16" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cap = onednn_isa_cap()
+    capped = f" (oneDNN capped at {cap}: kernels above it off)" if cap else ""
     return (f"CPU {cpu_model()}: torch capability {torch.backends.cpu.get_cpu_capability()}, "
-            f"native bf16 {bf16}, AMX {amx}, {cpus} cpus; torch {torch.__version__}")
+            f"native bf16 {bf16}, AMX {amx}{capped}, {cpus} cpus; torch {torch.__version__}")
 
 
 def table(records: list[dict], metrics: Path) -> list[str]:

@@ -13,7 +13,8 @@ candidate a few times (warm-up, then alternating rounds so that a burst of load 
 process hits every candidate alike), takes medians, and keeps the first candidate (the
 reference, e.g. fp32) unless another is at least ``margin`` faster: a tie is not worth bf16's
 rounding. Verdicts are cached in a JSON file keyed by CPU model, CPU capability, torch version,
-the candidate set and a shape key, so later stages on the same machine reuse them; a changed
+oneDNN's ISA cap when set (``ONEDNN_MAX_CPU_ISA``: it changes which bf16 kernels run), the
+candidate set and a shape key, so later stages on the same machine reuse them; a changed
 key (another CPU, another torch) measures again.
 
 Why threads from the free cores and not a fixed count: with one other CPU-bound process on 2
@@ -69,15 +70,30 @@ class Verdict:
         return asdict(self)
 
 
+# oneDNN's ISA cap (oneDNN reads either name): ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 on an AMX CPU
+# runs bf16 matmuls as on an AVX-512 CPU without AMX (bf16 autocast 0.79x fp32 here, like the 0.71x
+# of issue 14's Xeon), so a verdict made with one cap says nothing about another.
+ONEDNN_ISA_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+
+
+def onednn_isa_cap() -> str:
+    """The oneDNN ISA cap set in the environment ('' when none)."""
+    return next((os.environ[v] for v in ONEDNN_ISA_VARS if os.environ.get(v)), "")
+
+
 def machine() -> dict[str, str]:
-    """CPU model, torch's CPU capability (AVX2 / AVX512 / AMX…) and torch version."""
+    """CPU model, torch's CPU capability (AVX2 / AVX512 / AMX…), torch version, and the oneDNN
+    ISA cap when one is set (``onednn_isa``)."""
     import torch
 
-    return {
+    out = {
         "cpu": cpu_model(),
         "capability": str(torch.backends.cpu.get_cpu_capability()),
         "torch": torch.__version__,
     }
+    if cap := onednn_isa_cap():
+        out["onednn_isa"] = cap
+    return out
 
 
 def cache_key(setting: str, candidates: list[str], shape: str, device: str = "cpu") -> str:
@@ -87,7 +103,8 @@ def cache_key(setting: str, candidates: list[str], shape: str, device: str = "cp
         import torch
 
         gpu = torch.cuda.get_device_name(torch.device(device))
-    return "|".join([m["cpu"], m["capability"], f"torch {m['torch']}", gpu or device, setting,
+    cpu = m["cpu"] + (f" (oneDNN {m['onednn_isa']})" if "onednn_isa" in m else "")
+    return "|".join([cpu, m["capability"], f"torch {m['torch']}", gpu or device, setting,
                      ",".join(candidates), shape])
 
 

@@ -12,16 +12,21 @@ import polars as pl
 import pytest
 from matplotlib.image import imread
 
-from modc_data.evaluation.allocation import FREE, ArmCounts
+from modc_data.evaluation.allocation import FREE, ArmCounts, allocation_pass_at_k, fit_static
 from modc_data.evaluation.allocation_report import (
+    CV_FOLDS,
     POLICY_ORDER,
+    SAFE,
     SHIPPABLE,
     arm_counts,
     evaluate_policies,
+    out_of_fold,
     policies_markdown,
+    select_policies,
     shipped_policy,
     write_policies_figure,
 )
+from modc_data.evaluation.bootstrap import resample_indices
 from modc_data.modeling.modc_json import ModcInfo
 from modc_data.sampler import shipped_budget
 
@@ -166,10 +171,62 @@ def test_shipped_policy_round_trips_into_the_sampler(kind):
                     free_sampling=True, allocation=json.loads(json.dumps(shipped)))
     for j, k in enumerate(KS):
         entry = shipped[str(k)]
-        best = max(SHIPPABLE, key=lambda n: ev.policies[n].validation[j])
-        assert ev.policies[entry["policy"]].validation[j] == ev.policies[best].validation[j]
+        assert entry["policy"] == ev.shippable[k] and entry["policy"] in SHIPPABLE
+        if entry["policy"] != "static":  # else static's out-of-fold gain was significant
+            safe = max(SAFE, key=lambda n: (ev.policies[n].validation[j], -SAFE.index(n)))
+            assert entry["policy"] == safe
         assert shipped_budget(info, k) == entry["counts"] and sum(entry["counts"].values()) == k
     if kind == "informed":
         assert shipped["1"]["counts"] == {FREE: 1, "dfs": 0, "bfs": 0}
     else:
         assert shipped["8"]["counts"] == {FREE: 0, "dfs": 4, "bfs": 4}
+
+
+def test_out_of_fold_scores_each_problem_with_a_policy_fit_without_it():
+    """Each fold is scored by the policy fit on the other folds: here a validation split whose
+    halves want opposite static allocations, so in-sample fitting (best of both) beats the
+    out-of-fold score, which pays for the fold's own problems being unseen."""
+    val, _ = world("informed", 120, seed=3)
+    oof = out_of_fold(fit_static, val, KS, CV_FOLDS, seed=0)
+    assert oof.shape == (120, len(KS)) and np.all((oof >= 0) & (oof <= 1))
+    # by hand: fold by fold with the same seeded split
+    parts = np.array_split(np.random.default_rng(0).permutation(120), CV_FOLDS)
+    for held in parts:
+        rest = np.setdiff1d(np.arange(120), held)
+        policy = fit_static(val.take(rest), KS)
+        alloc = policy.allocate(val.take(held), 8)
+        np.testing.assert_allclose(oof[held, KS.index(8)], allocation_pass_at_k(val.take(held), alloc))
+    in_sample = np.stack(
+        [allocation_pass_at_k(val, fit_static(val, KS).allocate(val, k)) for k in KS], axis=1
+    )
+    assert np.all(in_sample.mean(axis=0) >= oof.mean(axis=0) - 1e-12)
+    with pytest.raises(ValueError, match="at least 2 validation problems"):
+        out_of_fold(fit_static, val.take(np.array([0])), KS, CV_FOLDS, seed=0)
+
+
+def test_select_keeps_the_safe_policy_unless_a_fitted_one_wins_out_of_fold():
+    rng = np.random.default_rng(0)
+    p, b = 200, 500
+    idx = resample_indices(p, b, 1)
+    free = rng.uniform(0.2, 0.6, (p, 2))
+    uniform = free + np.array([0.05, -0.05])  # uniform better at k=1, free better at k=2
+    # static: in-sample it looks best at both k, out-of-fold it wins only at k=2 (clearly)
+    static_in = np.maximum(free, uniform) + 0.02
+    static_oof = np.column_stack([uniform[:, 0] - 0.01 + rng.normal(0, 0.01, p), free[:, 1] + 0.1])
+    noisy = np.column_stack([uniform[:, 0] + rng.normal(0.001, 0.2, p), free[:, 1]])
+    val = {"free": free, "uniform": uniform, "static": static_in, "preference": static_in}
+    oof = {"static": static_oof, "preference": noisy}
+    chosen, evidence = select_policies(val, oof, [1, 2], ("free", "uniform", "static",
+                                                          "preference"), idx, 0.95)
+    assert chosen == {1: "uniform", 2: "static"}
+    assert evidence[1]["baseline"] == "uniform" and evidence[2]["baseline"] == "free"
+    # preference's tiny mean gain at k=1 is noise: its CI straddles zero, so it is not taken
+    assert evidence[1]["fitted"]["preference"]["ci_low"] < 0 < evidence[1]["fitted"]["preference"]["ci_high"]
+    assert evidence[2]["fitted"]["static"]["ci_low"] > 0
+    assert abs(evidence[2]["fitted"]["static"]["oof_gain"] - 0.1) < 1e-9
+    # without a free arm the safe baseline is uniform alone
+    chosen, evidence = select_policies({"uniform": uniform, "static": static_in},
+                                       {"static": static_oof}, [1, 2],
+                                       ("free", "uniform", "static"), idx, 0.95)
+    assert evidence[1]["baseline"] == evidence[2]["baseline"] == "uniform"
+    assert chosen[2] == "static"  # static out-of-fold beats uniform at k=2 by 0.15

@@ -84,6 +84,13 @@ def test_cache_is_reused_and_keyed_by_cpu_and_torch(tmp_path, monkeypatch):
     assert len(entries) == 4
     assert {e["cpu"] for e in entries.values()} == {here, "Some Other CPU"}
     assert {e["torch"] for e in entries.values()} >= {"9.9.9"}
+    # a oneDNN ISA cap (no AMX kernels, say) is another machine as far as bf16 goes
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    capped = autotune.choose("train.bf16", steps, shape="s", cache=cache, timer=slow("on"))
+    assert (capped.source, capped.choice) == ("measured", "off")
+    assert json.loads(cache.read_text())[capped.key]["onednn_isa"] == "AVX512_CORE_BF16"
+    again = autotune.choose("train.bf16", steps, shape="s", cache=cache, timer=slow("off"))
+    assert (again.source, again.choice) == ("cache", "off")
 
 
 def test_unreadable_cache_measures_again(tmp_path):

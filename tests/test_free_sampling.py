@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from modc_data.config import ModelParams, SampleParams, TrainParams
 from modc_data.evaluation.allocation_report import arm_counts
-from modc_data.modeling.format import IGNORE_INDEX, encode_free_example, encode_prompt, mode_token_id
+from modc_data.modeling.format import (
+    IGNORE_INDEX,
+    encode_free_example,
+    encode_prompt,
+    mode_token_id,
+)
 from modc_data.modeling.modc_json import read_modc
 from modc_data.modeling.train import free_rows, train_model
 from modc_data.publish.layout import PublishError, build_model_repo

@@ -120,6 +120,11 @@ class ArmCounts:
     def forced_modes(self) -> list[str]:
         return [self.arms[i] for i in self.forced]
 
+    def take(self, problems: np.ndarray) -> ArmCounts:
+        """The same arms on a subset of the problems (row indices, in that order)."""
+        idx = np.asarray(problems, dtype=np.int64)
+        return ArmCounts(self.arms, self.n[idx], self.c[idx], None if self.q is None else self.q[idx])
+
 
 def concat_arm_counts(parts: list[ArmCounts]) -> ArmCounts:
     """Stack the problems of several splits (e.g. validation_adversarial and a natural validation

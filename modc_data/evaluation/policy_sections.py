@@ -18,7 +18,8 @@ Markdown (tables, validation choices, the verdict against the issue's bar) and t
 ``details.json``; one PNG per arm and split under ``figures_dir``.
 
 Nothing is fit on test: static and preference are fit on the validation split of the pair, and
-"chosen" is the best validation candidate per k (``allocation_report.evaluate_policies``).
+"chosen" per k is the better of free and uniform on validation, replaced by static or preference
+only where its out-of-fold validation gain is significant (``allocation_report.select_policies``).
 """
 
 from __future__ import annotations
@@ -175,8 +176,10 @@ def policy_sections(
         "own sampling with no mode token and q(m|x) its first-token distribution over the mode "
         "tokens (one model: the validated allocation ships in its modc.json); otherwise `free` "
         "is the standard model's samples and q(m|x) their detected-mode shares (each section "
-        "says which). static and preference are fit on the validation split, chosen = best validation "
-        "candidate per k; never on test. Bar: chosen never below the better of standard and "
+        "says which). static and preference are fit on the validation split; chosen = the better "
+        "of free and uniform on validation, replaced by static or preference only where its "
+        "out-of-fold validation gain has its paired CI above zero; never on test. Bar: chosen "
+        "never below the better of standard and "
         f"uniform (paired CI lower end ≥ −{TOLERANCE:g}).",
         "",
     ]
@@ -199,14 +202,11 @@ def policy_sections(
                 q_table = None
             free_model = own if self_free else standard
 
-            def counts(split: str, pids: Sequence[str] | None = None):
-                return arm_counts(samples, split, prefix, modes, free_model=free_model,
-                                  q_model=free_model, problem_ids=pids,
-                                  q_table=q_table if self_free else None,
-                                  q_column="declared_mode" if self_free else "detected_mode")
-
-            validation, val_pids = counts(val)
-            test_counts, test_pids = counts(test)
+            how = {"free_model": free_model, "q_model": free_model,
+                   "q_table": q_table if self_free else None,
+                   "q_column": "declared_mode" if self_free else "detected_mode"}
+            validation, val_pids = arm_counts(samples, val, prefix, modes, **how)
+            test_counts, test_pids = arm_counts(samples, test, prefix, modes, **how)
             # the reference is always the standard model (with a free-sampling prefix model the
             # free arm is that prefix model, not the standard one)
             ev = evaluate_policies(
