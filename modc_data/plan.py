@@ -140,6 +140,9 @@ def _train(p: Params) -> list[str]:
         }[job.variant]
         if job.free_share:
             what += f" ({job.free_share:.0%} of rows free: it can also sample with no mode token)"
+        if job.shared_steps:
+            what += (f" (from one model trained {_n(job.shared_steps)} steps on all the rows; "
+                     f"{_n(steps - job.shared_steps)} more split between the experts)")
         lines.append(f"  - {key}: {what}, {_n(steps)} steps, lr {job.lr or t.lr}")
     return lines
 

@@ -13,7 +13,9 @@ Generation goes through ``modc_data.sampling`` backends (``hf`` by default, ``vl
 How k is split (``split``): ``"auto"`` (default) applies the allocation validated for this model
 and shipped in ``modc.json`` (``allocation``, per k: e.g. all on free sampling at k = 1, even
 over the modes at k = 8); ``"uniform"`` splits evenly over the modes; ``"free"`` puts all k on
-the model's own sampling (no mode token); a dict gives explicit weights over ``arms``. The arms
+the model's own sampling (no mode token); a dict gives explicit weights over ``arms``. A
+shipped ``preference`` entry splits per prompt from the model's first-token q(m|x)
+(``budgets``). The arms
 are the modes, plus ``"free"`` where the model can sample freely: a standard model or single
 expert (its only arm), or a prefix model trained to emit its own mode token (``free_sampling``
 in modc.json); today's prefix models and experts groups cannot, and asking them is an error.
@@ -22,6 +24,7 @@ in modc.json); today's prefix models and experts groups cannot, and asking them 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,30 +92,45 @@ def arms_of(info: ModcInfo) -> list[str]:
     return ([FREE] if can_sample_freely(info) else []) + list(info.modes)
 
 
-def shipped_budget(info: ModcInfo, k: int) -> dict[str, int]:
-    """Samples per arm under the allocation shipped in ``modc.json`` (``split="auto"``).
-
-    The entry for k when there is one; otherwise the entry of the nearest validated k (on a log
-    scale, ties to the smaller) used as weights (``split_budget``'s largest-remainder rounding).
-    No shipped allocation: uniform over the modes (a standard model: all free).
-    """
-    arms = arms_of(info)
-    modes = [a for a in arms if a != FREE]
+def shipped_entry(info: ModcInfo, k: int) -> tuple[int, Mapping[str, Any]] | None:
+    """(validated k, its entry) of the allocation shipped in ``modc.json`` for budget ``k``: the
+    entry for k when there is one, else that of the nearest validated k (on a log scale, ties to
+    the smaller). None when nothing is shipped."""
     if not info.allocation:
-        return split_budget(k, modes or arms, "uniform") if modes else {FREE: k}
-    where = f"{MODC_FILE} allocation"
+        return None
     try:
         table = {int(kk): v for kk, v in info.allocation.items()}
     except ValueError:
-        raise ValueError(f"{where}: keys must be budgets k, got {sorted(info.allocation)}") from None
+        raise ValueError(
+            f"{MODC_FILE} allocation: keys must be budgets k, got {sorted(info.allocation)}"
+        ) from None
     near = min(table, key=lambda v: (abs(math.log2(v) - math.log2(max(k, 1))), v))
-    entry = table[near]
+    return near, table[near]
+
+
+def shipped_budget(info: ModcInfo, k: int) -> dict[str, int]:
+    """Samples per arm under the allocation shipped in ``modc.json`` (``split="auto"``), the same
+    for every prompt.
+
+    The entry for k when there is one; otherwise the entry of the nearest validated k used as
+    weights (``split_budget``'s largest-remainder rounding). No shipped allocation: uniform over
+    the modes (a standard model: all free). A per-prompt ``preference`` entry gives its
+    ``counts`` here (the fallback for backends without first-token probabilities);
+    ``ModCSampler.budgets`` applies it per prompt.
+    """
+    arms = arms_of(info)
+    modes = [a for a in arms if a != FREE]
+    found = shipped_entry(info, k)
+    if found is None:
+        return split_budget(k, modes or arms, "uniform") if modes else {FREE: k}
+    near, entry = found
+    where = f"{MODC_FILE} allocation"
     counts = entry.get("counts")
     if not isinstance(counts, Mapping):
         raise ValueError(
             f"{where}[{near}]: policy {entry.get('policy')!r} ships no per-arm counts "
-            "(a per-prompt policy such as 'preference' needs q(m|x) from the model's first token, "
-            "which this checkpoint cannot give); re-ship with a counts policy"
+            "(a per-prompt policy such as 'preference' also ships the counts to fall back on); "
+            "re-ship with counts"
         )
     unknown = sorted(set(a for a, m in counts.items() if m) - set(arms))
     if unknown:
@@ -207,6 +225,45 @@ class ModCSampler:
             )
         return split_budget(k, arms, split)
 
+    def budgets(
+        self, prompts: Sequence[str], k: int, split: str | Mapping[str, float] = "auto",
+        temperature: float = 1.0,
+    ) -> list[dict[str, int]]:
+        """Samples per arm for each prompt, each summing to ``k``.
+
+        The same as ``budget`` for every prompt, except where ``split="auto"`` meets a shipped
+        ``preference`` entry and the backend can read the model's first-token distribution
+        (``mode_preference``; the ``hf`` backend): then q(m|x) of each prompt, at
+        ``temperature``, sets its counts by the validated rule (``round(f k)`` free, the rest
+        ∝ q̃^β: ``evaluation.allocation.preference_split``, the function it was scored with).
+        Otherwise the entry's fallback counts, with a warning.
+        """
+        found = shipped_entry(self.info, k) if split == "auto" and len(self.arms) > 1 else None
+        if found is None or found[1].get("policy") != "preference":
+            return [self.budget(k, split)] * len(prompts)
+        near, entry = found
+        if not hasattr(self.backend, "mode_preference"):
+            warnings.warn(
+                f"{self.path}: the shipped allocation at k={near} is per prompt ('preference', "
+                f"from the first-token q(m|x)), which backend {type(self.backend).__name__} cannot "
+                f"read; using its fallback counts ({entry.get('fallback')})",
+                stacklevel=2,
+            )
+            return [self.budget(k, split)] * len(prompts)
+        from modc_data.evaluation.allocation import preference_split
+
+        f, beta = float(entry["free_share"]), float(entry["beta"])
+        if f > 0 and FREE not in self.arms:
+            raise ValueError(f"{MODC_FILE} allocation[{near}]: free share {f} but this model "
+                             "cannot sample freely")
+        q, _ = self.backend.mode_preference(self.path, list(prompts), self.modes,
+                                            temperature=temperature)
+        k_free, forced = preference_split(q, k, f, beta)
+        return [
+            {a: (k_free if a == FREE else int(row[self.modes.index(a)])) for a in self.arms}
+            for row in forced
+        ]
+
     def _target(self, mode: str | None) -> tuple[Path, str | None]:
         """(checkpoint dir, mode token argument) that samples ``mode`` (None: free)."""
         if mode is None:
@@ -227,26 +284,27 @@ class ModCSampler:
         seed: int = 0,
         top_p: float = 1.0,
     ) -> list[list[ModeSample]]:
-        """``k`` samples per prompt, ``budget(k, split)`` of them on each arm.
+        """``k`` samples per prompt, ``budgets(prompts, k, split)`` of them on each arm.
 
         Returns ``len(prompts)`` lists of ``k`` ModeSample, grouped by arm in ``arms`` order;
         free samples carry mode None. Same seed, same samples.
         """
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, got one string")
-        budget = self.budget(k, split)
+        budgets = self.budgets(prompts, k, split, temperature=temperature)
         out: list[list[ModeSample]] = [[] for _ in prompts]
         for arm in self.arms:
-            n = budget.get(arm, 0)
-            if n == 0:
-                continue
             mode = None if arm == FREE else arm
             model_dir, token_mode = self._target(mode)
-            seeds = [sample_seed(seed, p, str(mode), n=n) for p in prompts]
-            comps = self.backend.generate(
-                model_dir, list(prompts), mode=token_mode, n=n, seeds=seeds,
-                temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-            )
-            for i, cs in enumerate(comps):
-                out[i].extend(ModeSample(mode, c.text) for c in cs)
+            # one generate call per distinct count (a per-prompt policy gives several)
+            for n in sorted({b.get(arm, 0) for b in budgets} - {0}):
+                rows = [i for i, b in enumerate(budgets) if b.get(arm, 0) == n]
+                group = [prompts[i] for i in rows]
+                seeds = [sample_seed(seed, p, str(mode), n=n) for p in group]
+                comps = self.backend.generate(
+                    model_dir, group, mode=token_mode, n=n, seeds=seeds,
+                    temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                )
+                for i, cs in zip(rows, comps, strict=True):
+                    out[i].extend(ModeSample(mode, c.text) for c in cs)
         return out

@@ -184,6 +184,49 @@ def test_published_model_ships_the_allocation_and_samples_by_it(free_prefix, tmp
     assert [s.mode for s in sampler.sample(["numbers 3 7 target 10"], k=1, max_new_tokens=8)[0]] == [None]
 
 
+class _NoFirstToken:
+    """A backend that generates but cannot give first-token probabilities (like openai)."""
+
+    def __init__(self, inner):
+        self.generate = inner.generate
+
+
+def test_shipped_preference_splits_each_prompt_by_its_own_q(free_prefix, tmp_path):
+    """A shipped 'preference' entry: each prompt's counts follow the validated rule on the
+    model's first-token q(m|x) (the function the policy was scored with); a backend without
+    first-token probabilities falls back to the entry's counts, with a warning."""
+    from modc_data.evaluation.allocation import preference_split
+
+    out, _, _ = free_prefix
+    allocation = {"8": {"policy": "preference", "free_share": 0.25, "beta": 1.0,
+                        "validation": 0.5, "counts": {"free": 0, "dfs": 4, "bfs": 4},
+                        "fallback": "uniform"}}
+    staged = _publish(out, tmp_path / "repo", allocation)
+    card = (staged.path / "README.md").read_text()
+    assert "preference (free share 0.25, β = 1)" in card and "uniform: dfs=4, bfs=4" in card
+    sampler = ModCSampler.from_pretrained(staged.path, backend="hf", device="cpu", threads=1)
+    prompts = ["numbers 3 7 target 10", "numbers 2 5 target 7", "numbers 9 1 target 10",
+               "numbers 4 4 target 16"]
+    q, _ = HFBackend(batch_size=64, device="cpu", threads=1).mode_preference(staged.path, prompts,
+                                                                              MODES)
+    k_free, forced = preference_split(q, 8, 0.25, 1.0)
+    want = [{"free": k_free, "dfs": int(r[0]), "bfs": int(r[1])} for r in forced]
+    got = sampler.budgets(prompts, 8)
+    assert got == want and k_free == 2 and all(sum(b.values()) == 8 for b in got)
+    # q follows the prompt, so do the counts: the model prefers dfs more on some prompts
+    assert len({b["dfs"] for b in got}) > 1 or len({round(x[0], 2) for x in q}) == 1
+    samples = sampler.sample(prompts, k=8, max_new_tokens=8)
+    for per_prompt, b in zip(samples, got, strict=True):
+        modes = [s.mode for s in per_prompt]
+        assert modes == [None] * b["free"] + ["dfs"] * b["dfs"] + ["bfs"] * b["bfs"]
+    # the same prompt alone gets the same counts and the same samples (seeds are per prompt)
+    assert sampler.sample(prompts[1:2], k=8, max_new_tokens=8)[0] == samples[1]
+    blind = ModCSampler(staged.path, read_modc(staged.path), _NoFirstToken(sampler.backend))
+    with pytest.warns(UserWarning, match="fallback counts"):
+        assert blind.budgets(prompts, 8) == [{"free": 0, "dfs": 4, "bfs": 4}] * len(prompts)
+    assert sampler.budgets(prompts, 8, split="uniform") == [{"free": 0, "dfs": 4, "bfs": 4}] * 4
+
+
 def test_publishing_refuses_an_allocation_the_model_cannot_follow(tmp_path):
     out = _forced_only_prefix(tmp_path / "p")
     with pytest.raises(PublishError, match="free"):

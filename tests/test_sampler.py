@@ -202,7 +202,7 @@ def test_models_that_cannot_sample_freely_refuse_free_arms(tmp_path):
     assert s.budget(4, "auto") == {"dfs": 2, "bfs": 2}
     pref = {"2": {"policy": "preference", "free_share": 0.5, "beta": -1.0}}
     with_allocation(ckpt, pref, False)
-    with pytest.raises(ValueError, match="needs q"):
+    with pytest.raises(ValueError, match="ships no per-arm counts"):
         ModCSampler.from_pretrained(ckpt).budget(2, "auto")
     # nothing shipped (checkpoints before the allocation existed): auto is uniform
     with_allocation(ckpt, {}, False)

@@ -278,16 +278,28 @@ def preference_counts(data: ArmCounts, k: int, free_share: float, beta: float) -
     """(P, A) counts of the preference rule with free share ``free_share`` and exponent ``beta``."""
     if data.q is None:
         raise ValueError("policy 'preference' needs q(m|x): ArmCounts.q is None")
-    if not 0.0 <= free_share <= 1.0:
-        raise ValueError(f"preference: free share must lie in [0, 1], got {free_share}")
     if data.free is None and free_share > 0:
         raise ValueError(f"preference: free share {free_share} > 0 but no {FREE!r} arm")
+    k_free, forced = preference_split(data.q, k, free_share, beta)
     counts = np.zeros((data.n_problems, len(data.arms)), dtype=np.int64)
-    k_free = int(np.floor(free_share * k + 0.5))
     if data.free is not None:
         counts[:, data.free] = k_free
-    m = len(data.forced)
-    q = (1.0 - PREFERENCE_SMOOTHING) * data.q + PREFERENCE_SMOOTHING / m
+    counts[:, data.forced] = forced
+    return counts
+
+
+def preference_split(
+    q: np.ndarray, k: int, free_share: float, beta: float
+) -> tuple[int, np.ndarray]:
+    """The preference rule on q(m|x) alone, as ``ModCSampler`` applies it per prompt: ``k_free =
+    round(f k)`` free samples and (P, M) forced counts ∝ q̃^β summing to ``k - k_free`` per row
+    (largest remainder; ties to the earlier mode). ``q``: (P, M) rows summing to 1."""
+    if not 0.0 <= free_share <= 1.0:
+        raise ValueError(f"preference: free share must lie in [0, 1], got {free_share}")
+    q = np.atleast_2d(np.asarray(q, dtype=float))
+    k_free = int(np.floor(free_share * k + 0.5))
+    m = q.shape[1]
+    q = (1.0 - PREFERENCE_SMOOTHING) * q + PREFERENCE_SMOOTHING / m
     w = q**beta
     exact = (k - k_free) * w / w.sum(axis=1, keepdims=True)
     base = np.floor(exact).astype(np.int64)
@@ -296,8 +308,7 @@ def preference_counts(data: ArmCounts, k: int, free_share: float, beta: float) -
     order = np.argsort(-(exact - base), axis=1, kind="stable")
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(m)[None, :].repeat(len(order), 0), axis=1)
-    counts[:, data.forced] = base + (rank < short[:, None])
-    return counts
+    return k_free, base + (rank < short[:, None])
 
 
 def mean_pass(data: ArmCounts, alloc: Allocation) -> float:
@@ -426,4 +437,5 @@ __all__ = [
     "fit_static",
     "mean_pass",
     "preference_counts",
+    "preference_split",
 ]

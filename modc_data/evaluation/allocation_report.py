@@ -515,7 +515,9 @@ def write_policies_figure(ev: PolicyEvaluation, title: str, path: str | Path) ->
 
 
 # --------------------------------------------------------------------------- shipping to modc.json
-def shipped_policy(ev: PolicyEvaluation, modes: Sequence[str]) -> dict[str, dict[str, Any]]:
+def shipped_policy(
+    ev: PolicyEvaluation, modes: Sequence[str], *, with_preference: bool = False
+) -> dict[str, dict[str, Any]]:
     """The allocation to write into ``modc.json`` (``ModcInfo.allocation``), per k.
 
     At each k, the policy ``select_policies`` picks on validation among those ``ModCSampler`` can
@@ -523,6 +525,12 @@ def shipped_policy(ev: PolicyEvaluation, modes: Sequence[str]) -> dict[str, dict
     ``{"policy": name, "counts": {arm: samples}, "validation": mean}``. Uniform ships its
     representative split (remainder to the first modes, as ``sampler.split_budget``): at k not
     divisible by M that is one of the allocations its score averages over.
+
+    ``with_preference`` (q(m|x) came from the model's own first-token distribution, which the
+    sampler can read per prompt): the choice is ``ev.chosen`` over every candidate; where that is
+    ``preference`` the entry also carries ``free_share`` and ``beta``, and ``counts`` /
+    ``fallback`` are the counts policy's, for backends that cannot give first-token
+    probabilities.
     """
     out: dict[str, dict[str, Any]] = {}
     for j, k in enumerate(ev.ks):
@@ -539,9 +547,20 @@ def shipped_policy(ev: PolicyEvaluation, modes: Sequence[str]) -> dict[str, dict
             counts = dict.fromkeys(ev.arms, 0) | {
                 m: q + (1 if i < r else 0) for i, m in enumerate(modes)
             }
-        out[str(k)] = {
+        entry: dict[str, Any] = {
             "policy": best,
             "counts": counts,
             "validation": ev.policies[best].validation[j],
         }
+        if with_preference and ev.chosen[k] == "preference" and ev.preference is not None:
+            f, beta = ev.preference[k]
+            entry = {
+                "policy": "preference",
+                "free_share": float(f),
+                "beta": float(beta),
+                "validation": ev.policies["preference"].validation[j],
+                "counts": counts,
+                "fallback": best,
+            }
+        out[str(k)] = entry
     return out

@@ -237,6 +237,7 @@ def policy_sections(
                          "free_source": "prefix" if self_free else "standard",
                          "free_sampling": stats,
                          # one model only: what ModCSampler.sample(split="auto") applies
-                         "allocation": shipped_policy(ev, modes) if self_free else None,
+                         "allocation": shipped_policy(ev, modes, with_preference=q_table is not None)
+                         if self_free else None,
                          "verdict": verdict, **ev.to_dict()})
     return "\n".join(lines) + "\n", rows

@@ -257,8 +257,13 @@ def _allocation_section(allocation: Mapping[str, Mapping[str, Any]], arms: list[
         e = allocation[k]
         got = e.get("counts", {})
         counts = ", ".join(f"{a}={got[a]}" for a in arms if got.get(a))
+        policy = e.get("policy", "?")
+        if policy == "preference":  # per prompt from the model's first-token q(m|x)
+            policy = f"preference (free share {e.get('free_share'):g}, β = {e.get('beta'):g})"
+            counts = (f"per prompt: round(f·k) free, the rest ∝ q̃(m\\|x)^β; without first-token "
+                      f"probabilities {e.get('fallback')}: {counts}")
         val = e.get("validation")
-        lines.append(f"| {k} | {e.get('policy', '?')} | {counts} | "
+        lines.append(f"| {k} | {policy} | {counts} | "
                      f"{'' if val is None else f'{val:.3f}'} |")
     return [*lines, ""]
 
