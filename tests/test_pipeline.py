@@ -58,7 +58,7 @@ def test_repro_builds_every_artifact(smoke_repo):
     for r in scored:
         assert r["arm"] == "search_algorithm-skewed" and r["n_validation"] == cap[r["validation"]]
         assert (art / "eval" / "figures" / r["figure"]).stat().st_size > 1000
-        assert set(r["chosen"].values()) <= {"free", "uniform", "static", "preference"}
+        assert set(r["chosen"].values()) <= {"free", "uniform", "standard", "static", "preference"}
         # the smoke profile's headline prefix model samples freely (free_share): it is its own
         # free arm, with q(m|x) from its first token, and its validated allocation ships
         assert r["free_source"] == "prefix" and r["free_sampling"]["samples"] > 0

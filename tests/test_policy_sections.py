@@ -2,9 +2,9 @@
 
 A planted world in sample-table form: half the problems only DFS solves, half only BFS. The
 standard model collapses onto DFS but is strong there (0.9 on the DFS half), the prefix model
-forced into a mode solves that mode's half at 0.6: free wins at k = 1, uniform beats free at
-k >= 2, and mixing free sampling with forced BFS beats both (static), so the chosen policy never
-loses to either and is strictly better somewhere.
+forced into a mode solves that mode's half at 0.6: standard wins at k = 1, uniform beats it at
+k >= 2, and mixing the standard model's samples with forced BFS beats both (static), so the
+chosen policy never loses to either and is strictly better somewhere.
 """
 
 from __future__ import annotations
@@ -59,10 +59,12 @@ def test_section_scores_every_policy_and_the_bar_holds(samples, tmp_path):
     (row,) = out
     assert row["scored"] and row["n_test"] == 80 and row["n_validation"] == 80
     pol = row["policies"]
-    assert set(pol) == {"standard", "free", "uniform", "static", "preference", "chosen",
-                        "oracle"}
-    # free is the standard model's own samples: the same numbers
-    assert pol["free"]["mean"] == pytest.approx(pol["standard"]["mean"])
+    # a forced-only prefix model: no free arm; the standard model's samples are an arm of their own
+    assert set(pol) == {"standard", "uniform", "static", "preference", "chosen", "oracle"}
+    assert "free" in row["skipped"] and "standard" in row["arms"]
+    # static may mix the standard model's samples with forced BFS (both models are published)
+    assert row["static"]["16"]["standard"] > 0 and row["static"]["16"]["bfs"] > 0
+    assert row["allocation"] is None  # two models' allocation: nothing ships in one modc.json
     # uniform equals the exact split pass@k of the forced modes (today's ModC number)
     test = samples.filter((pl.col("split") == "test_adversarial") & (pl.col("model") == "pre"))
     c = (test.group_by("problem_id", "mode").agg(pl.col("correct").sum())
@@ -92,9 +94,15 @@ def test_never_loses_flags_a_loss(samples):
         def __init__(self, d):
             self.vs_standard, self.vs_uniform = d["vs_standard"], d["vs_uniform"]
 
+    u = row["policies"]["uniform"]["vs_standard"]  # uniform − standard, so standard − uniform:
+    zero = [0.0] * len(row["ks"])
+    standard = {"vs_standard": {"diff": zero, "ci_low": zero, "ci_high": zero},
+                "vs_uniform": {"diff": [-d for d in u["diff"]], "ci_low": [-h for h in u["ci_high"]],
+                               "ci_high": [-lo for lo in u["ci_low"]]}}
+
     class Ev:
         ks = row["ks"]
-        policies = {"chosen": P(row["policies"]["free"])}
+        policies = {"chosen": P(standard)}
 
     v = never_loses(Ev())
     assert not v["holds"] and v["worst_against"] == "uniform" and v["worst_ci_low"] < -0.01

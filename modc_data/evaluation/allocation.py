@@ -14,6 +14,8 @@ deterministic (J = 1).
 
 Policies (``Policy`` protocol; fit the two that learn on validation only):
 - ``FreePolicy``: all k on free sampling (the model's own allocation).
+- ``StandardPolicy``: all k on the standard model's samples (arm ``STANDARD``, where present:
+  the product owns both models, so a split may also spend samples on the standard model).
 - ``UniformPolicy``: today's ModC, k split evenly over the forced modes.
 - ``StaticPolicy`` (``fit_static``): one allocation over the arms per k, the same for every
   problem, maximising mean pass@k on the data it is fit on: every allocation scored when there
@@ -54,6 +56,10 @@ import numpy as np
 from modc_data.evaluation.passk import fail_ratio, uniform_allocations
 
 FREE = "free"  # name of the free-sampling arm
+# name of the arm that is another model's free sampling: the standard model trained on the same
+# rows and steps. Not a mode (no forced share), so uniform and q leave it out; static, preference
+# (its free share, where the model itself cannot sample freely) and the oracle can use it.
+STANDARD = "standard"
 # Smoothing of q before the power β: q̃ = (1 - λ) q + λ / M, so a mode the model never picked
 # (q = 0, e.g. from a handful of free samples) gets a finite weight under β < 0.
 PREFERENCE_SMOOTHING = 0.1
@@ -67,7 +73,8 @@ EXHAUSTIVE_LIMIT = 20_000  # fit_static scores every allocation up to this many,
 class ArmCounts:
     """Per-problem sample and correct counts for each sampling arm of one model on one split.
 
-    ``arms``: arm names, ``FREE`` (if present) and the forced modes, e.g. ('free', 'dfs', 'bfs').
+    ``arms``: arm names, ``FREE`` (if present), ``STANDARD`` (if present: the standard model's
+    samples) and the forced modes, e.g. ('free', 'standard', 'dfs', 'bfs').
     ``n``, ``c``: int arrays (P, A), ``0 <= c <= n``. ``q``: optional (P, M) float, the model's
     preference over the forced modes in ``forced`` order, rows summing to 1.
     """
@@ -112,9 +119,27 @@ class ArmCounts:
         return self.arms.index(FREE) if FREE in self.arms else None
 
     @property
+    def standard(self) -> int | None:
+        """Column of the standard model's arm, or None."""
+        return self.arms.index(STANDARD) if STANDARD in self.arms else None
+
+    @property
+    def unforced(self) -> int | None:
+        """Where a free share goes: the model's own free arm, else the standard model's."""
+        return self.free if self.free is not None else self.standard
+
+    def without(self, arm: str) -> ArmCounts:
+        """The same problems without one arm (e.g. the standard model's: one model's arms)."""
+        if arm not in self.arms:
+            return self
+        keep = [i for i, a in enumerate(self.arms) if a != arm]
+        return ArmCounts(tuple(self.arms[i] for i in keep), self.n[:, keep], self.c[:, keep],
+                         self.q)
+
+    @property
     def forced(self) -> list[int]:
         """Columns of the forced-mode arms."""
-        return [i for i, a in enumerate(self.arms) if a != FREE]
+        return [i for i, a in enumerate(self.arms) if a not in (FREE, STANDARD)]
 
     @property
     def forced_modes(self) -> list[str]:
@@ -208,6 +233,19 @@ class FreePolicy:
 
 
 @dataclass(frozen=True)
+class StandardPolicy:
+    """All k on the standard model's samples (its pass@k, as a policy among the others)."""
+
+    name: ClassVar[str] = "standard"
+    upper_bound: ClassVar[bool] = False
+
+    def allocate(self, data: ArmCounts, k: int) -> Allocation:
+        if data.standard is None:
+            raise ValueError(f"policy 'standard': arms {data.arms} have no {STANDARD!r} arm")
+        return Allocation.fixed(_corner(data, data.standard, k))
+
+
+@dataclass(frozen=True)
 class UniformPolicy:
     """Today's ModC: k split evenly over the forced modes, extra samples to random modes."""
 
@@ -278,12 +316,13 @@ def preference_counts(data: ArmCounts, k: int, free_share: float, beta: float) -
     """(P, A) counts of the preference rule with free share ``free_share`` and exponent ``beta``."""
     if data.q is None:
         raise ValueError("policy 'preference' needs q(m|x): ArmCounts.q is None")
-    if data.free is None and free_share > 0:
-        raise ValueError(f"preference: free share {free_share} > 0 but no {FREE!r} arm")
+    if data.unforced is None and free_share > 0:
+        raise ValueError(f"preference: free share {free_share} > 0 but no {FREE!r} or "
+                         f"{STANDARD!r} arm")
     k_free, forced = preference_split(data.q, k, free_share, beta)
     counts = np.zeros((data.n_problems, len(data.arms)), dtype=np.int64)
-    if data.free is not None:
-        counts[:, data.free] = k_free
+    if data.unforced is not None:  # the model's own free arm, else the standard model's
+        counts[:, data.unforced] = k_free
     counts[:, data.forced] = forced
     return counts
 
@@ -405,10 +444,11 @@ def fit_preference(
     """Per k, the grid point (f, β) with the best mean pass@k on ``data`` (ties: first in grid,
     f outer, β inner, so with f = 1, where β does not matter, β = 0 is reported).
 
-    Without a free arm only f = 0 is tried. The grid holds (1, ·) = free sampling, so the fit is
+    Without a free or standard arm only f = 0 is tried (the free share goes to the free arm,
+    else to the standard model's). The grid holds (1, ·) = free sampling, so the fit is
     never below free on ``data``; β = 0 is an even split with the remainder to the earlier modes.
     """
-    shares = free_shares if data.free is not None else (0.0,)
+    shares = free_shares if data.unforced is not None else (0.0,)
     params: dict[int, tuple[float, float]] = {}
     for k in ks:
         grid = [(f, b) for f in shares for b in betas]
@@ -427,6 +467,8 @@ __all__ = [
     "ArmCounts",
     "FreePolicy",
     "OraclePolicy",
+    "STANDARD",
+    "StandardPolicy",
     "Policy",
     "PreferencePolicy",
     "StaticPolicy",

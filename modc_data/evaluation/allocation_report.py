@@ -10,8 +10,8 @@ per k). ``policies_markdown`` renders it as tables for results.md; ``policies_fi
 ``write_policies_figure`` draw pass@k per policy (matplotlib object API, Agg canvas).
 
 Nothing is chosen on test: static and preference are fit on validation, and ``chosen`` at each k
-is picked on validation by ``select_policies``: the better of the two policies that need no
-fitting (free, uniform), replaced by a fitted one (static, preference) only where the fitted
+is picked on validation by ``select_policies``: the best of the policies that need no fitting
+(free, uniform, and standard where the standard model's samples are an arm), replaced by a fitted one (static, preference) only where the fitted
 policy's *out-of-fold* validation score (fit on the other folds, ``CV_FOLDS``) beats it with the
 paired bootstrap CI above zero. A fitted policy scored on the problems it was fit on looks better
 than it is (the default run's 124-problem validation split made static at k = 8 lose 0.6 points
@@ -32,10 +32,12 @@ from matplotlib.figure import Figure
 
 from modc_data.evaluation.allocation import (
     FREE,
+    STANDARD,
     ArmCounts,
     FreePolicy,
     OraclePolicy,
     Policy,
+    StandardPolicy,
     UniformPolicy,
     allocation_pass_at_k,
     fit_preference,
@@ -52,9 +54,11 @@ from modc_data.evaluation.report import _cell
 
 # Row order of tables and figures; "chosen" is the validated product choice.
 POLICY_ORDER = ("standard", "free", "uniform", "static", "preference", "chosen", "oracle")
-CANDIDATES = ("free", "uniform", "static", "preference")  # what "chosen" picks from
+# what "chosen" picks from; "standard" (all k on the standard model's samples) only where the
+# arms hold the standard model (``STANDARD``): the product publishes both models of an arm
+CANDIDATES = ("free", "uniform", "standard", "static", "preference")
 SHIPPABLE = ("free", "uniform", "static")  # policies whose counts are the same for every prompt
-SAFE = ("free", "uniform")  # candidates with nothing fit: chosen falls back to the better of these
+SAFE = ("free", "uniform", "standard")  # nothing fit: chosen falls back to the best of these
 CV_FOLDS = 5  # validation folds for the fitted policies' out-of-fold scores
 _COLORS = {
     "standard": "#444444",
@@ -98,6 +102,9 @@ class PolicyEvaluation:
     # candidate's out-of-fold gain over it with its paired CI, and the choice
     selection: dict[int, dict[str, Any]] = field(default_factory=dict)
     shippable: dict[int, str] = field(default_factory=dict)  # the same rule over SHIPPABLE
+    # static over the model's own arms (no STANDARD arm): what one model's modc.json can ship
+    static_own: dict[int, dict[str, int]] = field(default_factory=dict)
+    shippable_validation: dict[int, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # policy -> why it is not scored
     per_problem: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # (P, K)
 
@@ -118,6 +125,7 @@ class PolicyEvaluation:
             "chosen": {str(k): v for k, v in self.chosen.items()},
             "selection": {str(k): v for k, v in self.selection.items()},
             "shippable": {str(k): v for k, v in self.shippable.items()},
+            "static_own": {str(k): v for k, v in self.static_own.items()},
             "skipped": self.skipped,
         }
 
@@ -195,6 +203,8 @@ def evaluate_policies(
         policies["free"] = FreePolicy()
     else:
         skipped["free"] = "the model cannot sample without a mode token (no 'free' arm)"
+    if test.standard is not None:
+        policies["standard"] = StandardPolicy()
     static = fit_static(validation, ks)
     policies["static"] = static
     preference = None
@@ -212,7 +222,15 @@ def evaluate_policies(
     oof = {name: out_of_fold(fit, validation, ks, CV_FOLDS, seed) for name, fit in fits.items()}
     val_idx = resample_indices(validation.n_problems, n_resamples, seed + 1)
     chosen, selection = select_policies(val, oof, ks, CANDIDATES, val_idx, ci)
-    shippable, _ = select_policies(val, oof, ks, SHIPPABLE, val_idx, ci)
+    # what one model can ship: its own arms only (static refit without the standard model's)
+    own = validation.without(STANDARD)
+    static_own = static if own is validation else fit_static(own, ks)
+    val_own = {n: val[n] for n in ("free", "uniform") if n in val}
+    val_own["static"] = _scores(static_own, own, ks)
+    oof_own = {"static": oof["static"] if own is validation
+               else out_of_fold(fit_static, own, ks, CV_FOLDS, seed)}
+    shippable, _ = select_policies(val_own, oof_own, ks, SHIPPABLE, val_idx, ci)
+    shippable_validation = {k: float(val_own[shippable[k]][:, j].mean()) for j, k in enumerate(ks)}
 
     per = {name: _scores(p, test, ks) for name, p in policies.items()}
     per["chosen"] = np.stack([per[chosen[k]][:, j] for j, k in enumerate(ks)], axis=1)
@@ -254,6 +272,8 @@ def evaluate_policies(
         chosen=chosen,
         selection=selection,
         shippable=shippable,
+        static_own=static_own.table,
+        shippable_validation=shippable_validation,
         skipped=skipped,
         per_problem=per,
     )
@@ -331,6 +351,7 @@ def arm_counts(
     modes: Sequence[str],
     *,
     free_model: str | None = None,
+    standard_model: str | None = None,
     q_model: str | None = None,
     problem_ids: Sequence[str] | None = None,
     q_table: pl.DataFrame | None = None,
@@ -341,7 +362,8 @@ def arm_counts(
 
     Forced arms: rows of ``model`` under each of ``modes``. Free arm (first, named ``FREE``):
     rows of ``free_model`` with mode '' (a prefix model sampled without a mode token, or None
-    for none). q(m|x): the share of ``q_model``'s free samples (default ``free_model``) whose
+    for none). Standard arm (next, named ``STANDARD``): rows of ``standard_model`` with mode ''
+    (the standard model's own samples; None for none). q(m|x): the share of ``q_model``'s free samples (default ``free_model``) whose
     detected mode is m, over the detected ones in ``modes``; a problem with none detected gets
     uniform q. Problems: ``problem_ids`` in that order, else every problem the forced arms
     cover, sorted. Returns (ArmCounts, problem ids). A problem some arm lacks is a ValueError.
@@ -360,7 +382,11 @@ def arm_counts(
     if not pids:
         raise ValueError(f"arm_counts: model {model!r} has no samples on split {split!r}")
     index = pl.DataFrame({"problem_id": pids}).with_row_index("_i")
-    sources = ([(FREE, free_model, "")] if free_model else []) + [(m, model, m) for m in modes]
+    sources = (
+        ([(FREE, free_model, "")] if free_model else [])
+        + ([(STANDARD, standard_model, "")] if standard_model else [])
+        + [(m, model, m) for m in modes]
+    )
     n = np.zeros((len(pids), len(sources)), dtype=np.int64)
     c = np.zeros_like(n)
     for a, (arm, mdl, mode) in enumerate(sources):
@@ -423,7 +449,8 @@ def policies_markdown(ev: PolicyEvaluation, title: str) -> str:
         "",
         f"{ev.n_test} test problems, policies fit on {ev.n_validation} validation problems; "
         f"brackets: {ev.ci:.0%} percentile bootstrap CIs over problems ({ev.bootstrap} "
-        "resamples). chosen = the better of free and uniform on validation, replaced by static "
+        "resamples). chosen = the best of free, uniform and standard (all k on the standard "
+        "model's samples, where that is an arm) on validation, replaced by static "
         f"or preference only where its out-of-fold validation score ({CV_FOLDS} folds: fit on "
         "the others) beats that with the paired CI above zero; oracle reads the test samples "
         "and only bounds what any allocation could reach.",
@@ -533,24 +560,25 @@ def shipped_policy(
     probabilities.
     """
     out: dict[str, dict[str, Any]] = {}
+    own = [a for a in ev.arms if a != STANDARD]  # one model's arms: the standard model is another
     for j, k in enumerate(ev.ks):
         best = ev.shippable[k]
         if best == "static":
-            counts = {a: int(m) for a, m in ev.static[k].items()}
+            counts = {a: int(m) for a, m in ev.static_own[k].items()}
         elif best == "free":
-            counts = {a: (k if a == FREE else 0) for a in ev.arms}
+            counts = {a: (k if a == FREE else 0) for a in own}
         else:
             # sampler.split_budget's uniform split, written out: importing the sampler would pull
             # the sampling backends into the evaluate stage's code deps (tests/test_dvc_graph.py);
             # tests/test_allocation_report.py checks the sampler reads back these counts.
             q, r = divmod(k, len(modes))
-            counts = dict.fromkeys(ev.arms, 0) | {
+            counts = dict.fromkeys(own, 0) | {
                 m: q + (1 if i < r else 0) for i, m in enumerate(modes)
             }
         entry: dict[str, Any] = {
             "policy": best,
             "counts": counts,
-            "validation": ev.policies[best].validation[j],
+            "validation": ev.shippable_validation[k],
         }
         if with_preference and ev.chosen[k] == "preference" and ev.preference is not None:
             f, beta = ev.preference[k]

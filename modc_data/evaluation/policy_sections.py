@@ -7,19 +7,21 @@
 What goes in: the evaluate stage's samples (every split the sample stage drew, including the
 validation splits of ``sample.policies.pairs``), per arm the prefix model's key, the standard
 model's key and the modes. The arms of the allocation (``allocation.py``) are the prefix model's
-forced modes plus a free arm. Where the prefix model was trained to sample freely (``free_share``;
+forced modes, the standard model's samples (``STANDARD``: the product publishes both models, so
+a split may use both) and, where the prefix model can sample freely, a free arm. Where it was trained to sample freely (``free_share``;
 its free samples are model ``<prefix>:free``), the free arm is its own sampling with no mode token
 and q(m|x) its first-token distribution over the mode tokens (``q_tables``, from the sample stage;
 else the shares of its declared modes): one model, so the validated allocation ships in its
-``modc.json`` (row key ``allocation``, ``allocation_report.shipped_policy``). Otherwise the free
-arm is the *standard* model's samples (same data, same steps) and q(m|x) the share of them whose
-detected mode is m: a policy then mixes two models and nothing is shipped. What comes out: the
+``modc.json`` (row key ``allocation``, ``allocation_report.shipped_policy``: the choice over its
+own arms). Otherwise there is no free arm, q(m|x) is the share of the standard model's samples
+whose detected mode is m, and nothing is shipped. What comes out: the
 Markdown (tables, validation choices, the verdict against the issue's bar) and the JSON rows for
 ``details.json``; one PNG per arm and split under ``figures_dir``.
 
 Nothing is fit on test: static and preference are fit on the validation split of the pair, and
-"chosen" per k is the better of free and uniform on validation, replaced by static or preference
-only where its out-of-fold validation gain is significant (``allocation_report.select_policies``).
+"chosen" per k is the best of free, uniform and standard on validation, replaced by static or
+preference only where its out-of-fold validation gain is significant
+(``allocation_report.select_policies``).
 """
 
 from __future__ import annotations
@@ -171,14 +173,15 @@ def policy_sections(
     lines = [
         "## Allocation policies",
         "",
-        "Budget k split per problem between free sampling (`free`) and each forced mode of "
-        "the prefix model. Where the prefix model was trained to sample freely, `free` is its "
-        "own sampling with no mode token and q(m|x) its first-token distribution over the mode "
-        "tokens (one model: the validated allocation ships in its modc.json); otherwise `free` "
-        "is the standard model's samples and q(m|x) their detected-mode shares (each section "
-        "says which). static and preference are fit on the validation split; chosen = the better "
-        "of free and uniform on validation, replaced by static or preference only where its "
-        "out-of-fold validation gain has its paired CI above zero; never on test. Bar: chosen "
+        "Budget k split per problem between the prefix model's free sampling (`free`, where it "
+        "was trained to sample freely: no mode token, q(m|x) its first-token distribution over "
+        "the mode tokens), the standard model's samples (`standard`: same rows and steps; the "
+        "product publishes both) and each forced mode of the prefix model. Without a `free` arm "
+        "q(m|x) is the standard model's detected-mode shares (each section says which). static "
+        "and preference are fit on the validation split; chosen = the best of free, uniform and "
+        "standard on validation, replaced by static or preference only where its out-of-fold "
+        "validation gain has its paired CI above zero; never on test. What ships in the prefix "
+        "model's modc.json is the same choice over its own arms (no standard model). Bar: chosen "
         "never below the better of standard and "
         f"uniform (paired CI lower end ≥ −{TOLERANCE:g}).",
         "",
@@ -200,9 +203,10 @@ def policy_sections(
             q_table = (q_tables or {}).get(prefix)
             if q_table is not None and q_table.height == 0:
                 q_table = None
-            free_model = own if self_free else standard
-
-            how = {"free_model": free_model, "q_model": free_model,
+            free_model = own if self_free else None
+            # the standard model is an arm of its own: the product publishes both models
+            how = {"free_model": free_model, "standard_model": standard,
+                   "q_model": own if self_free else standard,
                    "q_table": q_table if self_free else None,
                    "q_column": "declared_mode" if self_free else "detected_mode"}
             validation, val_pids = arm_counts(samples, val, prefix, modes, **how)
@@ -220,8 +224,9 @@ def policy_sections(
                           "q(m|x) = " + ("its first-token distribution over the mode tokens."
                                          if q_table is not None else "its declared-mode shares."))
             else:
-                source = (f"`free` = the standard model `{standard}` (the prefix model was not "
-                          "trained to sample freely); q(m|x) = its detected-mode shares.")
+                source = (f"No `free` arm: the prefix model was not trained to sample freely; "
+                          f"q(m|x) = the detected-mode shares of the standard model `{standard}`, "
+                          "whose samples are the `standard` arm.")
             stats = (free_sampling_stats(samples, own, test, modes, q_table) if self_free else {})
             free_line = _free_line(stats, test)
             lines += [policies_markdown(ev, title), source, "",
