@@ -79,6 +79,9 @@ def split_budget(k: int, modes: Sequence[str], split: str | Mapping[str, float] 
 
 
 FREE = "free"  # the arm with no mode token (same name as evaluation.allocation.FREE)
+# the arm of the arm's standard model, loaded beside a prefix model (``standard=``; same name as
+# evaluation.allocation.STANDARD)
+STANDARD = "standard"
 
 
 def can_sample_freely(info: ModcInfo) -> bool:
@@ -108,7 +111,7 @@ def shipped_entry(info: ModcInfo, k: int) -> tuple[int, Mapping[str, Any]] | Non
     return near, table[near]
 
 
-def shipped_budget(info: ModcInfo, k: int) -> dict[str, int]:
+def shipped_budget(info: ModcInfo, k: int, with_standard: bool = False) -> dict[str, int]:
     """Samples per arm under the allocation shipped in ``modc.json`` (``split="auto"``), the same
     for every prompt.
 
@@ -116,16 +119,24 @@ def shipped_budget(info: ModcInfo, k: int) -> dict[str, int]:
     weights (``split_budget``'s largest-remainder rounding). No shipped allocation: uniform over
     the modes (a standard model: all free). A per-prompt ``preference`` entry gives its
     ``counts`` here (the fallback for backends without first-token probabilities);
-    ``ModCSampler.budgets`` applies it per prompt.
+    ``ModCSampler.budgets`` applies it per prompt. ``with_standard`` (the arm's standard model is
+    loaded too): an entry's ``with_standard`` counts, the choice over both models' arms, where
+    evaluation validated one; otherwise the one-model counts (the standard arm gets none).
     """
     arms = arms_of(info)
     modes = [a for a in arms if a != FREE]
     found = shipped_entry(info, k)
     if found is None:
-        return split_budget(k, modes or arms, "uniform") if modes else {FREE: k}
+        out = split_budget(k, modes or arms, "uniform") if modes else {FREE: k}
+        return ({STANDARD: 0} | out) if with_standard else out
     near, entry = found
     where = f"{MODC_FILE} allocation"
     counts = entry.get("counts")
+    if with_standard:
+        both = entry.get("with_standard") or {}
+        arms = [*arms[: 1 if FREE in arms else 0], STANDARD, *modes]
+        if isinstance(both.get("counts"), Mapping):
+            counts, where = both["counts"], f"{where} with_standard"
     if not isinstance(counts, Mapping):
         raise ValueError(
             f"{where}[{near}]: policy {entry.get('policy')!r} ships no per-arm counts "
@@ -166,24 +177,41 @@ def _resolve(repo_or_path: str | Path, revision: str | None) -> Path:
 class ModCSampler:
     """A loaded ModC checkpoint plus a sampling backend; see ``from_pretrained``."""
 
-    def __init__(self, path: Path, info: ModcInfo, backend: Any):
-        self.path, self.info, self.backend = path, info, backend
+    def __init__(self, path: Path, info: ModcInfo, backend: Any, standard: Path | None = None):
+        self.path, self.info, self.backend, self.standard = path, info, backend, standard
 
     @classmethod
     def from_pretrained(cls, repo_or_path: str | Path, backend: str = "hf", *,
-                        revision: str | None = None, **backend_kwargs: Any) -> ModCSampler:
+                        revision: str | None = None, standard: str | Path | None = None,
+                        **backend_kwargs: Any) -> ModCSampler:
         """Read ``modc.json`` from a folder (or a Hub repo, downloaded once) and pick a backend.
 
         ``backend``: ``hf`` | ``vllm``; ``backend_kwargs`` go to it (e.g. ``batch_size``,
-        ``device``, ``trust_remote_code`` which stays off unless set).
+        ``device``, ``trust_remote_code`` which stays off unless set). ``standard``: the same
+        arm's standard model (folder or repo id) to sample beside a prefix model or experts
+        group: it becomes the arm ``"standard"``, and ``split="auto"`` follows the allocation
+        validated over both models (an entry's ``with_standard``) where one was shipped.
         """
         path = _resolve(repo_or_path, revision)
         info = read_modc(path)  # clear error when this is not a modc-data checkpoint
+        std = None
+        if standard is not None:
+            std = _resolve(standard, None)
+            std_info = read_modc(std)
+            if std_info.variant != "standard" or info.variant not in ("prefix", "experts"):
+                raise InputError(
+                    f"standard={standard!s}: a {std_info.variant} model beside a {info.variant} "
+                    "model; give the same arm's standard model beside its prefix model or experts"
+                )
+            if std_info.arm and info.arm and std_info.arm != info.arm:
+                warnings.warn(f"standard={standard!s} was trained on arm {std_info.arm!r}, the "
+                              f"model on {info.arm!r}: the shipped allocation was validated for "
+                              "the same arm's pair", stacklevel=2)
         if info.variant == "experts":
             for m, rel in info.experts.items():
                 if not (path / rel).is_dir():
                     raise FileNotFoundError(f"{path}: expert for mode {m!r} missing at {rel}/")
-        return cls(path, info, get_backend(backend, **backend_kwargs))
+        return cls(path, info, get_backend(backend, **backend_kwargs), std)
 
     @property
     def modes(self) -> list[str]:
@@ -192,8 +220,12 @@ class ModCSampler:
 
     @property
     def arms(self) -> list[str]:
-        """Arms a budget can go to: ``"free"`` (where the model can sample freely), the modes."""
-        return arms_of(self.info)
+        """Arms a budget can go to: ``"free"`` (where the model can sample freely),
+        ``"standard"`` (where a standard model was loaded beside it), the modes."""
+        arms = arms_of(self.info)
+        if self.standard is None:
+            return arms
+        return [*arms[: 1 if FREE in arms else 0], STANDARD, *self.modes]
 
     def budget(self, k: int, split: str | Mapping[str, float] = "auto") -> dict[str, int]:
         """Samples per arm for one prompt (same for every prompt), summing to ``k``."""
@@ -203,7 +235,7 @@ class ModCSampler:
         if len(arms) == 1:
             return {arms[0]: k}  # a standard model or single expert: one way to sample
         if split == "auto":
-            return shipped_budget(self.info, k)
+            return shipped_budget(self.info, k, with_standard=self.standard is not None)
         if split == "free":
             if FREE not in arms:
                 raise ValueError(
@@ -211,6 +243,11 @@ class ModCSampler:
                     "token (free_sampling is off in modc.json); use 'uniform', 'auto' or weights"
                 )
             return {a: (k if a == FREE else 0) for a in arms}
+        if split == STANDARD:
+            if STANDARD not in arms:
+                raise ValueError(f"{self.path}: split='standard' needs the standard model "
+                                 "loaded beside it (from_pretrained(..., standard=...))")
+            return {a: (k if a == STANDARD else 0) for a in arms}
         if split == "uniform":
             even = split_budget(k, self.modes)
             return {a: even.get(a, 0) for a in arms}
@@ -236,12 +273,15 @@ class ModCSampler:
         (``mode_preference``; the ``hf`` backend): then q(m|x) of each prompt, at
         ``temperature``, sets its counts by the validated rule (``round(f k)`` free, the rest
         ∝ q̃^β: ``evaluation.allocation.preference_split``, the function it was scored with).
-        Otherwise the entry's fallback counts, with a warning.
+        Otherwise the entry's fallback counts, with a warning. With the standard model loaded,
+        an entry's ``with_standard`` counts win where there are any.
         """
         found = shipped_entry(self.info, k) if split == "auto" and len(self.arms) > 1 else None
         if found is None or found[1].get("policy") != "preference":
             return [self.budget(k, split)] * len(prompts)
         near, entry = found
+        if self.standard is not None and entry.get("with_standard"):
+            return [self.budget(k, split)] * len(prompts)  # the two-model choice: fixed counts
         if not hasattr(self.backend, "mode_preference"):
             warnings.warn(
                 f"{self.path}: the shipped allocation at k={near} is per prompt ('preference', "
@@ -260,7 +300,8 @@ class ModCSampler:
                                             temperature=temperature)
         k_free, forced = preference_split(q, k, f, beta)
         return [
-            {a: (k_free if a == FREE else int(row[self.modes.index(a)])) for a in self.arms}
+            {a: (k_free if a == FREE else 0 if a == STANDARD else int(row[self.modes.index(a)]))
+             for a in self.arms}
             for row in forced
         ]
 
@@ -268,6 +309,8 @@ class ModCSampler:
         """(checkpoint dir, mode token argument) that samples ``mode`` (None: free)."""
         if mode is None:
             return self.path, None
+        if mode == STANDARD and self.standard is not None:
+            return self.standard, None
         if self.info.variant == "experts":
             return self.path / self.info.experts[mode], None
         if self.info.variant == "prefix":
@@ -296,6 +339,8 @@ class ModCSampler:
         for arm in self.arms:
             mode = None if arm == FREE else arm
             model_dir, token_mode = self._target(mode)
+            if arm == STANDARD:
+                mode = None  # the standard model's samples carry no mode
             # one generate call per distinct count (a per-prompt policy gives several)
             for n in sorted({b.get(arm, 0) for b in budgets} - {0}):
                 rows = [i for i, b in enumerate(budgets) if b.get(arm, 0) == n]

@@ -12,7 +12,13 @@ import polars as pl
 import pytest
 from matplotlib.image import imread
 
-from modc_data.evaluation.allocation import FREE, ArmCounts, allocation_pass_at_k, fit_static
+from modc_data.evaluation.allocation import (
+    FREE,
+    Allocation,
+    ArmCounts,
+    allocation_pass_at_k,
+    fit_static,
+)
 from modc_data.evaluation.allocation_report import (
     CV_FOLDS,
     POLICY_ORDER,
@@ -230,3 +236,36 @@ def test_select_keeps_the_safe_policy_unless_a_fitted_one_wins_out_of_fold():
                                        ("free", "uniform", "static"), idx, 0.95)
     assert evidence[1]["baseline"] == evidence[2]["baseline"] == "uniform"
     assert chosen[2] == "static"  # static out-of-fold beats uniform at k=2 by 0.15
+
+
+def test_the_standard_arm_is_a_candidate_and_ships_only_beside_the_one_model_counts():
+    """With the standard model's samples as an arm, chosen can pick (or mix in) the standard
+    model; what ships as ``counts`` stays on the prefix model's own arms, and the two-model
+    choice rides along as ``with_standard`` where it uses the standard model."""
+    def with_standard(seed):
+        # a standard model that collapses onto DFS but is strong there (0.95 on the DFS half)
+        data, (n_std, _) = world("collapsed", 200, seed)
+        dfs_half = data.c[:, 1] > 0  # forced DFS solves only that half (at 0.6)
+        c_std = np.random.default_rng(seed + 100).binomial(N, np.where(dfs_half, 0.95, 0.0))
+        arms = (FREE, "standard", "dfs", "bfs")
+        n = np.column_stack([data.n[:, 0], n_std, data.n[:, 1:]])
+        c = np.column_stack([data.c[:, 0], c_std, data.c[:, 1:]])
+        return ArmCounts(arms, n, c, data.q), (n_std, c_std)
+
+    val, val_std = with_standard(7)
+    test, test_std = with_standard(8)
+    ev = evaluate_policies(val, test, KS, *test_std, standard_validation=val_std, n_resamples=200)
+    assert set(ev.chosen.values()) <= {"free", "uniform", "standard", "static", "preference"}
+    assert any(ev.static[k]["standard"] > 0 for k in KS) or "standard" in ev.chosen.values()
+    shipped = shipped_policy(ev, ["dfs", "bfs"])
+    for k in KS:
+        entry = shipped[str(k)]
+        assert "standard" not in entry["counts"] and sum(entry["counts"].values()) == k
+        uses = ev.chosen[k] == "standard" or (ev.chosen[k] == "static"
+                                              and ev.static[k]["standard"] > 0)
+        assert ("with_standard" in entry) == uses
+        if uses:
+            assert sum(entry["with_standard"]["counts"].values()) == k
+    # the standard arm's own row is the standard model: the same numbers as the reference
+    std_arm = allocation_pass_at_k(test, Allocation.fixed(np.tile([0, 8, 0, 0], (200, 1))))
+    assert ev.policies["standard"].mean[KS.index(8)] == pytest.approx(std_arm.mean())

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modc_data.config import ModelParams, SampleParams, TrainParams
+from modc_data.errors import InputError
 from modc_data.evaluation.allocation_report import arm_counts
 from modc_data.modeling.format import (
     IGNORE_INDEX,
@@ -225,6 +226,42 @@ def test_shipped_preference_splits_each_prompt_by_its_own_q(free_prefix, tmp_pat
     with pytest.warns(UserWarning, match="fallback counts"):
         assert blind.budgets(prompts, 8) == [{"free": 0, "dfs": 4, "bfs": 4}] * len(prompts)
     assert sampler.budgets(prompts, 8, split="uniform") == [{"free": 0, "dfs": 4, "bfs": 4}] * 4
+
+
+def test_the_standard_model_beside_the_prefix_model_follows_the_two_model_split(free_prefix,
+                                                                                tmp_path):
+    """An entry's with_standard counts (the choice over both models' arms) apply when the arm's
+    standard model is loaded beside the prefix model; without it the one-model counts do."""
+    out, train, _ = free_prefix
+    std = tmp_path / "standard"
+    train_model(train, tiny_rows(16, MODES, "validation", seed=1), variant="standard", mode=None,
+                modes=MODES, label_source="search_algorithm", arm="tiny",
+                model_cfg=ModelParams(scratch=TINY_SCRATCH), train_cfg=TRAIN, steps=5,
+                out_dir=std, tokenizer_texts=TINY_TEXTS, progress=False)
+    allocation = {"4": {"policy": "uniform", "counts": {"free": 0, "dfs": 2, "bfs": 2},
+                        "validation": 0.4,
+                        "with_standard": {"policy": "static", "validation": 0.5,
+                                          "counts": {"free": 0, "standard": 3, "dfs": 0,
+                                                     "bfs": 1}}}}
+    staged = _publish(out, tmp_path / "repo", allocation)
+    assert "standard=3, bfs=1 (validation 0.500)" in (staged.path / "README.md").read_text()
+    alone = ModCSampler.from_pretrained(staged.path, backend="hf", device="cpu", threads=1)
+    assert alone.arms == ["free", *MODES] and alone.budget(4) == {"free": 0, "dfs": 2, "bfs": 2}
+    pair = ModCSampler.from_pretrained(staged.path, backend="hf", device="cpu", threads=1,
+                                       standard=std)
+    assert pair.arms == ["free", "standard", *MODES]
+    assert pair.budget(4) == {"free": 0, "standard": 3, "dfs": 0, "bfs": 1}
+    prompts = ["numbers 3 7 target 10", "numbers 2 5 target 7"]
+    got = pair.sample(prompts, k=4, max_new_tokens=8)
+    assert [[x.mode for x in per] for per in got] == [[None, None, None, "bfs"]] * 2
+    # the standard arm's samples are the standard model's own (same seeds as sampling it alone)
+    by_std = ModCSampler.from_pretrained(std, backend="hf", device="cpu", threads=1)
+    assert [x.completion for x in got[0][:3]] == [
+        x.completion for x in by_std.sample(prompts[:1], k=3, max_new_tokens=8)[0]]
+    assert pair.budget(8) == {"free": 0, "standard": 6, "dfs": 0, "bfs": 2}  # nearest k, scaled
+    assert pair.budget(4, "standard") == {"free": 0, "standard": 4, "dfs": 0, "bfs": 0}
+    with pytest.raises(InputError, match="beside a standard model"):
+        ModCSampler.from_pretrained(std, standard=std)
 
 
 def test_publishing_refuses_an_allocation_the_model_cannot_follow(tmp_path):

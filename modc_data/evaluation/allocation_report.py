@@ -557,7 +557,10 @@ def shipped_policy(
     sampler can read per prompt): the choice is ``ev.chosen`` over every candidate; where that is
     ``preference`` the entry also carries ``free_share`` and ``beta``, and ``counts`` /
     ``fallback`` are the counts policy's, for backends that cannot give first-token
-    probabilities.
+    probabilities. Where the validated choice over every arm spends samples on the standard
+    model (``STANDARD``), the entry also carries it as ``with_standard`` (``policy``, ``counts``
+    over all arms, ``validation``): ``ModCSampler`` follows it when the arm's standard model is
+    loaded beside this one.
     """
     out: dict[str, dict[str, Any]] = {}
     own = [a for a in ev.arms if a != STANDARD]  # one model's arms: the standard model is another
@@ -590,5 +593,14 @@ def shipped_policy(
                 "counts": counts,
                 "fallback": best,
             }
+        # the choice over both models' arms, for a sampler that loads the standard model beside
+        # this one (ModCSampler.from_pretrained(..., standard=...)); only where it differs
+        both = ev.chosen[k]
+        if STANDARD in ev.arms and both in ("standard", "static"):
+            table = ({a: (k if a == STANDARD else 0) for a in ev.arms} if both == "standard"
+                     else {a: int(m) for a, m in ev.static[k].items()})
+            if table.get(STANDARD, 0) > 0:
+                entry["with_standard"] = {"policy": both, "counts": table,
+                                          "validation": ev.policies["chosen"].validation[j]}
         out[str(k)] = entry
     return out

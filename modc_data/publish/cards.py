@@ -265,6 +265,21 @@ def _allocation_section(allocation: Mapping[str, Mapping[str, Any]], arms: list[
         val = e.get("validation")
         lines.append(f"| {k} | {policy} | {counts} | "
                      f"{'' if val is None else f'{val:.3f}'} |")
+    both = [(k, allocation[k]["with_standard"]) for k in sorted(allocation, key=int)
+            if allocation[k].get("with_standard")]
+    if both:
+        lines += [
+            "",
+            "With the arm's standard model loaded beside it "
+            "(`ModCSampler.from_pretrained(repo, standard=<the arm's standard model>)`), "
+            "`split='auto'` follows the split validated over both models' arms where it spends "
+            "samples on the standard model:",
+            "",
+            *(f"- k={k}: {b.get('policy')}, "
+              + ", ".join(f"{a}={m}" for a, m in b.get("counts", {}).items() if m)
+              + (f" (validation {b['validation']:.3f})" if b.get("validation") is not None else "")
+              for k, b in both),
+        ]
     return [*lines, ""]
 
 

@@ -313,6 +313,14 @@ def build_model_repo(
                 f"{src}: the allocation to ship uses arms {sorted(used - arms)} this "
                 f"{info.variant} model lacks (its arms: {sorted(arms)}); re-run the evaluate stage"
             )
+        both = {a for e in allocation.values()
+                for a, m in ((e.get("with_standard") or {}).get("counts") or {}).items() if m}
+        if both - arms - {"standard"}:
+            raise PublishError(
+                f"{src}: the two-model allocation to ship uses arms "
+                f"{sorted(both - arms - {'standard'})} this {info.variant} model lacks (its "
+                f"arms: {sorted(arms)}, plus 'standard'); re-run the evaluate stage"
+            )
         info.allocation = {str(k): dict(v) for k, v in allocation.items()}
         write_modc(out, info)
     adapter_cfgs = [d / "adapter_config.json" for d in _checkpoint_dirs(out, info)]
