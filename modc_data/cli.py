@@ -21,8 +21,9 @@ from pathlib import Path
 
 from modc_data.errors import InputError, ModcError, hub_errors, missing_file_message
 
-SPLIT_HELP = ("'auto' (the validated allocation in modc.json), 'uniform', 'free' or a JSON "
-              "object of arm weights (the modes, and 'free' where allowed), e.g. "
+SPLIT_HELP = ("'auto' (the validated allocation in modc.json), 'uniform', 'free', 'standard' "
+              "(with --standard) or a JSON object of arm weights (the modes, and 'free' and "
+              "'standard' where allowed), e.g. "
               "'{\"dfs\": 3, \"bfs\": 1}'")
 
 
@@ -127,7 +128,8 @@ def _sample(args: argparse.Namespace) -> int:
     split = _parse_split(args.split)  # before the heavy imports: a typo fails at once
     from modc_data.sampler import ModCSampler
 
-    sampler = ModCSampler.from_pretrained(args.model, backend=args.backend)
+    sampler = ModCSampler.from_pretrained(args.model, backend=args.backend,
+                                          standard=args.standard)
     results = sampler.sample(args.prompt, k=args.k, split=split, temperature=args.temperature,
                              max_new_tokens=args.max_new_tokens, seed=args.seed)
     for prompt, samples in zip(args.prompt, results, strict=True):
@@ -152,7 +154,7 @@ def _convert_gguf(args: argparse.Namespace) -> int:
 
 
 def _parse_split(text: str) -> str | dict[str, float]:
-    if text in ("auto", "uniform", "free"):
+    if text in ("auto", "uniform", "free", "standard"):
         return text
     try:
         value = json.loads(text)
@@ -195,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    s.add_argument("--standard", default=None,
+                   help="the same arm's standard model (repo id or folder) to sample beside it: "
+                        "'auto' then follows the allocation validated over both models")
     s.set_defaults(func=_sample)
 
     g = sub.add_parser("convert-gguf", help="a GGUF model file -> a transformers safetensors folder")

@@ -50,7 +50,7 @@ def folders(tmp_path_factory):
 
 CLI_CASES = {
     "bad --split JSON": (["sample", "m", "--prompt", "p", "--split", "{dfs: 1}"],
-                         ["--split '{dfs: 1}': not valid JSON", "'uniform', 'free' or a JSON object"]),
+                         ["--split '{dfs: 1}': not valid JSON", "'uniform', 'free', 'standard' (with --standard) or a JSON object"]),
     "--split not an object": (["sample", "m", "--prompt", "p", "--split", "[1, 2]"],
                               ["--split '[1, 2]': not a JSON object of numbers"]),
     "folder without modc.json": (["sample", "{root}/no_modc", "--prompt", "p"],
