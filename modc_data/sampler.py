@@ -90,9 +90,11 @@ def can_sample_freely(info: ModcInfo) -> bool:
     return info.variant == "standard" or (info.variant == "prefix" and info.free_sampling)
 
 
-def arms_of(info: ModcInfo) -> list[str]:
-    """Arms the budget can go to: ``"free"`` first where allowed, then the modes."""
-    return ([FREE] if can_sample_freely(info) else []) + list(info.modes)
+def arms_of(info: ModcInfo, with_standard: bool = False) -> list[str]:
+    """Arms the budget can go to: ``"free"`` first where allowed, ``"standard"`` next where the
+    arm's standard model is loaded beside this one, then the modes."""
+    return (([FREE] if can_sample_freely(info) else []) + ([STANDARD] if with_standard else [])
+            + list(info.modes))
 
 
 def shipped_entry(info: ModcInfo, k: int) -> tuple[int, Mapping[str, Any]] | None:
@@ -124,7 +126,7 @@ def shipped_budget(info: ModcInfo, k: int, with_standard: bool = False) -> dict[
     evaluation validated one; otherwise the one-model counts (the standard arm gets none).
     """
     arms = arms_of(info)
-    modes = [a for a in arms if a != FREE]
+    modes = list(info.modes)
     found = shipped_entry(info, k)
     if found is None:
         out = split_budget(k, modes or arms, "uniform") if modes else {FREE: k}
@@ -134,7 +136,7 @@ def shipped_budget(info: ModcInfo, k: int, with_standard: bool = False) -> dict[
     counts = entry.get("counts")
     if with_standard:
         both = entry.get("with_standard") or {}
-        arms = [*arms[: 1 if FREE in arms else 0], STANDARD, *modes]
+        arms = arms_of(info, with_standard=True)
         if isinstance(both.get("counts"), Mapping):
             counts, where = both["counts"], f"{where} with_standard"
     if not isinstance(counts, Mapping):
@@ -222,10 +224,7 @@ class ModCSampler:
     def arms(self) -> list[str]:
         """Arms a budget can go to: ``"free"`` (where the model can sample freely),
         ``"standard"`` (where a standard model was loaded beside it), the modes."""
-        arms = arms_of(self.info)
-        if self.standard is None:
-            return arms
-        return [*arms[: 1 if FREE in arms else 0], STANDARD, *self.modes]
+        return arms_of(self.info, with_standard=self.standard is not None)
 
     def budget(self, k: int, split: str | Mapping[str, float] = "auto") -> dict[str, int]:
         """Samples per arm for one prompt (same for every prompt), summing to ``k``."""

@@ -220,29 +220,33 @@ def _corner(data: ArmCounts, arm: int, k: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class FreePolicy:
-    """All k on the model's own (free) sampling."""
+class _OneArmPolicy:
+    """All k on the arm named ``arm``."""
 
-    name: ClassVar[str] = "free"
+    name: ClassVar[str]
+    arm: ClassVar[str]
     upper_bound: ClassVar[bool] = False
 
     def allocate(self, data: ArmCounts, k: int) -> Allocation:
-        if data.free is None:
-            raise ValueError(f"policy 'free': arms {data.arms} have no {FREE!r} arm")
-        return Allocation.fixed(_corner(data, data.free, k))
+        if self.arm not in data.arms:
+            raise ValueError(f"policy {self.name!r}: arms {data.arms} have no {self.arm!r} arm")
+        return Allocation.fixed(_corner(data, data.arms.index(self.arm), k))
 
 
 @dataclass(frozen=True)
-class StandardPolicy:
+class FreePolicy(_OneArmPolicy):
+    """All k on the model's own (free) sampling."""
+
+    name: ClassVar[str] = "free"
+    arm: ClassVar[str] = FREE
+
+
+@dataclass(frozen=True)
+class StandardPolicy(_OneArmPolicy):
     """All k on the standard model's samples (its pass@k, as a policy among the others)."""
 
     name: ClassVar[str] = "standard"
-    upper_bound: ClassVar[bool] = False
-
-    def allocate(self, data: ArmCounts, k: int) -> Allocation:
-        if data.standard is None:
-            raise ValueError(f"policy 'standard': arms {data.arms} have no {STANDARD!r} arm")
-        return Allocation.fixed(_corner(data, data.standard, k))
+    arm: ClassVar[str] = STANDARD
 
 
 @dataclass(frozen=True)
