@@ -23,6 +23,10 @@ prints, per seed and layer set:
   and the stability of the partition across the checkpoints (``partition_stability``: mean
   pairwise ARI of their partitions, no true labels).
 
+``--precondition adam --layers all --checkpoints 400 800 1000`` instead featurises with LESS's
+Adam preconditioning (each checkpoint's optimizer moments, kept from the resume checkpoint; the
+finished model keeps none, hence intermediate checkpoints only).
+
 The recipe to use is chosen without true labels (stability, then silhouette); the ARIs are
 printed beside it as the diagnostic. The last lines print the label-free choice per seed and
 whether every seed reaches ARI >= 0.6 on ``test_adversarial`` under one fixed recipe.
@@ -54,10 +58,46 @@ from modc_data.labeling.ensemble import (  # noqa: E402
     featurize_references,
     partition_stability,
 )
+from modc_data.labeling.gradients import (  # noqa: E402
+    encode_pairs,
+    gradient_params,
+    gradients_vmap,
+    length_order,
+)
+from modc_data.labeling.projection import RademacherProjection  # noqa: E402
 from modc_data.modeling.load import load_checkpoint  # noqa: E402
 from modc_data.modeling.train import CHECKPOINT_DIR, TrainingInterrupted, train_model  # noqa: E402
 
 WEIGHTS = "trainable.safetensors"  # the resume checkpoint's weights (modeling.train)
+STATE = "state.pt"  # its optimizer state (our own file, read with weights_only=True)
+GROUP = 256  # rows projected together (the projection regenerates its matrix once a call)
+
+
+def adam_features(model, tokenizer, pairs, state_path: Path, dim: int, seed: int, chunk: int) -> np.ndarray:
+    """LESS's Adam-preconditioned gradient features (Xia et al., 2024): each per-example
+    gradient g becomes m' / sqrt(v' + eps) with m' = b1 m + (1 - b1) g and v' = b2 v + (1 - b2) g^2,
+    m and v the optimizer's moments at that checkpoint, then the same projection as featurize.
+    Benchmark-only (no resumable store): the question is whether it helps at all."""
+    params = gradient_params(model)
+    st = torch.load(state_path, weights_only=True, map_location="cpu")["optimizer"]
+    (b1, b2), eps = st["param_groups"][0]["betas"], st["param_groups"][0]["eps"]
+    order = st["param_groups"][0]["params"]
+    if len(order) != len(params):
+        raise SystemExit(f"{state_path}: {len(order)} optimizer tensors for {len(params)} parameters")
+    m = torch.cat([st["state"][i]["exp_avg"].reshape(-1) for i in order])
+    v = torch.cat([st["state"][i]["exp_avg_sq"].reshape(-1) for i in order])
+    examples = encode_pairs(tokenizer, pairs, model.config.max_position_embeddings)
+    rows = length_order(examples)
+    proj = RademacherProjection(int(m.numel()), dim, seed)
+    out = np.zeros((len(examples), dim), dtype=np.float32)
+    pad = tokenizer.pad_token_id or 0
+    for g0 in range(0, len(rows), GROUP):
+        idx = rows[g0:g0 + GROUP]
+        grads = torch.cat([gradients_vmap(model, [examples[i] for i in idx[a:a + chunk]], pad)
+                           for a in range(0, len(idx), chunk)])
+        grads = (b1 * m + (1 - b1) * grads) / torch.sqrt(b2 * v + (1 - b2) * grads**2 + eps)
+        out[idx] = proj.project(grads).numpy()
+    return out
 
 
 def train_with_snapshots(root: Path, params, seed: int, checkpoints: list[int], out: Path) -> Path:
@@ -94,6 +134,7 @@ def train_with_snapshots(root: Path, params, seed: int, checkpoints: list[int], 
         except TrainingInterrupted:
             pass
         shutil.copyfile(model_dir / CHECKPOINT_DIR / WEIGHTS, out / f"step-{c}.safetensors")
+        shutil.copyfile(model_dir / CHECKPOINT_DIR / STATE, out / f"step-{c}.state.pt")
     r = train_model(train_rows, val_rows, **kw)
     print(f"  seed {seed}: trained {steps} steps in {r.wall_s:.0f} s "
           f"({'bf16' if r.bf16 else 'fp32'}), eval loss {r.eval_loss:.4f}", flush=True)
@@ -135,9 +176,17 @@ def main() -> None:
     ap.add_argument("--combine", choices=["concat", "mean"], default="concat")
     ap.add_argument("--work", type=Path, default=Path(".cache/gc-seeds"))
     ap.add_argument("--json", type=Path, help="also write every figure here")
+    ap.add_argument("--precondition", choices=["none", "adam"], default="none",
+                    help="adam: LESS's Adam-preconditioned gradients (every checkpoint must be "
+                    "an intermediate one, whose optimizer state is kept)")
     args = ap.parse_args()
     root = args.root.resolve()
     params = load_params(root / "params.yaml")
+    steps_of = {j.arm: (j.steps or params.train.steps) for j in params.train_jobs.values()
+                if j.variant == "standard"}
+    if args.precondition == "adam" and max(args.checkpoints) >= steps_of.get(params.gradient_cluster.reference_arm, 0):
+        raise SystemExit("--precondition adam: every --checkpoints step must be below the run's "
+                         "steps (the finished model keeps no optimizer state)")
     cfg = params.gradient_cluster
     if not isinstance(cfg.n_clusters, int):
         raise SystemExit("gradient_cluster.n_clusters must be a number for this benchmark")
@@ -167,8 +216,15 @@ def main() -> None:
         models, tokenizer = load_references(model_dir, out, args.checkpoints, steps)
         for layers in args.layers:
             pattern = None if layers == "all" else layers
-            feats = featurize_references(models, tokenizer, pairs, out / "features", dim=args.dim,
-                                         seed=cfg.seed, layers=pattern, chunk_size=cfg.chunk_size)
+            if args.precondition == "adam":
+                if pattern is not None:
+                    raise SystemExit("--precondition adam takes --layers all only")
+                feats = [adam_features(m, tokenizer, pairs, out / f"step-{c}.state.pt", args.dim,
+                                       cfg.seed, cfg.chunk_size)
+                         for c, m in zip(args.checkpoints, models, strict=True)]
+            else:
+                feats = featurize_references(models, tokenizer, pairs, out / "features", dim=args.dim,
+                                             seed=cfg.seed, layers=pattern, chunk_size=cfg.chunk_size)
             n = train.height
             row = {f"single@{c}": score(f, n, truth, splits, cfg.n_clusters, cfg.seed)
                    for c, f in zip(args.checkpoints, feats, strict=True)}
