@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from slow_common import arm_inputs  # noqa: E402
 
 from modc_data.config import load_params  # noqa: E402
 from modc_data.evaluation.bootstrap import paired_bootstrap_diff  # noqa: E402
@@ -73,13 +74,10 @@ def main() -> None:
     if bad:
         raise SystemExit(f"--shared {bad}: each must lie strictly between 0 and the job's {steps} steps")
     art = root / "artifacts"
-    rows = pl.read_parquet(art / "datasets" / arm.label_source / f"{arm.mix}.parquet")
-    train_rows = rows.filter(pl.col("split") == "train")
-    val_rows = rows.filter(pl.col("split") == "validation")
+    train_rows, val_rows, texts = arm_inputs(root, params, job.arm)
     modes = sorted(train_rows["mode"].unique().to_list())
-    problems_all = pl.read_parquet(art / "data" / "problems.parquet")
-    texts = problems_all["prompt"].to_list() + train_rows["completion"].to_list() + val_rows["completion"].to_list()
-    problems = problems_all.filter(pl.col("split") == args.split).sort("problem_id")
+    problems = pl.read_parquet(art / "data" / "problems.parquet").filter(pl.col("split") == args.split)
+    problems = problems.sort("problem_id")
     cap = params.sample.policies.validation_problems
     if cap is not None:
         problems = problems.head(cap)
@@ -95,10 +93,10 @@ def main() -> None:
         std = sample_model(art / "models" / params.standard_arm(job.arm) / "standard", problems, task=task,
                            model_key=std_key, arm=job.arm, variant="standard", modes=None,
                            cfg=params.sample, backend=backend, progress=False)
-    ids, n_s, c_s = counts(std, [""])
-    keep = set(ids) & set(problems["problem_id"].to_list())
-    problems = problems.filter(pl.col("problem_id").is_in(sorted(keep)))
-    ids, n_s, c_s = counts(std.filter(pl.col("problem_id").is_in(sorted(keep))), [""])
+    # only the problems both the split (capped) and the standard model's samples cover
+    keep = sorted(set(std["problem_id"].to_list()) & set(problems["problem_id"].to_list()))
+    problems = problems.filter(pl.col("problem_id").is_in(keep))
+    ids, n_s, c_s = counts(std.filter(pl.col("problem_id").is_in(keep)), [""])
     ks = default_ks(int(n_s.min()))
     p_std = pass_at_k_curve(n_s[:, 0], c_s[:, 0], ks)
     print(f"{args.job}: {len(ids)} {args.split} problems, n = {int(n_s.min())}, ks {ks}; "

@@ -50,6 +50,7 @@ import polars as pl  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
+from slow_common import arm_inputs  # noqa: E402
 
 from modc_data.config import load_params  # noqa: E402
 from modc_data.labeling.clustering import assign_to_centers, cluster_features  # noqa: E402
@@ -100,13 +101,9 @@ def adam_features(model, tokenizer, pairs, state_path: Path, dim: int, seed: int
     return out
 
 
-def train_with_snapshots(root: Path, params, seed: int, checkpoints: list[int], out: Path) -> Path:
-    """The reference standard model of ``seed`` in ``out/model`` and its snapshots
-    ``out/step-<s>.safetensors`` (reused when present)."""
-    cfg = params.gradient_cluster
-    arm = params.arms[cfg.reference_arm]
-    job = next(j for j in params.train_jobs.values()
-               if j.arm == cfg.reference_arm and j.variant == "standard")
+def train_with_snapshots(root: Path, params, job, seed: int, checkpoints: list[int], out: Path) -> Path:
+    """The reference standard model ``job`` trained with ``seed`` in ``out/model`` and its
+    snapshots ``out/step-<s>.safetensors`` and ``.state.pt`` (reused when present)."""
     steps = job.steps or params.train.steps
     train_cfg = job.train_params(params.train).model_copy(update={"seed": seed})
     bad = [c for c in checkpoints if c < steps and c % train_cfg.save_every]
@@ -114,16 +111,13 @@ def train_with_snapshots(root: Path, params, seed: int, checkpoints: list[int], 
         raise SystemExit(f"--checkpoints {bad} are not multiples of train.save_every "
                          f"({train_cfg.save_every}): the run can only be stopped there")
     model_dir = out / "model"
-    if model_dir.exists() and all((out / f"step-{c}.safetensors").exists() for c in checkpoints if c < steps):
+    snapshots = [out / f"step-{c}.{ext}" for c in checkpoints if c < steps for ext in ("safetensors", "state.pt")]
+    if model_dir.exists() and all(p.exists() for p in snapshots):
         return model_dir
     shutil.rmtree(out, ignore_errors=True)
-    rows = pl.read_parquet(root / "artifacts" / "datasets" / arm.label_source / f"{arm.mix}.parquet")
-    train_rows = rows.filter(pl.col("split") == "train")
-    val_rows = rows.filter(pl.col("split") == "validation")
-    problems = pl.read_parquet(root / "artifacts" / "data" / "problems.parquet", columns=["prompt"])
-    texts = problems["prompt"].to_list() + train_rows["completion"].to_list() + val_rows["completion"].to_list()
+    train_rows, val_rows, texts = arm_inputs(root, params, job.arm)
     kw = dict(variant="standard", mode=None, modes=sorted(train_rows["mode"].unique().to_list()),
-              label_source=arm.label_source, arm=cfg.reference_arm, model_cfg=params.model,
+              label_source=job.label_source, arm=job.arm, model_cfg=params.model,
               train_cfg=train_cfg, steps=steps, out_dir=model_dir, tokenizer_texts=texts,
               autotune_cache=root / "artifacts" / "cache" / "autotune.json", progress=False)
     for c in sorted(checkpoints):
@@ -182,12 +176,13 @@ def main() -> None:
     args = ap.parse_args()
     root = args.root.resolve()
     params = load_params(root / "params.yaml")
-    steps_of = {j.arm: (j.steps or params.train.steps) for j in params.train_jobs.values()
-                if j.variant == "standard"}
-    if args.precondition == "adam" and max(args.checkpoints) >= steps_of.get(params.gradient_cluster.reference_arm, 0):
+    cfg = params.gradient_cluster
+    # the params check guarantees the reference arm's standard job
+    job = params.train_jobs[params.model_key(cfg.reference_arm, "standard")]
+    steps = job.steps or params.train.steps
+    if args.precondition == "adam" and max(args.checkpoints) >= steps:
         raise SystemExit("--precondition adam: every --checkpoints step must be below the run's "
                          "steps (the finished model keeps no optimizer state)")
-    cfg = params.gradient_cluster
     if not isinstance(cfg.n_clusters, int):
         raise SystemExit("gradient_cluster.n_clusters must be a number for this benchmark")
     rows_path = root / "artifacts" / "datasets" / cfg.rows_source / f"{cfg.mixes[0]}.parquet"
@@ -202,8 +197,6 @@ def main() -> None:
     ordered = pl.concat([train, test])
     pairs = list(zip(ordered["prompt"], ordered["completion"], strict=True))
     truth, splits = ordered["mode"].to_list(), ordered["split"].to_list()
-    job = next(j for j in params.train_jobs.values() if j.arm == cfg.reference_arm and j.variant == "standard")
-    steps = job.steps or params.train.steps
     print(f"rows: {train.height} train + {test.height} test_adversarial from {rows_path.name}; "
           f"C = {cfg.n_clusters}; checkpoints {args.checkpoints} of {steps} steps; dim {args.dim}; "
           f"combine {args.combine}; torch threads {torch.get_num_threads()}", flush=True)
@@ -212,7 +205,7 @@ def main() -> None:
     for seed in args.seeds:
         out = args.work / f"seed-{seed}"
         t0 = time.perf_counter()
-        model_dir = train_with_snapshots(root, params, seed, args.checkpoints, out)
+        model_dir = train_with_snapshots(root, params, job, seed, args.checkpoints, out)
         models, tokenizer = load_references(model_dir, out, args.checkpoints, steps)
         for layers in args.layers:
             pattern = None if layers == "all" else layers
