@@ -1,7 +1,7 @@
 """Throughput of the hf sampling backend (batched, seeded per row) against one-at-a-time generate.
 
     .venv/bin/python benchmarks/sampling_throughput.py [--threads 1] [--batch-sizes 256 512 1024]
-    .venv/bin/python benchmarks/sampling_throughput.py --checkpoint artifacts/models/<arm>/standard
+    .venv/bin/python benchmarks/sampling_throughput.py --checkpoint artifacts/models/<arm>-standard
     .venv/bin/python benchmarks/sampling_throughput.py --dtypes [--train-steps 300] [--rounds 3]
 
 With ``--checkpoint`` (a trained modc checkpoint, e.g. from ``make repro``) it instead compares the

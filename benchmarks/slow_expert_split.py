@@ -90,7 +90,7 @@ def main() -> None:
         std = pl.read_parquet(std_path).filter(pl.col("split") == args.split)
     if std.is_empty():
         print(f"sampling the standard model {std_key} on {args.split} ...", flush=True)
-        std = sample_model(art / "models" / params.standard_arm(job.arm) / "standard", problems, task=task,
+        std = sample_model(art / "models" / std_key, problems, task=task,
                            model_key=std_key, arm=job.arm, variant="standard", modes=None,
                            cfg=params.sample, backend=backend, progress=False)
     # only the problems both the split (capped) and the standard model's samples cover

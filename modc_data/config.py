@@ -177,6 +177,12 @@ class TrainJobParams(_Block):
         "every expert then starts (shared start); the experts split the remaining steps",
     )
 
+    tag: str | None = Field(
+        None, pattern=r"^[a-z0-9_]+$", description="a second model of the same arm and variant "
+        "(e.g. 'pass32' for an objective: pass_at_n job beside the CE one): the key becomes "
+        "'<arm>-<tag>-<variant>' and the tagged jobs of an arm are evaluated as their own group, "
+        "and against the untagged models",
+    )
     free_share: float | None = Field(
         None, ge=0, le=1, description="prefix: share of rows trained with the mode token as the "
         "first *target* token (after the prompt) instead of in the prompt, so the model can also "
@@ -194,6 +200,21 @@ class TrainJobParams(_Block):
     @property
     def arm(self) -> str:
         return f"{self.label_source}-{self.mix}"
+
+    @property
+    def group(self) -> str:
+        """``<arm>`` or ``<arm>-<tag>``: the models compared with each other in evaluation."""
+        return self.arm if self.tag is None else f"{self.arm}-{self.tag}"
+
+    @property
+    def key(self) -> str:
+        """The train-job key this job must have: ``<group>-<variant>``."""
+        return f"{self.group}-{self.variant}"
+
+    @property
+    def summary_key(self) -> str:
+        """Its group's key in results and summary.json: ``<label_source>/<mix>[+<tag>]``."""
+        return f"{self.label_source}/{self.mix}" + (f"+{self.tag}" if self.tag else "")
 
     def train_params(self, train: TrainParams) -> TrainParams:
         """``train`` with this job's overrides (lr, objective, pass_at_n) applied."""
@@ -641,8 +662,9 @@ class Params(_Block):
                             f"{steps} steps to the experts; give fewer than {steps}")
             if job.arm not in self.arms:
                 errs.append(f"train_jobs.{key}: arm {job.arm!r} is not in arms {sorted(self.arms)}")
-            elif key != f"{job.arm}-{job.variant}":
-                errs.append(f"train_jobs.{key}: key must be '{job.arm}-{job.variant}'")
+            elif key != job.key:
+                errs.append(f"train_jobs.{key}: key must be '{job.key}' ('<label_source>-<mix>"
+                            f"[-<tag>]-<variant>')")
             elif (job.label_source, job.mix) != (self.arms[job.arm].label_source,
                                                  self.arms[job.arm].mix):
                 errs.append(f"train_jobs.{key}: label_source/mix must match arms.{job.arm}")
@@ -719,6 +741,8 @@ class Params(_Block):
         pol = self.sample.policies
         job = self.train_jobs[job_key]
         # Decided from this job and `arms` alone (the sample stage's params), not the other jobs.
+        # A tagged job samples them like its untagged twin: its validation samples are where a
+        # setting of its objective (e.g. pass@N's N) is chosen; the policies use untagged models.
         if not (
             (job.variant == "prefix" and job.arm in pol.arms)
             or (job.variant == "standard" and job.arm in {self.standard_arm(a) for a in pol.arms})
@@ -737,12 +761,23 @@ class Params(_Block):
     def jobs_of_arm(self, arm: str) -> dict[str, TrainJobParams]:
         return {k: j for k, j in self.train_jobs.items() if j.arm == arm}
 
-    def model_key(self, arm: str, variant: str) -> str | None:
-        """Train-job key of ``variant`` for ``arm`` (standard may come from another arm)."""
-        if variant == "standard":
-            arm = self.standard_arm(arm)
-        key = f"{arm}-{variant}"
+    def model_key(self, arm: str, variant: str, tag: str | None = None) -> str | None:
+        """Train-job key of ``variant`` for ``arm`` (and ``tag``); an untagged standard may come
+        from another arm (``standard_from``)."""
+        if tag is not None:
+            key = f"{arm}-{tag}-{variant}"
+        else:
+            key = f"{self.standard_arm(arm) if variant == 'standard' else arm}-{variant}"
         return key if key in self.train_jobs else None
+
+    def tags_of(self, arm: str) -> list[str]:
+        """The tags of ``arm``'s tagged jobs, sorted."""
+        return sorted({j.tag for j in self.train_jobs.values() if j.arm == arm and j.tag})
+
+
+def model_dir(job_key: str, root: str | Path = "artifacts") -> Path:
+    """Where train job ``job_key`` writes its model (dvc.yaml: ``artifacts/models/${key}``)."""
+    return Path(root) / "models" / job_key
 
 
 # (block, key) of the params lists that decide which optional stages dvc.yaml runs.

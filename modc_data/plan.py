@@ -143,6 +143,12 @@ def _train(p: Params) -> list[str]:
         if job.shared_steps:
             what += (f" (from one model trained {_n(job.shared_steps)} steps on all the rows; "
                      f"{_n(steps - job.shared_steps)} more split between the experts)")
+        tc = job.train_params(t)
+        if tc.objective == "pass_at_n":
+            what += (f"; pass@N loss, N = {tc.pass_at_n.N}, after {_n(tc.pass_at_n.warmup_steps)} "
+                     "CE steps")
+        if job.tag:
+            what += f" (tag {job.tag!r}: compared with the untagged models of {job.arm})"
         lines.append(f"  - {key}: {what}, {_n(steps)} steps, lr {job.lr or t.lr}")
     return lines
 

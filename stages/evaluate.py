@@ -11,7 +11,9 @@ import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import write_text
+from modc_data.config import model_dir
 from modc_data.evaluation.label_reports import distill_section, gradient_cluster_section
+from modc_data.evaluation.objective_sections import objective_section
 from modc_data.evaluation.policy_sections import policy_sections
 from modc_data.evaluation.quality_sections import diversity_section, majority_section
 from modc_data.evaluation.report import ArmSpec, evaluate, write_reports
@@ -20,17 +22,18 @@ from modc_data.tasks import task_from_params
 
 
 def arm_specs(params) -> dict[str, ArmSpec]:
+    """One comparison per arm and per tag of its tagged jobs (``<arm>`` / ``<arm>-<tag>``)."""
     specs = {}
     for key, arm in params.arms.items():
-        standard = params.model_key(key, "standard")
-        experts = params.model_key(key, "experts")
-        prefix = params.model_key(key, "prefix")
-        if standard is None or (experts is None and prefix is None):
-            continue  # nothing to compare for this arm
-        modc_model = experts or prefix
-        job = params.train_jobs[modc_model]
-        modes = read_modc(pipeline.ARTIFACTS / "models" / job.arm / job.variant).modes
-        specs[key] = ArmSpec(arm.label_source, arm.mix, standard, tuple(modes), experts, prefix)
+        for tag in [None, *params.tags_of(key)]:
+            standard = params.model_key(key, "standard", tag)
+            experts = params.model_key(key, "experts", tag)
+            prefix = params.model_key(key, "prefix", tag)
+            if standard is None or (experts is None and prefix is None):
+                continue  # nothing to compare for this group
+            modes = read_modc(model_dir(experts or prefix, pipeline.ARTIFACTS)).modes
+            specs[key if tag is None else f"{key}-{tag}"] = ArmSpec(
+                arm.label_source, arm.mix, standard, tuple(modes), experts, prefix, tag)
     return specs
 
 
@@ -70,6 +73,19 @@ def main(params, argv):
     majority, majority_rows = majority_section(samples, task=task.name, ks=ks,
                                                n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed)
     results += "\n" + diversity + "\n" + majority
+    objectives = {}  # how each tagged group's standard model was trained (its modc.json)
+    for spec in specs.values():
+        if spec.tag is not None:
+            t = read_modc(model_dir(spec.standard, pipeline.ARTIFACTS)).train
+            n = t.get("pass_at_n") or {}
+            objectives[spec.key] = f"objective {t.get('objective', 'ce')}" + (
+                f", N = {n.get('N')}, CE warm-up {n.get('warmup_steps')} steps"
+                if t.get("objective") == "pass_at_n" else "")
+    objective, objective_rows = objective_section(
+        samples, specs, ks, n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed,
+        collapse_mode=cfg.collapse_mode, objectives=objectives)
+    if objective:
+        results += "\n" + objective
     results += "\n" + gradient_cluster_section(reports("gradient_cluster"))
     for mix, rep in reports("distill").items():
         results += "\n" + distill_section(rep, mix)
@@ -87,7 +103,8 @@ def main(params, argv):
         results += "\n" + section
     write_text(results, out / "results.md")
     details = json.loads((out / "details.json").read_text())
-    details.update(diversity=diversity_rows, majority=majority_rows, policies=policy_rows)
+    details.update(diversity=diversity_rows, majority=majority_rows, policies=policy_rows,
+                   objectives=objective_rows)
     write_text(json.dumps(details, indent=2, sort_keys=True, default=str), out / "details.json")
 
 

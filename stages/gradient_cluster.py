@@ -25,6 +25,7 @@ import torch
 from modc_data import pipeline
 from modc_data.artifacts import frame_hash, write_json, write_parquet
 from modc_data.autotune import resolve_threads
+from modc_data.config import model_dir as job_model_dir
 from modc_data.labeling.declared import uniform, write_declared
 from modc_data.labeling.gradient_cluster import cluster_mode, label_by_gradient_clusters
 from modc_data.labeling.gradients import model_hash
@@ -67,7 +68,7 @@ def main(params, argv):
                              f"{rc}); the ranks' errors are above")
         return
     ranks = distributed.init("cuda" if torch.cuda.is_available() else "cpu")
-    model_dir = pipeline.ARTIFACTS / "models" / cfg.reference_arm / "standard"
+    model_dir = job_model_dir(f"{cfg.reference_arm}-standard", pipeline.ARTIFACTS)
     threads, threads_record = resolve_threads(cfg.threads)
     if ranks.local_world > 1 and cfg.threads == "auto":  # the ranks share the free cores
         threads = max(1, threads // ranks.local_world)

@@ -14,6 +14,7 @@ import yaml
 
 from modc_data import pipeline
 from modc_data.artifacts import revision_info, write_text
+from modc_data.config import model_dir
 from modc_data.modeling.modc_json import read_modc
 from modc_data.pipeline import StageError
 from modc_data.publish.release import ModelRelease, PublishError, ReleaseInputs, publish_inputs
@@ -49,9 +50,9 @@ def release_inputs(params) -> ReleaseInputs:
             if row.get("allocation") and row["prefix"] not in shipped:
                 shipped[row["prefix"]] = row["allocation"]
     for key, job in params.train_jobs.items():
-        ckpt = art / "models" / job.arm / job.variant
-        info = read_modc(ckpt)
-        summary_key = f"{info.label_source}/{params.arms[job.arm].mix}"
+        ckpt = model_dir(key, art)
+        read_modc(ckpt)  # a missing model fails here, naming the train stage to run
+        summary_key = job.summary_key
         figs = sorted(str(p) for p in figures_dir.glob(f"passk_{mode_slug(summary_key)}_*.png"))
         models.append(ModelRelease(str(ckpt), summary_key, figures=figs,
                                    allocation=shipped.get(key, {})))

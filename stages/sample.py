@@ -13,6 +13,7 @@ import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import write_json, write_parquet
+from modc_data.config import model_dir as job_model_dir
 from modc_data.modeling.modc_json import read_modc
 from modc_data.pipeline import StageError
 from modc_data.sampling.run import make_backend, mode_preference, sample_model, select_problems
@@ -24,7 +25,7 @@ def main(params, argv):
         raise StageError(f"usage: sample.py <job>; jobs are {sorted(params.train_jobs)}")
     key = argv[0]
     job = params.train_jobs[key]
-    model_dir = pipeline.ARTIFACTS / "models" / job.arm / job.variant
+    model_dir = job_model_dir(key, pipeline.ARTIFACTS)
     info = read_modc(model_dir)
     problems = select_problems(
         pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet"), params.sample,

@@ -15,6 +15,7 @@ import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import revision_info, write_json
+from modc_data.config import model_dir
 from modc_data.modeling import distributed
 from modc_data.modeling.train import train_experts, train_model
 from modc_data.pipeline import StageError
@@ -49,7 +50,7 @@ def main(params, argv):
         extra_info={"revision": revision_info()},
         autotune_cache=pipeline.ARTIFACTS / "cache" / "autotune.json",
     )
-    out_dir = pipeline.ARTIFACTS / "models" / job.arm / job.variant
+    out_dir = model_dir(key, pipeline.ARTIFACTS)
     if job.variant == "experts":
         results = train_experts(train_rows, val_rows, modes=modes, out_dir=out_dir,
                                 shared_steps=job.shared_steps or 0, **common)

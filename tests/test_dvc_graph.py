@@ -37,6 +37,7 @@ WHOLE_PARAMS_READERS = {
     "model_key": {"arms", "train_jobs"},
     "standard_arm": {"arms"},
     "jobs_of_arm": {"train_jobs"},
+    "tags_of": {"train_jobs"},
     "policy_splits": {"sample", "arms", "train_jobs"},
     "model_dump": {"<all>"},
 }

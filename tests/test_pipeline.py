@@ -31,7 +31,7 @@ def test_repro_builds_every_artifact(smoke_repo):
     for arm in yaml.safe_load((root / "params.yaml").read_text())["arms"]:
         report = json.loads((art / "validation" / f"{arm}.json").read_text())
         assert report["success"] is True, arm
-    assert (art / "models" / "search_algorithm-skewed" / "prefix" / "modc.json").exists()
+    assert (art / "models" / "search_algorithm-skewed-prefix" / "modc.json").exists()
     assert (art / "eval" / "results.md").read_text().count("|") > 10
     summary = json.loads((art / "eval" / "summary.json").read_text())
     assert "search_algorithm/skewed" in summary
@@ -73,6 +73,15 @@ def test_repro_builds_every_artifact(smoke_repo):
     shipped = [json.loads(p.read_text()) for p in (art / "hub" / "models").rglob("modc.json")
                if json.loads(p.read_text()).get("allocation")]
     assert len(shipped) == 1 and shipped[0]["free_sampling"] and shipped[0]["arm"] == "search_algorithm-skewed"
+    # a tagged group (pass@N objective on the skewed rows): trained, evaluated as its own key and
+    # against the CE models, published as its own repos
+    tagged = json.loads((art / "models" / "search_algorithm-skewed-pass4-prefix" / "modc.json").read_text())
+    assert tagged["train"]["objective"] == "pass_at_n" and tagged["train"]["pass_at_n"]["N"] == 4
+    assert "search_algorithm/skewed+pass4" in summary
+    assert "## Another objective against cross-entropy" in results
+    assert "search_algorithm/skewed+pass4 vs search_algorithm/skewed" in results
+    assert {r["group"] for r in details["objectives"]} == {"search_algorithm/skewed+pass4"}
+    assert list((art / "hub" / "models").rglob("modc-countdown-search_algorithm-skewed-pass4-prefix/modc.json"))
 
 
 def test_metrics_and_plots_visible_to_dvc(smoke_repo):

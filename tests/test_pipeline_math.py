@@ -73,7 +73,7 @@ def test_gradient_clusters_from_the_lora_reference(repo):
     assert report["n_clusters"] == 2 and _finite(report)
     assert report["n_train_rows"] == params["gradient_cluster"]["max_examples"]
     # the reference is a LoRA adapter over the saved base: its adapter weights gave the features
-    ref = json.loads((art / "models" / "teacher_id-distilled" / "standard" / "modc.json").read_text())
+    ref = json.loads((art / "models" / "teacher_id-distilled-standard" / "modc.json").read_text())
     assert ref["base"]["adapter"] is True
 
 
@@ -86,20 +86,22 @@ def test_validation_passes_for_every_arm(repo):
 
 def test_lora_models_over_one_shared_base(repo):
     root, _, _ = repo
-    models = root / "artifacts" / "models" / "teacher_id-distilled"
+    models = root / "artifacts" / "models"
     base = str(Path("data/math-smoke/base"))
-    for d in (models / "standard", models / "prefix", *sorted((models / "experts").iterdir())):
+    arm = "teacher_id-distilled"
+    for d in (models / f"{arm}-standard", models / f"{arm}-prefix",
+              *sorted((models / f"{arm}-experts").iterdir())):
         if not d.is_dir():
             continue
         adapter = json.loads((d / "adapter_config.json").read_text())
         assert adapter["base_model_name_or_path"] == base, d
         assert (d / "adapter_model.safetensors").exists() and not list(d.glob("*.bin")), d
-    experts = json.loads((models / "experts" / "modc.json").read_text())
+    experts = json.loads((models / f"{arm}-experts" / "modc.json").read_text())
     assert set(experts["experts"]) == {"teacher:alice", "teacher:bob"}
     # prefix: mode tokens were added to the real BPE vocabulary (49,152 tokens) as new ids
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(models / "prefix")
+    tok = AutoTokenizer.from_pretrained(models / f"{arm}-prefix")
     ids = tok.convert_tokens_to_ids([mode_token("teacher:alice"), mode_token("teacher:bob")])
     assert all(i >= 49152 for i in ids) and len(set(ids)) == 2
 

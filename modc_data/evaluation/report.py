@@ -67,10 +67,11 @@ class ArmSpec:
     modes: tuple[str, ...]
     experts: str | None = None
     prefix: str | None = None
+    tag: str | None = None  # train_jobs' tag: another objective (etc.) on the same rows
 
     @property
     def key(self) -> str:
-        return f"{self.label_source}/{self.mix}"
+        return f"{self.label_source}/{self.mix}" + (f"+{self.tag}" if self.tag else "")
 
     def model_of(self, variant: str) -> str | None:
         return {"standard": self.standard, "experts": self.experts, "prefix": self.prefix}[variant]

@@ -35,8 +35,9 @@ LABEL_SOURCE_TEXT = {
 def dataset_config(summary_key: str) -> str:
     """Dataset config of a training mix: summary key 'search_algorithm/skewed' ->
     'search_algorithm-skewed' (the arm key). One config per arm, so each model card can point
-    at exactly the rows it was trained on."""
-    return summary_key.replace("/", "-")
+    at exactly the rows it was trained on. A tagged group's key ('search_algorithm/skewed+pass32':
+    another objective on the same rows) names the same config."""
+    return summary_key.split("+", 1)[0].replace("/", "-")
 
 
 def size_category(n_rows: int) -> str:

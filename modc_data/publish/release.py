@@ -82,8 +82,9 @@ def dataset_repo_name(task: str) -> str:
 
 
 def model_repo_name(task: str, summary_key: str, variant: str) -> str:
-    """``modc-countdown-search_algorithm-balanced-prefix`` for key 'search_algorithm/balanced'."""
-    return f"modc-{task}-{summary_key.replace('/', '-')}-{variant}"
+    """``modc-countdown-search_algorithm-balanced-prefix`` for key 'search_algorithm/balanced';
+    ``…-search_algorithm-skewed-pass32-prefix`` for the tagged group 'search_algorithm/skewed+pass32'."""
+    return f"modc-{task}-{summary_key.replace('/', '-').replace('+', '-')}-{variant}"
 
 
 def _example_config(datasets: Mapping[str, Any], mix: str) -> str | None:
