@@ -64,6 +64,9 @@ def main() -> None:
         print(f"\n{arm} {variant}")
         for label, key in rows:
             path = args.root / "artifacts" / "samples" / f"{key}.parquet"
+            if not path.exists():
+                print(f"  {label:<6} {key}: not sampled yet ({path} missing)")
+                continue
             s = pl.read_parquet(path).filter((pl.col("split") == split) & (pl.col("variant") == variant))
             if s.is_empty():
                 print(f"  {label:<6} {key}: no samples on {split}")

@@ -97,6 +97,20 @@ def test_objective_section_text_answers_the_questions_and_is_empty_without_tags(
     assert objective_section(samples, {"sa": SPECS["sa"]}, KS, n_resamples=50) == ("", [])
 
 
+def test_modc_is_compared_variant_to_variant():
+    """Where the CE arm has experts and a prefix model, the tagged prefix model is compared with
+    the CE prefix model, not the experts."""
+    samples, _ = _samples()
+    experts = samples.filter(pl.col("model") == "ce-pre").with_columns(
+        model=pl.lit("ce-exp"), variant=pl.lit("experts"), correct=pl.lit(False))
+    specs = {"sa": ArmSpec("search_algorithm", "skewed", "ce-std", MODES, experts="ce-exp",
+                           prefix="ce-pre"), "sa-pass8": SPECS["sa-pass8"]}
+    rows = objective_rows(pl.concat([samples, experts]), specs, KS, n_resamples=50)
+    by = {r["quantity"]: r for r in rows}
+    assert by["pass@k ce:modc"]["model"] == "ce-pre"
+    assert by["pass@k ce:modc"]["estimate"] == pytest.approx([_ref(N, 6, k // 2) for k in KS], abs=1e-6)
+
+
 def test_tagged_group_is_its_own_evaluation_key():
     samples, problems = _samples()
     result = evaluate(samples, problems, SPECS, bootstrap=100, seed=0)

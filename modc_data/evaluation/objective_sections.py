@@ -42,9 +42,12 @@ def _pairs(specs: dict[str, ArmSpec]) -> list[tuple[ArmSpec, ArmSpec]]:
 def _models(tagged: ArmSpec, ce: ArmSpec) -> dict[str, tuple[str, str]]:
     """name -> (model key, variant) of the four models compared."""
     out = {"obj:standard": (tagged.standard, "standard"), "ce:standard": (ce.standard, "standard")}
-    for name, spec in (("obj:modc", tagged), ("ce:modc", ce)):
-        variant = "experts" if spec.experts else "prefix"
-        out[name] = (spec.model_of(variant), variant)
+    # ModC on both sides by the same variant: the tagged group's (prefix where it has one), and
+    # the CE model of that variant, or the CE arm's other ModC variant where it lacks it
+    variant = "prefix" if tagged.prefix else "experts"
+    out["obj:modc"] = (tagged.model_of(variant), variant)
+    ce_variant = variant if ce.model_of(variant) else ("experts" if variant == "prefix" else "prefix")
+    out["ce:modc"] = (ce.model_of(ce_variant), ce_variant)
     return out
 
 
