@@ -105,6 +105,17 @@ def test_two_equal_camps_split_evenly_at_every_k(n, data):
     np.testing.assert_allclose(got, 0.5 * (1 - all_silent), atol=1e-12)
 
 
+def test_counts_past_int64_stay_float():
+    """68 samples: C(68, 34) passes int64; maj@k stays a float64 array (it was an object array,
+    which numpy's isnan refused), at the value symmetry gives."""
+    answers = ["a"] * 32 + ["b"] * 32 + [""] * 4
+    ks = np.arange(1, 69)
+    got = maj_at_k(_groups([answers]), ks)
+    assert got.dtype == np.float64
+    all_silent = np.array([math.comb(4, k) / math.comb(68, k) for k in ks])
+    np.testing.assert_allclose(got, 0.5 * (1 - all_silent), atol=1e-12)
+
+
 def test_unanimous_and_plurality_cases_at_n_64():
     ks = [1, 2, 4, 8, 16, 32, 64]
     assert np.allclose(maj_at_k(_groups([["a"] * 64]), ks), 1.0)

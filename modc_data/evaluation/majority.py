@@ -177,8 +177,10 @@ def maj_at_k_allocations(groups: AnswerGroups, allocations: ArrayLike) -> np.nda
     if log10_max > _MAX_LOG10_COUNT:
         raise ValueError(f"maj@k: n = {n.tolist()} samples per mode is too many for float64 counts")
     wins = _win_counts(groups, alloc.max(axis=0))
-    denom = np.array([math.prod(math.comb(int(nm), int(k)) for nm, k in zip(n, row, strict=True)) for row in alloc])
-    return wins[tuple(alloc.T)] / denom
+    # float64 like the win counts: C(n, k) passes int64 from n = 67 on (an object array then)
+    denom = np.array([float(math.prod(math.comb(int(nm), int(k)) for nm, k in zip(n, row, strict=True)))
+                      for row in alloc], dtype=np.float64)
+    return np.asarray(wins[tuple(alloc.T)], dtype=np.float64) / denom
 
 
 def maj_at_k(groups: AnswerGroups, ks: ArrayLike) -> np.ndarray:
