@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from modc_data.schema import group_key
+
 PARAMS_FILE = "params.yaml"
 
 
@@ -213,8 +215,8 @@ class TrainJobParams(_Block):
 
     @property
     def summary_key(self) -> str:
-        """Its group's key in results and summary.json: ``<label_source>/<mix>[+<tag>]``."""
-        return f"{self.label_source}/{self.mix}" + (f"+{self.tag}" if self.tag else "")
+        """Its group's key in results and summary.json (``schema.group_key``)."""
+        return group_key(self.label_source, self.mix, self.tag)
 
     def train_params(self, train: TrainParams) -> TrainParams:
         """``train`` with this job's overrides (lr, objective, pass_at_n) applied."""

@@ -81,6 +81,12 @@ def check_schema(df: pl.DataFrame, where: str) -> None:
             raise InputError(f"{where}: column {col!r} has type {df.schema[col]}, expected {dtype}")
 
 
+def group_key(label_source: str, mix: str, tag: str | None = None) -> str:
+    """Key of a compared group of models in results and summary.json: ``<label_source>/<mix>``,
+    ``+<tag>`` for a tagged group (train_jobs' ``tag``: e.g. another objective on the same rows)."""
+    return f"{label_source}/{mix}" + (f"+{tag}" if tag else "")
+
+
 def mode_slug(mode: str) -> str:
     """File-system-safe name of a mode label: ``teacher:dfs-expert`` -> ``teacher-dfs-expert``."""
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in mode)

@@ -22,7 +22,13 @@ from modc_data.evaluation.bootstrap import (
     resample_indices,
 )
 from modc_data.evaluation.passk import pass_at_k_curve, pass_at_k_modc
-from modc_data.evaluation.report import COLLAPSE_THRESHOLD, ArmSpec, _counts, _matrix
+from modc_data.evaluation.report import (
+    COLLAPSE_THRESHOLD,
+    ArmSpec,
+    _counts,
+    _matrix,
+    is_collapsed,
+)
 
 # (row label, model a, model b): the paired difference a - b answers one question each.
 COMPARISONS = (
@@ -54,13 +60,9 @@ def _models(tagged: ArmSpec, ce: ArmSpec) -> dict[str, tuple[str, str]]:
 def _collapsed(frame: pl.DataFrame, pids: list[str]) -> np.ndarray:
     """Per problem: 1 if >= COLLAPSE_THRESHOLD of its samples with a detected mode are one mode
     (the collapse mode or not), else 0; problems with no detected mode count as not collapsed."""
-    per = frame.group_by("problem_id").agg(pl.col("n_det", "n_collapse").sum())
-    share = {p: (c / d if d else None) for p, d, c in per.select("problem_id", "n_det", "n_collapse").iter_rows()}
-    out = np.zeros(len(pids))
-    for i, p in enumerate(pids):
-        s = share.get(p)
-        out[i] = float(s is not None and (s >= COLLAPSE_THRESHOLD or s <= 1 - COLLAPSE_THRESHOLD))
-    return out
+    det, col = (_matrix(frame, pids, ("",), c)[:, 0] for c in ("n_det", "n_collapse"))
+    share = np.divide(col, det, out=np.full(len(pids), 0.5), where=det > 0)  # 0.5: not collapsed
+    return is_collapsed(share).astype(float)
 
 
 def objective_rows(
@@ -93,23 +95,15 @@ def objective_rows(
             pids = sorted(common or ())
             if not pids:
                 continue
-            values: dict[str, np.ndarray] = {}
-            budgets: list[int] = list(ks)
-            for name, f in frames.items():
-                if name.endswith("standard"):
-                    n = _matrix(f, pids, ("",), "n")[:, 0]
-                    budgets = [k for k in budgets if k <= n.min()]
-                else:
-                    n = _matrix(f, pids, tagged.modes, "n")
-                    m = len(tagged.modes)
-                    budgets = [k for k in budgets if -(-k // m) <= n.min()]
-            for name, f in frames.items():
-                if name.endswith("standard"):
-                    n, c = (_matrix(f, pids, ("",), col)[:, 0] for col in ("n", "c"))
-                    values[name] = pass_at_k_curve(n, c, budgets)
-                else:
-                    n, c = (_matrix(f, pids, tagged.modes, col) for col in ("n", "c"))
-                    values[name] = pass_at_k_modc(n, c, budgets)
+            # (n, c) per problem (standard: one column) or per (problem, mode) (ModC)
+            nc = {name: tuple(_matrix(f, pids, ("",) if name.endswith("standard") else tagged.modes, col)
+                              for col in ("n", "c")) for name, f in frames.items()}
+            m = len(tagged.modes)  # the budgets every model can be scored at
+            budgets = [k for k in ks if all((k if n.shape[1] == 1 else -(-k // m)) <= n.min()
+                                            for n, _ in nc.values())]
+            values = {name: (pass_at_k_curve(n[:, 0], c[:, 0], budgets) if n.shape[1] == 1
+                             else pass_at_k_modc(n, c, budgets))
+                      for name, (n, c) in nc.items()}
             idx = resample_indices(len(pids), n_resamples, seed)
             base = {"group": tagged.key, "reference": ce.key, "split": split,
                     "n_problems": len(pids), "k": budgets}

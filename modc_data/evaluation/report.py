@@ -35,12 +35,20 @@ from modc_data.evaluation.bootstrap import (
     resample_indices,
 )
 from modc_data.evaluation.passk import default_ks, pass_at_k_curve, pass_at_k_modc
-from modc_data.schema import SPLITS
+from modc_data.schema import SPLITS, group_key
 
 MODC_VARIANTS = ("experts", "prefix")
 ARMS = ("standard",) + MODC_VARIANTS
 # A problem counts as collapsed when this share or more of its samples use one detected mode.
 COLLAPSE_THRESHOLD = 0.9
+
+
+def is_collapsed(share: np.ndarray) -> np.ndarray:
+    """Per problem: one mode has >= COLLAPSE_THRESHOLD of the samples with a detected mode
+    (``share``: the collapse mode's share of them)."""
+    return (share >= COLLAPSE_THRESHOLD) | (share <= 1 - COLLAPSE_THRESHOLD)
+
+
 _SAMPLE_COLUMNS = {
     "problem_id": pl.String,
     "split": pl.String,
@@ -71,7 +79,7 @@ class ArmSpec:
 
     @property
     def key(self) -> str:
-        return f"{self.label_source}/{self.mix}" + (f"+{self.tag}" if self.tag else "")
+        return group_key(self.label_source, self.mix, self.tag)
 
     def model_of(self, variant: str) -> str | None:
         return {"standard": self.standard, "experts": self.experts, "prefix": self.prefix}[variant]
@@ -399,7 +407,7 @@ def _collapse(
         entry: dict[str, Any] = {"n_problems": len(share)}
         if len(share):
             entry["mean_share"] = round(float(share.mean()), 6)
-            collapsed = (share >= COLLAPSE_THRESHOLD) | (share <= 1 - COLLAPSE_THRESHOLD)
+            collapsed = is_collapsed(share)
             entry["collapsed_fraction"] = round(float(collapsed.mean()), 6)
         if v != "standard":
             det = f.group_by("mode").agg(pl.col("n_det", "n_follow").sum())
