@@ -67,7 +67,18 @@ class CountdownParams(_Block):
     adversarial_per_side: int = Field(
         150, gt=0, description="test_adversarial problems per side (only-DFS / only-BFS)"
     )
+    validation_adversarial_per_side: int | None = Field(
+        None, gt=0, description="validation_adversarial problems per side; unset: half of "
+        "adversarial_per_side (at least 1). Allocation policies are fit on this split: more "
+        "problems make their validation choices steadier (profiles/allocation.yaml)"
+    )
     workers: int = Field(2, ge=1, description="processes for generation")
+
+    def validation_side(self) -> int:
+        """Problems per side of validation_adversarial: the set size, else half of test's (>= 1)."""
+        if self.validation_adversarial_per_side is not None:
+            return self.validation_adversarial_per_side
+        return max(1, self.adversarial_per_side // 2)
 
     @model_validator(mode="after")
     def _range(self) -> CountdownParams:

@@ -221,8 +221,9 @@ def generate_problems(cfg: CountdownParams, seed: int) -> pl.DataFrame:
 
     Returns one row per problem with columns ``PROBLEM_COLUMNS``; splits: train, validation,
     test (``cfg.problems`` sizes; held-out targets never in train), test_adversarial
-    (``cfg.adversarial_per_side`` only-DFS + as many only-BFS) and validation_adversarial (half
-    that per side, at least 1). No problem appears twice in the table. Candidates come from one
+    (``cfg.adversarial_per_side`` only-DFS + as many only-BFS) and validation_adversarial
+    (``cfg.validation_adversarial_per_side`` per side; unset: half of adversarial_per_side, at
+    least 1). No problem appears twice in the table. Candidates come from one
     stream (``candidates``) and fill test, validation, train, then the adversarial splits, in
     stream order. Raises GenerationError naming ``countdown.problems.<split>`` when the problem
     space (or the budget, for adversarial splits) cannot supply a split.
@@ -231,7 +232,7 @@ def generate_problems(cfg: CountdownParams, seed: int) -> pl.DataFrame:
     spec = spec_of(cfg)
     held = frozenset(cfg.heldout_targets)
     natural = [(split, getattr(cfg.problems, split)) for split in NATURAL_SPLITS]
-    half = max(1, cfg.adversarial_per_side // 2)
+    half = cfg.validation_side()
     quota = {
         ("test_adversarial", "only_dfs"): cfg.adversarial_per_side,
         ("test_adversarial", "only_bfs"): cfg.adversarial_per_side,
@@ -296,7 +297,8 @@ def _exhausted_error(
     return GenerationError(
         f"countdown.problems.{split}: {head}; still missing {missing}. With budget={cfg.budget} "
         "one algorithm rarely wins alone (or the space is used up): lower "
-        "countdown.adversarial_per_side or change countdown.budget."
+        "countdown.adversarial_per_side (or validation_adversarial_per_side) or change "
+        "countdown.budget."
     )
 
 

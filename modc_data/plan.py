@@ -34,7 +34,8 @@ def _generate(p: Params) -> list[str]:
             f"generate: Countdown, {c.n_numbers} numbers in [{c.value_min}, {c.value_max}], "
             f"search budget {c.budget} nodes",
             f"  problems: train {_n(sizes.train)}, validation {_n(sizes.validation)}, "
-            f"test {_n(sizes.test)}, test_adversarial {_n(2 * c.adversarial_per_side)}",
+            f"test {_n(sizes.test)}, test_adversarial {_n(2 * c.adversarial_per_side)}, "
+            f"validation_adversarial {_n(2 * c.validation_side())}",
         ]
     m = p.math
     lines = ["generate: math problems loaded with `datasets`"]

@@ -150,3 +150,18 @@ def test_breakdown_counts_match_frame(table):
         assert info["n"] == part.height == sum(info["count"].values())
         for cat, n in info["count"].items():
             assert n == (part["category"] == cat).sum()
+
+
+def test_validation_adversarial_size_is_its_own_setting():
+    # Unset: half of test_adversarial per side (SMALL: 40 -> 20, above). Set: exactly that many
+    # per side, one-sided like the test split, and the test split keeps its own size.
+    cfg = SMALL.model_copy(update={"adversarial_per_side": 10, "validation_adversarial_per_side": 15,
+                                   "problems": SplitSizes(train=50, validation=10, test=10)})
+    t = generate_problems(cfg, seed=5)
+    bd = solvability_breakdown(t)
+    assert bd["validation_adversarial"]["count"] == {"both": 0, "only_dfs": 15, "only_bfs": 15,
+                                                     "neither": 0}
+    assert bd["test_adversarial"]["count"] == {"both": 0, "only_dfs": 10, "only_bfs": 10,
+                                               "neither": 0}
+    with pytest.raises(ValueError, match="validation_adversarial_per_side"):
+        CountdownParams(validation_adversarial_per_side=0)
