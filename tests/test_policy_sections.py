@@ -90,9 +90,10 @@ def test_never_loses_flags_a_loss(samples):
         KS, n_resamples=100,
     )
     # a fake evaluation object whose chosen policy is the standard model: it loses to uniform
-    class P:  # noqa: D401 - the two fields never_loses reads
+    class P:  # noqa: D401 - the fields never_loses reads
         def __init__(self, d):
-            self.vs_standard, self.vs_uniform = d["vs_standard"], d["vs_uniform"]
+            self.vs_standard, self.vs_uniform = d.get("vs_standard"), d.get("vs_uniform")
+            self.mean = d.get("mean")
 
     u = row["policies"]["uniform"]["vs_standard"]  # uniform − standard, so standard − uniform:
     zero = [0.0] * len(row["ks"])
@@ -102,10 +103,24 @@ def test_never_loses_flags_a_loss(samples):
 
     class Ev:
         ks = row["ks"]
-        policies = {"chosen": P(standard)}
+        policies = {"chosen": P(standard), "standard": P(row["policies"]["standard"]),
+                    "uniform": P(row["policies"]["uniform"])}
 
     v = never_loses(Ev())
     assert not v["holds"] and v["worst_against"] == "uniform" and v["worst_ci_low"] < -0.01
+    # the same chosen policy where uniform is the lower of the two on test at every k: it loses
+    # nothing to the better one (itself), only the CI against the worse one is wide
+    lower = [m - 0.05 for m in row["policies"]["standard"]["mean"]]
+    Ev.policies["uniform"] = P({"mean": lower})
+    wide = {"diff": [0.02] * len(zero), "ci_low": [-0.03] * len(zero), "ci_high": [0.07] * len(zero)}
+    Ev.policies["chosen"] = P({"vs_standard": standard["vs_standard"], "vs_uniform": wide})
+    v = never_loses(Ev())
+    assert not v["holds"] and v["holds_vs_better"]
+    assert v["worst_vs_better_against"] == "standard" and v["worst_vs_better_ci_low"] == 0.0
+    # and where uniform is the better one, the wide CI against it is a miss either way
+    Ev.policies["uniform"] = P({"mean": [m + 0.1 for m in lower]})
+    v = never_loses(Ev())
+    assert not v["holds"] and not v["holds_vs_better"] and v["worst_vs_better_against"] == "uniform"
 
 
 def test_a_pair_without_samples_is_listed_not_scored(samples):
