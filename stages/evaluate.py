@@ -29,9 +29,16 @@ def arm_specs(params) -> dict[str, ArmSpec]:
             standard = params.model_key(key, "standard", tag)
             experts = params.model_key(key, "experts", tag)
             prefix = params.model_key(key, "prefix", tag)
-            if standard is None or (experts is None and prefix is None):
+            if standard is None:
+                continue
+            ref = experts or prefix
+            if ref is None and tag is not None:
+                # a tagged standard model alone (e.g. one N of pass@N being chosen on validation):
+                # its own group, against the untagged ModC model's modes and the CE models
+                ref = params.model_key(key, "prefix") or params.model_key(key, "experts")
+            if ref is None:
                 continue  # nothing to compare for this group
-            modes = read_modc(model_dir(experts or prefix, pipeline.ARTIFACTS)).modes
+            modes = read_modc(model_dir(ref, pipeline.ARTIFACTS)).modes
             specs[key if tag is None else f"{key}-{tag}"] = ArmSpec(
                 arm.label_source, arm.mix, standard, tuple(modes), experts, prefix, tag)
     return specs

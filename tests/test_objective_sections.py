@@ -120,6 +120,31 @@ def test_tagged_group_is_its_own_evaluation_key():
     assert tagged.curves["standard"].pass_at_k[k8] == pytest.approx(_ref(N, 4, 8), abs=1e-6)
 
 
+def test_a_tagged_standard_model_alone_is_evaluated_and_compared():
+    """A tagged group with a standard model only (one N being chosen on validation): its own
+    evaluation key with standard curves and no ModC verdict, and the comparisons that need no
+    tagged ModC model; the questions that need one say so instead of failing."""
+    samples, problems = _samples()
+    samples = samples.filter(pl.col("model") != "obj-pre")
+    specs = {"sa": SPECS["sa"],
+             "sa-pass8": ArmSpec("search_algorithm", "skewed", "obj-std", MODES, tag="pass8")}
+    result = evaluate(samples, problems, specs, bootstrap=50, seed=0)
+    tagged = result.keys["search_algorithm/skewed+pass8"]["test_adversarial"]
+    assert set(tagged.curves) == {"standard"}
+    k8 = tagged.curves["standard"].k.index(8)
+    assert tagged.curves["standard"].pass_at_k[k8] == pytest.approx(_ref(N, 4, 8), abs=1e-6)
+    rows = objective_rows(samples, specs, KS, n_resamples=50)
+    got = {r["quantity"] for r in rows}
+    assert {COMPARISONS[0][0], COMPARISONS[3][0], "pass@k ce:modc"} <= got
+    assert not {COMPARISONS[1][0], COMPARISONS[2][0], "pass@k obj:modc"} & got
+    by = {r["quantity"]: r for r in rows}
+    assert by[COMPARISONS[3][0]]["estimate"] == pytest.approx(
+        [_ref(N, 4, k) - _ref(N, 6, k // 2) for k in KS], abs=1e-6)
+    text, _ = objective_section(samples, specs, KS, n_resamples=50)
+    assert "Does ModC still add on top of it? not measured" in text
+    assert "Does the objective raise pass@k at large k over CE (standard models)? yes" in text
+
+
 def _tagged_params(**job):
     data = _default()
     arm = "search_algorithm-skewed"

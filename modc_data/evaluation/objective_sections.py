@@ -49,11 +49,14 @@ def _models(tagged: ArmSpec, ce: ArmSpec) -> dict[str, tuple[str, str]]:
     """name -> (model key, variant) of the four models compared."""
     out = {"obj:standard": (tagged.standard, "standard"), "ce:standard": (ce.standard, "standard")}
     # ModC on both sides by the same variant: the tagged group's (prefix where it has one), and
-    # the CE model of that variant, or the CE arm's other ModC variant where it lacks it
-    variant = "prefix" if tagged.prefix else "experts"
-    out["obj:modc"] = (tagged.model_of(variant), variant)
+    # the CE model of that variant, or the CE arm's other ModC variant where it lacks it. A
+    # tagged group with a standard model only has no "obj:modc" (its comparisons are left out).
+    variant = "prefix" if tagged.prefix or not tagged.experts else "experts"
+    if tagged.model_of(variant):
+        out["obj:modc"] = (tagged.model_of(variant), variant)
     ce_variant = variant if ce.model_of(variant) else ("experts" if variant == "prefix" else "prefix")
-    out["ce:modc"] = (ce.model_of(ce_variant), ce_variant)
+    if ce.model_of(ce_variant):
+        out["ce:modc"] = (ce.model_of(ce_variant), ce_variant)
     return out
 
 
@@ -113,6 +116,8 @@ def objective_rows(
                              "estimate": _round(iv.estimate), "low": _round(iv.low),
                              "high": _round(iv.high)})
             for label, a, b in COMPARISONS:
+                if a not in models or b not in models:
+                    continue
                 iv = paired_diff_interval(values[a], values[b], idx, ci)
                 rows.append({**base, "quantity": label, "model": f"{models[a][0]} − {models[b][0]}",
                              "estimate": _round(iv.estimate), "low": _round(iv.low),
@@ -175,10 +180,14 @@ def objective_section(
                                for e, lo, hi in zip(r["estimate"], r["low"], r["high"], strict=True))
             lines.append(f"| {r['quantity']} ({r['model']}) | {cells} |")
         by = {r["quantity"]: r for r in rs}
-        lines += ["", f"- Does the objective raise pass@k at large k over CE (standard models)? "
-                  f"{_answer(by[COMPARISONS[0][0]], 'higher')}.",
-                  f"- Does ModC still add on top of it? {_answer(by[COMPARISONS[2][0]], 'ModC higher')}.",
-                  f"- Does the objective alone match CE + ModC? {_answer(by[COMPARISONS[3][0]], 'higher')}."]
+        questions = [("Does the objective raise pass@k at large k over CE (standard models)?",
+                      COMPARISONS[0][0], "higher"),
+                     ("Does ModC still add on top of it?", COMPARISONS[2][0], "ModC higher"),
+                     ("Does the objective alone match CE + ModC?", COMPARISONS[3][0], "higher")]
+        lines.append("")
+        for question, quantity, what in questions:
+            lines.append(f"- {question} " + (f"{_answer(by[quantity], what)}." if quantity in by
+                                             else "not measured: no such model in this group."))
         coll = by.get("collapsed fraction, objective − CE standard")
         if coll:
             lo, hi = coll["low"][0], coll["high"][0]
