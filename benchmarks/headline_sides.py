@@ -23,7 +23,7 @@ import polars as pl
 from modc_data.config import load_params
 from modc_data.evaluation.allocation_report import arm_counts, evaluate_policies
 from modc_data.evaluation.passk import default_ks, pass_at_k_curve
-from modc_data.evaluation.policy_sections import _standard_nc
+from modc_data.evaluation.policy_sections import standard_nc
 from modc_data.schema import FREE_MODEL_SUFFIX
 
 
@@ -78,7 +78,7 @@ def main() -> None:
            "q_column": "declared_mode"}
     v, _ = arm_counts(samples, val, prefix, modes, **how)
     t, tp = arm_counts(samples, test, prefix, modes, **how)
-    ev = evaluate_policies(v, t, ks, *_standard_nc(samples, standard, test, tp),
+    ev = evaluate_policies(v, t, ks, *standard_nc(samples, standard, test, tp),
                            n_resamples=args.bootstrap)
     print(f"\nthe prefix model alone, allocations fit on {val} ({v.n_problems} problems), scored on "
           f"{test} ({t.n_problems}); Δ against the standard model, paired 95% CI")

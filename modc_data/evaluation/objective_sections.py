@@ -51,7 +51,7 @@ def _models(tagged: ArmSpec, ce: ArmSpec) -> dict[str, tuple[str, str]]:
     # ModC on both sides by the same variant: the tagged group's (prefix where it has one), and
     # the CE model of that variant, or the CE arm's other ModC variant where it lacks it. A
     # tagged group with a standard model only has no "obj:modc" (its comparisons are left out).
-    variant = "prefix" if tagged.prefix or not tagged.experts else "experts"
+    variant = "experts" if tagged.experts and not tagged.prefix else "prefix"
     if tagged.model_of(variant):
         out["obj:modc"] = (tagged.model_of(variant), variant)
     ce_variant = variant if ce.model_of(variant) else ("experts" if variant == "prefix" else "prefix")

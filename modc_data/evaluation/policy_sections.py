@@ -59,7 +59,6 @@ def never_loses(ev: PolicyEvaluation, tol: float = TOLERANCE) -> dict[str, Any]:
     """
     chosen = ev.policies["chosen"]
     std_mean = ev.policies["standard"].mean
-    uniform = ev.policies.get("uniform")
     worst = (float("inf"), None, None)
     worst_better = (float("inf"), None, None)
     better = []
@@ -70,8 +69,9 @@ def never_loses(ev: PolicyEvaluation, tol: float = TOLERANCE) -> dict[str, Any]:
         for ref, low in lows.items():
             if low < worst[0]:
                 worst = (low, k, ref)
-        top = ("uniform" if "uniform" in lows and uniform is not None
-               and uniform.mean[j] > std_mean[j] else "standard")
+        # chosen has a uniform difference exactly when uniform was scored
+        top = ("uniform" if "uniform" in lows and ev.policies["uniform"].mean[j] > std_mean[j]
+               else "standard")
         if lows[top] < worst_better[0]:
             worst_better = (lows[top], k, top)
         if all(low > 0 for low in lows.values()):
@@ -100,7 +100,7 @@ def _verdict_line(v: dict[str, Any]) -> str:
         head += f" Strictly better than both (CI above 0) at k = {v['strictly_better_at']}."
     else:
         head += " Strictly better than both at no k."
-    if "holds_vs_better" in v and v["holds_vs_better"] != v["holds"]:
+    if v["holds_vs_better"] != v["holds"]:
         head += (
             f" Against only the better of the two on test at each k: "
             f"{'holds' if v['holds_vs_better'] else 'misses'} (worst "
@@ -162,7 +162,7 @@ def _free_line(st: dict[str, Any], split: str) -> str:
     return line + "."
 
 
-def _standard_nc(samples: pl.DataFrame, standard: str, split: str, pids: Sequence[str]):
+def standard_nc(samples: pl.DataFrame, standard: str, split: str, pids: Sequence[str]):
     """(n, c) per problem of the standard model's samples on ``split``, in ``pids`` order."""
     got = (samples.filter((pl.col("model") == standard) & (pl.col("split") == split)
                           & (pl.col("mode") == ""))
@@ -238,8 +238,8 @@ def policy_sections(
             # the reference is always the standard model (with a free-sampling prefix model the
             # free arm is that prefix model, not the standard one)
             ev = evaluate_policies(
-                validation, test_counts, ks, *_standard_nc(samples, standard, test, test_pids),
-                standard_validation=_standard_nc(samples, standard, val, val_pids),
+                validation, test_counts, ks, *standard_nc(samples, standard, test, test_pids),
+                standard_validation=standard_nc(samples, standard, val, val_pids),
                 n_resamples=n_resamples, ci=ci, seed=seed,
             )
             verdict = never_loses(ev)
