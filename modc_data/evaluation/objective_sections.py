@@ -37,6 +37,12 @@ COMPARISONS = (
     ("objective ModC − objective standard", "obj:modc", "obj:standard"),
     ("objective standard − CE ModC", "obj:standard", "ce:modc"),
 )
+# (question, the COMPARISONS row answering it, what a positive difference means)
+QUESTIONS = (
+    ("Does the objective raise pass@k at large k over CE (standard models)?", COMPARISONS[0][0], "higher"),
+    ("Does ModC still add on top of it?", COMPARISONS[2][0], "ModC higher"),
+    ("Does the objective alone match CE + ModC?", COMPARISONS[3][0], "higher"),
+)
 
 
 def _pairs(specs: dict[str, ArmSpec]) -> list[tuple[ArmSpec, ArmSpec]]:
@@ -180,12 +186,8 @@ def objective_section(
                                for e, lo, hi in zip(r["estimate"], r["low"], r["high"], strict=True))
             lines.append(f"| {r['quantity']} ({r['model']}) | {cells} |")
         by = {r["quantity"]: r for r in rs}
-        questions = [("Does the objective raise pass@k at large k over CE (standard models)?",
-                      COMPARISONS[0][0], "higher"),
-                     ("Does ModC still add on top of it?", COMPARISONS[2][0], "ModC higher"),
-                     ("Does the objective alone match CE + ModC?", COMPARISONS[3][0], "higher")]
         lines.append("")
-        for question, quantity, what in questions:
+        for question, quantity, what in QUESTIONS:
             lines.append(f"- {question} " + (f"{_answer(by[quantity], what)}." if quantity in by
                                              else "not measured: no such model in this group."))
         coll = by.get("collapsed fraction, objective − CE standard")
