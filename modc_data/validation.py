@@ -250,14 +250,14 @@ def _rows_check(split: str, mode: str, min_rows: int) -> _Check:
     )
 
 
-def _leakage_checks() -> list[_Check]:
+def _leakage_checks(column: str = "problem_id", what: str = "problem") -> list[_Check]:
     import great_expectations.expectations as gxe
 
     return [
         _Check(
-            "no leakage: problem in one split",
-            "no problem_id appears in more than one split",
-            gxe.ExpectColumnValuesToBeUnique(column="problem_id"),
+            f"no leakage: {what} in one split",
+            f"no {column} appears in more than one split",
+            gxe.ExpectColumnValuesToBeUnique(column=column),
         )
     ]
 
@@ -382,6 +382,15 @@ def validate_dataset(
         if {"split", "problem_id"} <= set(cols):
             pairs = rows.select("problem_id", "split").unique().sort("problem_id", "split")
             runs.append(("problem-split pairs", pairs.to_pandas(), _leakage_checks()))
+        if {"split", "meta"} <= set(cols):
+            # Problems made from one template (gsm: GSM-Symbolic variants) share its structure,
+            # so a template must stay in one split too.
+            templates = rows.select(
+                pl.col("meta").str.json_path_match("$.template_id").alias("template_id"), "split"
+            ).drop_nulls("template_id").unique().sort("template_id", "split")
+            if templates.height:
+                runs.append(("template-split pairs", templates.to_pandas(),
+                             _leakage_checks("template_id", "template")))
         for label, frame, checks in runs:
             got, res = _run_batch(context, source, label, frame, checks, dataset_name)
             outcomes.extend(got)

@@ -26,11 +26,11 @@ def pool(problems: pl.DataFrame, split: str, size: int, seed: int) -> pl.DataFra
 
 
 def teacher_modes(teachers, rows: pl.DataFrame) -> list[str]:
-    """The modes distillation declares: one per model teacher, one per listed (or found) value
+    """The modes distillation declares: one per model or reference teacher, one per listed (or found) value
     of a dataset teacher's column."""
     modes = []
     for t in teachers:
-        if t.kind == "model":
+        if t.kind != "dataset":  # a model or the reference solutions: one teacher each
             modes.append(f"teacher:{t.name}")
         elif t.include:
             modes.extend(f"teacher:{v}" for v in t.include)
@@ -57,7 +57,7 @@ def main(params, argv):
     )
     rows, report = distill(
         chosen, resolved, task_from_params(params), generate, n=d.n, keep_per_teacher=d.keep_per_teacher,
-        balance=d.balance, seed=d.seed,
+        balance=d.balance, seed=d.seed, max_completion_chars=d.max_completion_chars,
     )
     path = pipeline.ARTIFACTS / "datasets" / "teacher_id" / f"{mix}.parquet"
     write_parquet(rows, path)

@@ -7,6 +7,7 @@ so they do not depend on the order tests run in.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -58,10 +59,28 @@ def build(dst: Path, profile: str = "smoke", before=None) -> tuple[Path, str]:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "smoke"]):
         subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
-    return dst, run(["dvc", "repro"], dst)
+    # PYTHONPATH: the stages import this copy's modc_data, whichever checkout is pip-installed
+    return dst, run(["dvc", "repro"], dst, PYTHONPATH=str(dst))
 
 
 def copy_repo(src: Path, dst: Path) -> Path:
     """A private copy of a built smoke repo (git, DVC cache, outputs) that a test may change."""
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+def built_profile(tmp_path_factory, profile: str, before=None) -> tuple[Path, str, dict]:
+    """(repo, `dvc repro` log, its params) of ``profiles/<profile>.yaml`` built by ``build``."""
+    import yaml
+
+    dst, log = build(tmp_path_factory.mktemp(profile) / "repo", profile, before=before)
+    return dst, log, yaml.safe_load((dst / "params.yaml").read_text())
+
+
+def finite(x) -> bool:
+    """True when every float in a JSON-like value (dicts, lists) is finite."""
+    if isinstance(x, dict):
+        return all(finite(v) for v in x.values())
+    if isinstance(x, list):
+        return all(finite(v) for v in x)
+    return not isinstance(x, float) or math.isfinite(x)

@@ -361,3 +361,65 @@ def test_bad_problems_or_balance_fail_before_generation(tmp_path):
     with pytest.raises(ValueError, match="generate_fn"):
         distill(_problems(), teachers, TASK, None)
     assert gen.calls == []
+
+
+def test_reference_teacher_reads_each_problems_worked_solution():
+    solutions = {"1+1?": "so \\boxed{2}", "2*3?": "\\boxed{5}"}  # the second one is wrong
+    records = [{"problem": q, "answer": a, "template_id": i,
+                **({"solution": solutions[q]} if q in solutions else {})}
+               for i, (q, a) in enumerate({"1+1?": "2", "2*3?": "6", "no solution?": "7"}.items())]
+    problems = problems_frame(records, "train")
+    t = TeacherParams(name="human", kind="reference")
+    rows, report = distill(problems, [t], TASK, None, n=1, balance="none")
+    stats = report.teachers["teacher:human"]
+    assert stats.source == "reference" and stats.samples == 2 and stats.correct == 1
+    assert stats.rejected_incorrect == 1  # a wrong worked solution is rejected like any other
+    assert rows["mode"].to_list() == ["teacher:human"]
+    assert json.loads(rows["meta"][0])["template_id"] == 0  # kept for the template leakage check
+    assert any("1 of 3 problems have no worked solution" in w for w in report.warnings)
+
+
+def test_dataset_verdict_column_meta_columns_and_length_cap():
+    problems = _problems()
+    rows_in = []
+    for q, a in GOLD.items():
+        rows_in += [
+            {"q": q, "s": f"long and right {a}" + "!" * 50, "who": "m1", "v": True, "setting": "x"},
+            {"q": q, "s": f"short {a}", "who": "m1", "v": True, "setting": "y"},
+            {"q": q, "s": "??", "who": "m2", "v": None, "setting": "y"},
+            {"q": q, "s": f"wrong {a}", "who": "m2", "v": False, "setting": "x"},
+        ]
+    ds = datasets.Dataset.from_list(rows_in)
+    t = TeacherParams(name="src", kind="dataset", dataset="unused", prompt_column="q",
+                      solution_column="s", teacher_column="who", verdict_column="v",
+                      meta_columns=["setting"])
+    from modc_data.labeling.teachers import ResolvedTeacher
+
+    rt = ResolvedTeacher(t, "files", "mem", dataset=ds, teachers_in_dataset=["m1", "m2"])
+    rows, report = distill(problems, [rt], TASK, None, n=1, keep_per_teacher=5, balance="none",
+                           max_completion_chars=40)
+    m1, m2 = report.teachers["teacher:m1"], report.teachers["teacher:m2"]
+    # the source's verdict is used, not the task's: "wrong 6" has the right number but says False
+    assert (m2.rejected_unverifiable, m2.rejected_incorrect, m2.kept) == (len(GOLD), len(GOLD), 0)
+    assert (m1.correct, m1.rejected_too_long, m1.kept) == (2 * len(GOLD), len(GOLD), len(GOLD))
+    assert {json.loads(m)["setting"] for m in rows["meta"]} == {"y"}
+    assert set(rows["answer"]) == set(GOLD.values())  # the gold answer the verdict vouches for
+    d = report.to_dict()["teachers"]["teacher:m2"]
+    assert d["rejected_unverifiable"] == len(GOLD)
+
+
+def test_package_teacher_resolves_offline_or_names_the_fix():
+    pytest.importorskip("champ_dataset")
+    t = TeacherParams(name="champ", kind="dataset", dataset="package:champ-transcripts",
+                      split="test", prompt_column="problem", solution_column="solution",
+                      teacher_column="teacher", verdict_column="verdict",
+                      meta_columns=["prompt_setting"])
+    [rt] = check_teachers([t])
+    assert rt.source == "package" and rt.teachers_in_dataset == [
+        "gpt-3.5", "gpt-4", "gpt-4-turbo", "palm-2-medium"]
+    bad = t.model_copy(update={"dataset": "package:nope"})
+    with pytest.raises(TeacherError, match="unknown packaged dataset 'nope'"):
+        check_teachers([bad])
+    missing = t.model_copy(update={"meta_columns": ["setting"]})
+    with pytest.raises(TeacherError, match=r"column 'setting' \(set by meta_columns\[0\]\)"):
+        check_teachers([missing])

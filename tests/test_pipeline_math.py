@@ -11,17 +11,15 @@ accuracy is not asserted; files, schema, modes, cards and finite metrics are.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 from huggingface_hub import ModelCard
 
 from modc_data.schema import ROW_SCHEMA, mode_token
-from tests.smoke import build, run
+from tests.smoke import built_profile, finite, run
 
 pytest.importorskip("gguf", reason="the demo base needs the SmolLM2 tokenizer (make setup installs gguf)")
 
@@ -31,16 +29,8 @@ def repo(tmp_path_factory):
     def demo_inputs(dst):
         run([sys.executable, "-m", "modc_data.tasks.math_demo", "data/math-smoke"], dst)
 
-    dst, log = build(tmp_path_factory.mktemp("math") / "repo", "math-smoke", before=demo_inputs)
-    return dst, log, yaml.safe_load((dst / "params.yaml").read_text())
+    return built_profile(tmp_path_factory, "math-smoke", before=demo_inputs)
 
-
-def _finite(x) -> bool:
-    if isinstance(x, dict):
-        return all(_finite(v) for v in x.values())
-    if isinstance(x, list):
-        return all(_finite(v) for v in x)
-    return not isinstance(x, float) or math.isfinite(x)
 
 
 def test_problems_and_teacher_labels(repo):
@@ -70,7 +60,7 @@ def test_gradient_clusters_from_the_lora_reference(repo):
     assert set(rows["mode"]) == {"cluster:0", "cluster:1"}
     assert set(rows["label_source"]) == {"gradient_cluster"}
     report = json.loads((art / "metrics" / "gradient_cluster" / "distilled.json").read_text())
-    assert report["n_clusters"] == 2 and _finite(report)
+    assert report["n_clusters"] == 2 and finite(report)
     assert report["n_train_rows"] == params["gradient_cluster"]["max_examples"]
     # the reference is a LoRA adapter over the saved base: its adapter weights gave the features
     ref = json.loads((art / "models" / "teacher_id-distilled-standard" / "modc.json").read_text())
@@ -123,7 +113,7 @@ def test_evaluation_and_published_cards(repo):
     summary = json.loads((art / "eval" / "summary.json").read_text())
     assert {"teacher_id/distilled", "gradient_cluster/distilled"} <= set(summary)
     metrics = json.loads((art / "eval" / "metrics.json").read_text())
-    assert metrics and _finite(metrics)
+    assert metrics and finite(metrics)
     assert "Samples verified by task `math`" in (art / "eval" / "results.md").read_text()
     hub = art / "hub"
     ds = list((hub / "datasets" / "modc").iterdir())

@@ -111,6 +111,20 @@ def test_leaked_problem_fails_naming_leakage(context):
     assert "no leakage" in summary and leaked["problem_id"][0] in summary
 
 
+def test_template_in_two_splits_fails_naming_template_leakage(context):
+    """Problems made from one template (gsm variants) share its structure: a template seen in
+    train and in validation is leakage even when every problem_id differs."""
+    rows = labeled_rows()
+    template = pl.format('{{"template_id": {}}}', pl.col("split").rank("dense"))
+    clean = rows.with_columns(template.alias("meta"))
+    report = validate_dataset(clean, BALANCED, 0.1, 20, "templates", context=context)
+    assert report.success and "no leakage: template in one split" in {o.name for o in report.results}
+    shared = clean.with_columns(set_cell("meta", clean.height - 1, clean["meta"][0]))
+    report = validate_dataset(shared, BALANCED, 0.1, 20, "templates", context=context)
+    assert failed_names(report) == {"no leakage: template in one split"}
+    assert "template_id" in format_summary(report)
+
+
 def test_duplicate_id_fails(context):
     rows = labeled_rows()
     report = validate_dataset(

@@ -11,8 +11,40 @@ from __future__ import annotations
 from typing import Any
 
 
+def _contingency(table: dict[str, dict[str, int]], what: str) -> list[str]:
+    truths = sorted({t for row in table.values() for t in row})
+    lines = ["", f"Contingency (train rows): cluster × {what}", "",
+             "| cluster | " + " | ".join(truths) + " |", "|---|" + "---|" * len(truths)]
+    for cluster, row in sorted(table.items()):
+        lines.append(f"| {cluster} | " + " | ".join(str(row.get(t, 0)) for t in truths) + " |")
+    return lines
+
+
+def _baselines(baselines: dict[str, Any]) -> list[str]:
+    """ARI [CI] of the gradient clusters beside TF-IDF, length and random partitions."""
+    methods = list(next(iter(baselines.values()))["ari"]) if baselines else []
+    lines = ["", "Agreement on the train rows: adjusted Rand index [95% bootstrap interval over "
+             "rows] of the gradient clusters and of baselines with as many clusters (TF-IDF + "
+             "k-means on the completion, k-means on its length; random: a random partition of "
+             "the same sizes, mean and 95% range over permutations)", "",
+             "| partition compared with | rows | " + " | ".join(methods) + " |",
+             "|---|---|" + "---|" * len(methods)]
+    for ref, b in baselines.items():
+        cells = []
+        for m in methods:
+            s = b["ari"].get(m)
+            cells.append("" if s is None else
+                         f"{s['value']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]")
+        lines.append(f"| {ref} | {b['n']} | " + " | ".join(cells) + " |")
+    for ref, b in baselines.items():
+        if not ref.startswith("original mode"):
+            lines += _contingency(b["contingency"], ref)
+    return lines
+
+
 def gradient_cluster_section(report: dict[str, Any] | None) -> str:
-    """C, silhouette scores, and agreement of discovered clusters with the true algorithm."""
+    """C, silhouette scores, and agreement of discovered clusters with the rows' original modes
+    (search algorithm or teacher), other meta partitions and text baselines."""
     if not report:
         return ""
     lines = ["## Gradient-cluster labels: what the clusters found", ""]
@@ -22,7 +54,7 @@ def gradient_cluster_section(report: dict[str, Any] | None) -> str:
             f"### mix `{mix}`: C = {rep.get('n_clusters')} "
             f"({rep.get('n_train_rows', '?')} train rows featurised; silhouette {sil or 'n/a'})",
             "",
-            "| split | rows | adjusted Rand index vs search algorithm |",
+            "| split | rows | adjusted Rand index vs the rows' original mode |",
             "|---|---|---|",
         ]
         agreement = rep.get("agreement") or {}
@@ -30,12 +62,9 @@ def gradient_cluster_section(report: dict[str, Any] | None) -> str:
             lines.append(f"| {split} | {a.get('n', '')} | {a.get('ari', float('nan')):+.3f} |")
         train = agreement.get("train", {}).get("contingency")
         if train:
-            truths = sorted({t for row in train.values() for t in row})
-            lines += ["", "Contingency (train rows): cluster × true algorithm", "",
-                      "| cluster | " + " | ".join(truths) + " |",
-                      "|---|" + "---|" * len(truths)]
-            for cluster, row in sorted(train.items()):
-                lines.append(f"| {cluster} | " + " | ".join(str(row.get(t, 0)) for t in truths) + " |")
+            lines += _contingency(train, "original mode")
+        if rep.get("baselines"):
+            lines += _baselines(rep["baselines"])
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -52,13 +81,15 @@ def distill_section(report: dict[str, Any] | None, mix: str = "distilled") -> st
         f"balance `{report.get('balance', '?')}`; {report.get('unsolved_problems', 0)} problems "
         "solved by no teacher (counted, not silently dropped).",
         "",
-        "| teacher | samples | correct | pass rate | kept | rejected (incorrect / duplicate / over cap) | dropped by balance |",
+        "| teacher | samples | correct | pass rate | kept | rejected (incorrect / unverifiable / too long / duplicate / over cap) | dropped by balance |",
         "|---|---|---|---|---|---|---|",
     ]
     for mode, t in sorted((report.get("teachers") or {}).items()):
         lines.append(
             f"| {mode} | {t.get('samples')} | {t.get('correct')} | {t.get('pass_rate', 0):.3f} | "
-            f"{t.get('kept')} | {t.get('rejected_incorrect')} / {t.get('rejected_duplicate')} / "
+            f"{t.get('kept')} | {t.get('rejected_incorrect')} / "
+            f"{t.get('rejected_unverifiable', 0)} / {t.get('rejected_too_long', 0)} / "
+            f"{t.get('rejected_duplicate')} / "
             f"{t.get('rejected_over_cap')} | {t.get('dropped_by_balance')} |"
         )
     return "\n".join(lines) + "\n"

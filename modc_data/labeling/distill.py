@@ -1,8 +1,9 @@
 """Multi-teacher distillation: teacher-ID labeled rows by rejection sampling.
 
 For every problem and teacher: take ``n`` solutions (sampled from a model teacher through an
-injected ``generate`` callable, or read from a dataset teacher), verify each with
-``task.score``, keep the correct ones (at most ``keep_per_teacher`` per problem, exact repeats
+injected ``generate`` callable, read from a dataset teacher, or the problem's own worked solution
+for a reference teacher), verify each with ``task.score`` (or with a dataset's own verdict
+column, whose nulls are counted as unverifiable), keep the correct ones (at most ``keep_per_teacher`` per problem, exact repeats
 dropped) and label them ``teacher:<name>``. Then balance the teachers' shares:
 ``none`` keeps all, ``downsample`` cuts every teacher to the smallest teacher's row count (per
 split, seeded), ``per_problem`` keeps only problems every teacher solved, one row per teacher.
@@ -39,18 +40,21 @@ from modc_data.tasks import Task
 Balance = Literal["none", "downsample", "per_problem"]
 BALANCES = ("none", "downsample", "per_problem")
 PROBLEM_COLUMNS = ("problem_id", "split", "prompt", "answer", "meta")
+VERDICT = "\x00verdict"  # key of a dataset's own verdict among a candidate's source fields
 
 
 @dataclass
 class TeacherStats:
     """Counts for one teacher (one mode). ``pass_rate`` = correct / samples."""
 
-    source: str  # 'model' or 'dataset'
+    source: str  # 'model', 'dataset' or 'reference'
     location: str  # checkpoint path, Hub id or dataset
     samples: int = 0
     correct: int = 0
     kept: int = 0  # rows in the final output, after balancing
     rejected_incorrect: int = 0
+    rejected_unverifiable: int = 0  # the source's own verdict is null: cannot be checked
+    rejected_too_long: int = 0  # longer than max_completion_chars
     rejected_duplicate: int = 0
     rejected_over_cap: int = 0  # correct and new, but keep_per_teacher was already reached
     dropped_by_balance: int = 0
@@ -100,17 +104,21 @@ def _check_problems(problems: pl.DataFrame) -> None:
         raise ValueError("distill: problems frame has duplicate problem_id values")
 
 
-def _problem_text(problem: Mapping[str, Any]) -> str:
-    """Raw statement of a problem: meta['problem'] when recorded, else the prompt."""
+def _problem_meta(problem: Mapping[str, Any]) -> dict[str, Any]:
+    """A problem's meta as a dict ({} when absent or not JSON)."""
     meta = problem.get("meta")
     if isinstance(meta, str) and meta:
         try:
             meta = json.loads(meta)
         except json.JSONDecodeError:
             meta = None
-    if isinstance(meta, Mapping) and isinstance(meta.get("problem"), str):
-        return meta["problem"]
-    return str(problem["prompt"])
+    return dict(meta) if isinstance(meta, Mapping) else {}
+
+
+def _problem_text(problem: Mapping[str, Any]) -> str:
+    """Raw statement of a problem: meta['problem'] when recorded, else the prompt."""
+    statement = _problem_meta(problem).get("problem")
+    return statement if isinstance(statement, str) else str(problem["prompt"])
 
 
 def _model_candidates(
@@ -160,7 +168,9 @@ def _dataset_candidates(
         by_key.setdefault(p["prompt"], i)
     wanted = set(rt.teachers_in_dataset)
     counters: dict[tuple[str, int], int] = defaultdict(int)
-    cols = rt.dataset.select_columns([t.prompt_column, t.solution_column, t.teacher_column])
+    extra = ([t.verdict_column] if t.verdict_column else []) + list(t.meta_columns)
+    columns = list(dict.fromkeys([t.prompt_column, t.solution_column, t.teacher_column, *extra]))
+    cols = rt.dataset.select_columns(columns)
     for row in tqdm(cols, desc=f"dataset {t.name}", unit="row", disable=not progress):
         name = str(row[t.teacher_column])
         if name not in wanted:
@@ -168,11 +178,23 @@ def _dataset_candidates(
         text = str(row[t.prompt_column])
         idx = by_key.get(problem_id(task_name, text.strip()), by_key.get(text))
         if idx is None:
-            yield name, None, -1, ""
+            yield name, None, -1, "", None
             continue
         k = counters[(name, idx)]
         counters[(name, idx)] += 1
-        yield name, idx, k, str(row[t.solution_column])
+        source = {c: row[c] for c in t.meta_columns}
+        if t.verdict_column:
+            source[VERDICT] = row[t.verdict_column]
+        yield name, idx, k, str(row[t.solution_column]), source
+
+
+def _reference_candidates(problems: list[dict[str, Any]]):
+    """Yield (problem index, 0, solution) for every problem whose meta holds a worked
+    ``solution`` (e.g. GSM8K's); problems without one are skipped (counted by the caller)."""
+    for i, p in enumerate(problems):
+        solution = _problem_meta(p).get("solution")
+        if isinstance(solution, str) and solution.strip():
+            yield i, 0, solution
 
 
 def distill(
@@ -187,6 +209,7 @@ def distill(
     seed: int = 0,
     chunk_size: int = 256,
     progress: bool = True,
+    max_completion_chars: int | None = None,
 ) -> tuple[pl.DataFrame, DistillReport]:
     """Teacher-ID labeled rows (modc_data.schema.ROW_SCHEMA) and a report.
 
@@ -217,14 +240,26 @@ def distill(
     kept: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)  # (mode, problem) -> rows
     seen_ids: set[str] = set()
 
-    def consider(mode: str, stats: TeacherStats, idx: int, k: int, text: str, rt: ResolvedTeacher):
+    def consider(mode: str, stats: TeacherStats, idx: int, k: int, text: str, rt: ResolvedTeacher,
+                 source: dict[str, Any] | None = None):
         p = plist[idx]
         stats.samples += 1
-        answer, ok = task.score(p, text)
+        source = dict(source or {})
+        if VERDICT in source:  # the dataset's own verdict replaces the task's verifier
+            verdict = source.pop(VERDICT)
+            if verdict is None:
+                stats.rejected_unverifiable += 1
+                return
+            answer, ok = str(p["answer"]), bool(verdict)
+        else:
+            answer, ok = task.score(p, text)
         if not ok:
             stats.rejected_incorrect += 1
             return
         stats.correct += 1
+        if max_completion_chars is not None and len(text) > max_completion_chars:
+            stats.rejected_too_long += 1  # correct, but too long to keep
+            return
         rid = row_id(task.name, p["prompt"], text)
         if rid in seen_ids:  # an exact repeat (same prompt and text), by any teacher
             stats.rejected_duplicate += 1
@@ -234,6 +269,9 @@ def distill(
             return
         seen_ids.add(rid)
         name = mode.removeprefix("teacher:")
+        template = _problem_meta(p).get("template_id")  # kept so validation checks its split
+        if template is not None:
+            source["template_id"] = template
         kept[(mode, idx)].append(
             {
                 "id": rid,
@@ -253,6 +291,7 @@ def distill(
                     "teacher_kind": rt.params.kind,
                     "sample_idx": k,
                     "gold_answer": str(p["answer"]),
+                    **source,
                 },
             }
         )
@@ -266,15 +305,25 @@ def distill(
                 rt, plist, generate_fn, n, seed, chunk_size, progress
             ):
                 consider(mode, stats, idx, k, text, rt)
+        elif rt.params.kind == "reference":
+            mode = teacher_mode(rt.name)
+            stats = report.teachers.setdefault(mode, TeacherStats("reference", rt.location))
+            for idx, k, text in _reference_candidates(plist):
+                consider(mode, stats, idx, k, text, rt)
+            if stats.samples < len(plist):
+                report.warnings.append(
+                    f"{mode}: {len(plist) - stats.samples} of {len(plist)} problems have no "
+                    "worked solution in meta['solution']"
+                )
         else:
             for name in rt.teachers_in_dataset:
                 report.teachers.setdefault(teacher_mode(name), TeacherStats("dataset", rt.location))
-            for name, idx, k, text in _dataset_candidates(rt, plist, task.name, progress):
+            for name, idx, k, text, source in _dataset_candidates(rt, plist, task.name, progress):
                 if idx is None:
                     report.unmatched_dataset_rows += 1
                     continue
                 mode = teacher_mode(name)
-                consider(mode, report.teachers[mode], idx, k, text, rt)
+                consider(mode, report.teachers[mode], idx, k, text, rt, source)
 
     solved_by: dict[int, set[str]] = defaultdict(set)
     for (mode, idx), rows in kept.items():

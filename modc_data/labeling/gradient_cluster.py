@@ -21,6 +21,7 @@ import polars as pl
 from sklearn.metrics import adjusted_rand_score
 
 from modc_data.config import GradientClusterParams
+from modc_data.labeling.cluster_agreement import agreement_table
 from modc_data.labeling.clustering import assign_to_centers, cluster_features
 from modc_data.labeling.gradients import featurize
 from modc_data.schema import ROW_SCHEMA, check_schema
@@ -160,12 +161,21 @@ def label_by_gradient_clusters(
     )
 
     splits = ordered["split"].to_list()
+    train_idx = list(range(n_train))
+    references = {f"original mode ({truth_source})": [truth[i] for i in train_idx]}
+    for key in cfg.compare_with:
+        references[f"meta.{key}"] = [metas[i].get(key) for i in train_idx]
+    baselines = agreement_table(
+        [new_modes[i] for i in train_idx], ordered["completion"].to_list()[:n_train], references,
+        seed=cfg.seed, n_boot=cfg.agreement_bootstrap,
+    )
     report: dict[str, Any] = {
         "n_clusters": result.n_clusters,
         "silhouette": {str(c): s for c, s in result.silhouette.items()},
         "cluster_sizes": {},
         "agreement": {},
         "true_mode_source": truth_source,
+        "baselines": baselines,  # train rows: ARI [CI] of clusters, TF-IDF, length, random
         "n_train_rows": n_train,
         "n_rows": len(pairs),
         "n_train_rows_left_out": rows.filter(pl.col("split") == "train").height - n_train,

@@ -6,6 +6,9 @@ Two kinds of teacher, both described by ``TeacherParams`` (``distill.teachers`` 
   ``hf``, ``vllm`` or ``openai`` sampling backend, with the teacher's own ``prompt_template``.
 - ``dataset``: solutions someone already generated: one solution per row and a column naming the
   model that wrote it, so one dataset entry can hold many teachers (mode ``teacher:<value>``).
+  ``package:<name>`` names a dataset shipped in an installed package (``tasks.packaged``).
+- ``reference``: the task's own worked solution of each problem (``meta['solution']`` of the
+  problems table, e.g. GSM8K's human-written solutions), as one teacher.
 
 ``check_teachers`` resolves every teacher before any generation starts and raises one error
 listing every teacher that cannot be loaded (missing dir, no ``modc.json``/``config.json``, a Hub
@@ -26,6 +29,9 @@ from modc_data.errors import InputError
 
 # generate(teacher, prompts, n, seed) -> n completions per prompt, in prompt order.
 GenerateFn = Callable[[TeacherParams, list[str], int, int], list[list[str]]]
+
+# `package:<name>`: a dataset shipped inside an installed Python package (modc_data.tasks.packaged).
+PACKAGE_PREFIX = "package:"
 
 _DATA_FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
@@ -144,6 +150,13 @@ def load_teacher_dataset(t: TeacherParams):
 
     assert t.dataset is not None
     where = f"teacher {t.name!r} (dataset {t.dataset!r})"
+    if t.dataset.startswith(PACKAGE_PREFIX):
+        from modc_data.tasks.packaged import load_packaged
+
+        try:
+            return load_packaged(t.dataset.removeprefix(PACKAGE_PREFIX), t.split), "package"
+        except InputError as err:
+            raise TeacherError(f"{where}: {err}") from None
     local = Path(t.dataset).expanduser()
     try:
         if local.is_dir() and (
@@ -193,6 +206,10 @@ def resolve_dataset_teacher(t: TeacherParams) -> ResolvedTeacher:
     }
     if t.answer_column is not None:
         wanted["answer_column"] = t.answer_column
+    if t.verdict_column is not None:
+        wanted["verdict_column"] = t.verdict_column
+    for i, col in enumerate(t.meta_columns):
+        wanted[f"meta_columns[{i}]"] = col
     for key, col in wanted.items():
         if col not in columns:
             raise TeacherError(
@@ -230,9 +247,12 @@ def check_teachers(teachers: Sequence[TeacherParams]) -> list[ResolvedTeacher]:
     resolved, problems = [], []
     for t in teachers:
         try:
-            resolved.append(
-                resolve_model_teacher(t) if t.kind == "model" else resolve_dataset_teacher(t)
-            )
+            if t.kind == "model":
+                resolved.append(resolve_model_teacher(t))
+            elif t.kind == "dataset":
+                resolved.append(resolve_dataset_teacher(t))
+            else:  # reference: the problems' own solutions, checked when distill reads them
+                resolved.append(ResolvedTeacher(t, "reference", "problems meta['solution']"))
         except TeacherError as err:
             problems.append(str(err))
     if problems:

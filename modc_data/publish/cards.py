@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
+from modc_data.tasks.packaged import data_sources
+
 # summary.json arm names (evaluation) -> what a reader calls them
 ARM_TITLES = {"standard": "standard", "experts": "ModC experts", "prefix": "ModC prefix"}
 VARIANT_ARM = {"standard": "standard", "experts": "experts", "prefix": "prefix", "expert": "experts"}
@@ -138,6 +140,20 @@ def dataset_card(
             ),
             "",
         ]
+    origin = []
+    for src in data_sources(dict(params)):
+        origin += [f"- **{src['name']}**: `pip install {src['package']}`; licence: "
+                   f"{src['license']}. Teachers: {src['teachers']}. Verification: "
+                   f"{src['verification']}."]
+    teachers = (params.get("distill") or {}).get("teachers") or []
+    origin += [f"- Model teacher `teacher:{t['name']}`: `{t['path']}`, sampled by the pipeline "
+               f"(temperature {params['distill'].get('temperature')})"
+               for t in teachers if t.get("kind") == "model"]
+    if origin:
+        origin = ["## Sources", "", *origin, "",
+                  "Rows per split and each teacher's share of them are in the tables above and "
+                  "below; the distillation report (samples, correct, unverifiable, rejected per "
+                  "teacher) is in the run's `results.md`.", ""]
     first = example_config if example_config in configs else sorted(configs)[0]
     body = "\n".join([
         f"# ModC mode-labeled {task} data",
@@ -163,6 +179,7 @@ def dataset_card(
         "`answer`, `mode`, `label_source`, `split`, `correct` (verifier verdict), `meta` "
         "(JSON string: budget, nodes expanded, teacher id, cluster distance ...).",
         "",
+        *origin,
         "## Mode balance per split",
         "",
         *balance,

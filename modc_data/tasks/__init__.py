@@ -28,7 +28,11 @@ def get_task(name: str, **rules: Any) -> Task:
         from modc_data.tasks.math import MathTask
 
         return MathTask(**rules)
-    raise ValueError(f"unknown task {name!r}; known tasks: countdown, math")
+    if name == "gsm":
+        from modc_data.tasks.gsm import GsmTask
+
+        return GsmTask(**rules)
+    raise ValueError(f"unknown task {name!r}; known tasks: countdown, gsm, math")
 
 
 def task_from_params(params: Any) -> Task:
@@ -43,5 +47,7 @@ def task_from_params(params: Any) -> Task:
         )
     if params.task == "math":
         return get_task("math", template=params.math.prompt_template)
+    if params.task == "gsm":
+        return get_task("gsm", template=params.gsm.prompt_template)
     return get_task(params.task)
 

@@ -169,7 +169,11 @@ def load_math_problems(source: Any, split_name: str, task: MathTask | None = Non
     import datasets  # imported here: heavy, and only the generate stage needs it
 
     local = Path(source.dataset).expanduser()
-    if local.is_dir() and (local / "dataset_info.json").exists():
+    if source.dataset.startswith("package:"):
+        from modc_data.tasks.packaged import load_packaged
+
+        ds = load_packaged(source.dataset.removeprefix("package:"), source.split)
+    elif local.is_dir() and (local / "dataset_info.json").exists():
         ds = datasets.load_from_disk(str(local))
     elif local.is_dir() and (local / "dataset_dict.json").exists():
         ds = datasets.load_from_disk(str(local))[source.split]
@@ -187,12 +191,13 @@ def load_math_problems(source: Any, split_name: str, task: MathTask | None = Non
             )
     if source.max_problems is not None:
         ds = ds.select(range(min(source.max_problems, len(ds))))
-    extra = [c for c in ("type", "level", "subject", "unique_id") if c in ds.column_names]
+    extra = [c for c in ("type", "level", "subject", "unique_id", "identifier")
+             if c in ds.column_names]
     records = (
         {
             "problem": row[source.problem_column],
             "answer": row[source.answer_column],
-            "category": row.get("type") or row.get("subject") or "",
+            "category": row.get("type") or row.get("subject") or row.get("category") or "",
             **{c: row[c] for c in extra},
         }
         for row in ds
