@@ -25,15 +25,18 @@ METHODS = ("gradient", "tfidf", "length", "random")
 
 
 def text_baselines(texts: Sequence[str], n_clusters: int, seed: int) -> dict[str, np.ndarray]:
-    """Cluster labels of the cheap baselines: TF-IDF (word 1-2 grams, sublinear tf) + k-means,
-    and k-means on log length in characters; ``n_clusters`` clusters each, seeded."""
-    tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
+    """Cluster labels of the cheap baselines: TF-IDF (1-2 grams of words, numbers and symbols,
+    sublinear tf) + k-means, and k-means on log length in characters; ``n_clusters`` clusters
+    each, seeded. TF-IDF is left out when the texts share no token at all."""
     lengths = np.log1p(np.array([len(t) for t in texts], dtype=float)).reshape(-1, 1)
     km = dict(n_clusters=n_clusters, n_init=10, random_state=seed)
-    return {
-        "tfidf": KMeans(**km).fit_predict(tfidf),
-        "length": KMeans(**km).fit_predict(lengths),
-    }
+    out = {"length": KMeans(**km).fit_predict(lengths)}
+    try:
+        tfidf = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\w+|[^\w\s]",
+                                sublinear_tf=True).fit_transform(texts)
+    except ValueError:  # empty vocabulary: nothing for a text baseline to cluster on
+        return out
+    return {"tfidf": KMeans(**km).fit_predict(tfidf), **out}
 
 
 def _ari_ci(a: np.ndarray, b: np.ndarray, n_boot: int, ci: float, rng: np.random.Generator
