@@ -23,8 +23,8 @@ def _contingency(table: dict[str, dict[str, int]], what: str) -> list[str]:
 def _baselines(baselines: dict[str, Any]) -> list[str]:
     """ARI [CI] of the gradient clusters beside TF-IDF, length and random partitions."""
     methods = list(next(iter(baselines.values()))["ari"]) if baselines else []
-    lines = ["", "Agreement on the train rows: adjusted Rand index [95% bootstrap interval over "
-             "rows] of the gradient clusters and of baselines with as many clusters (TF-IDF + "
+    lines = ["", "Agreement on the train rows: adjusted Rand index [95% interval over half-samples "
+             "of the rows, without replacement] of the gradient clusters and of baselines with as many clusters (TF-IDF + "
              "k-means on the completion, k-means on its length; random: a random partition of "
              "the same sizes, mean and 95% range over permutations)", "",
              "| partition compared with | rows | " + " | ".join(methods) + " |",
