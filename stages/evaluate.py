@@ -44,8 +44,32 @@ def arm_specs(params) -> dict[str, ArmSpec]:
     return specs
 
 
+def label_reports(source: str) -> dict:
+    """{mix: report} of one label source's stages (empty when the profile has none)."""
+    metrics = pipeline.ARTIFACTS / "metrics" / source
+    return {p.stem: json.loads(p.read_text()) for p in sorted(metrics.glob("*.json"))}
+
+
+def labels_only(params) -> None:
+    """A profile with no group of models to compare (e.g. a reference model for gradient
+    clusters only): results.md holds the label sections; the other outputs are empty."""
+    out = pipeline.ARTIFACTS / "eval"
+    for d in ("figures", "plots"):
+        (out / d).mkdir(parents=True, exist_ok=True)
+    for name in ("summary.json", "details.json", "metrics.json"):
+        write_text("{}\n", out / name)
+    results = "# Results\n\nNo group of models to compare in this profile (no experts or " \
+        f"prefix model beside a standard one); trained: {', '.join(sorted(params.train_jobs))}.\n"
+    results += "\n" + gradient_cluster_section(label_reports("gradient_cluster"))
+    for mix, rep in label_reports("distill").items():
+        results += "\n" + distill_section(rep, mix)
+    write_text(results, out / "results.md")
+
+
 def main(params, argv):
     specs = arm_specs(params)
+    if not specs:
+        return labels_only(params)
     models = {m for s in specs.values() for m in (s.standard, s.experts, s.prefix) if m}
     every = pl.concat(
         [pl.read_parquet(pipeline.ARTIFACTS / "samples" / f"{m}.parquet") for m in sorted(models)]
@@ -61,11 +85,6 @@ def main(params, argv):
     )
     out = pipeline.ARTIFACTS / "eval"
     write_reports(result, out)
-    metrics = pipeline.ARTIFACTS / "metrics"
-
-    def reports(source):
-        """{mix: report} of one label source's stages (empty when the profile has none)."""
-        return {p.stem: json.loads(p.read_text()) for p in sorted((metrics / source).glob("*.json"))}
 
     # The verdicts in `correct` are the task verifier's; results name it (and dvc.yaml makes
     # this stage depend on modc_data/tasks, so a verifier change re-evaluates).
@@ -93,8 +112,8 @@ def main(params, argv):
         collapse_mode=cfg.collapse_mode, objectives=objectives)
     if objective:
         results += "\n" + objective
-    results += "\n" + gradient_cluster_section(reports("gradient_cluster"))
-    for mix, rep in reports("distill").items():
+    results += "\n" + gradient_cluster_section(label_reports("gradient_cluster"))
+    for mix, rep in label_reports("distill").items():
         results += "\n" + distill_section(rep, mix)
     pol = params.sample.policies
     policy_rows = []
