@@ -2,6 +2,7 @@
 
     python benchmarks/slow_smollm2_throughput.py [--base data/real/smollm2-135m-instruct]
         [--threads 2] [--rows 8] [--lengths 256 512] [--prompts 16] [--n 4] [--new-tokens 128]
+        [--train-dtypes fp32 bf16]
 
 The real profiles' numbers (profiles/real.yaml, champ.yaml) rest on these. Training: one LoRA
 step (r = 16 on every projection, as those profiles) over ``--rows`` random sequences of each
@@ -72,6 +73,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--train-dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
+                    help="bf16 autocast can take minutes a step on CPUs without AMX: leave it out")
     args = ap.parse_args()
     if not (Path(args.base) / "config.json").exists():
         sys.exit(f"no base at {args.base}: run `make repro PROFILE=real` or `modc convert-gguf` first")
@@ -81,7 +84,7 @@ def main() -> None:
                                 lora=LoraParams(r=16, alpha=32, target_modules=PROJECTIONS))
     model, _ = load_pretrained_base(cfg)
     for length in args.lengths:
-        for bf16 in (False, True):
+        for bf16 in [d == "bf16" for d in args.train_dtypes]:
             rate = train_rate(model, args.rows, length, bf16)
             print(f"LoRA step {args.rows}x{length} {'bf16 autocast' if bf16 else 'fp32':>13}: "
                   f"{rate:7.1f} tokens/s")
