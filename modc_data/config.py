@@ -815,6 +815,15 @@ class Params(_Block):
         """Arm whose standard model serves ``arm`` (itself unless ``standard_from`` is set)."""
         return self.arms[arm].standard_from or arm
 
+    def compared(self, job_key: str) -> bool:
+        """Whether ``job_key`` belongs to a group of models compared with each other: a ModC
+        model, or a standard model whose arm (or an arm it serves via ``standard_from``) has
+        experts or a prefix model."""
+        job = self.train_jobs[job_key]
+        served = {job.arm} | {a for a in self.arms if self.standard_arm(a) == job.arm}
+        return job.variant != "standard" or any(
+            j.variant != "standard" for j in self.train_jobs.values() if j.arm in served)
+
     def jobs_of_arm(self, arm: str) -> dict[str, TrainJobParams]:
         return {k: j for k, j in self.train_jobs.items() if j.arm == arm}
 

@@ -26,8 +26,8 @@ def pool(problems: pl.DataFrame, split: str, size: int, seed: int) -> pl.DataFra
 
 
 def teacher_modes(teachers, rows: pl.DataFrame) -> list[str]:
-    """The modes distillation declares: one per model or reference teacher, one per listed (or found) value
-    of a dataset teacher's column."""
+    """The modes distillation declares: one per model or reference teacher, one per listed (or
+    found) value of a dataset teacher's column."""
     modes = []
     for t in teachers:
         if t.kind != "dataset":  # a model or the reference solutions: one teacher each

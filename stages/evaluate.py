@@ -50,6 +50,14 @@ def label_reports(source: str) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in sorted(metrics.glob("*.json"))}
 
 
+def label_sections() -> str:
+    """results.md's sections on where the labels came from (gradient clusters, distillation)."""
+    text = gradient_cluster_section(label_reports("gradient_cluster"))
+    for mix, rep in label_reports("distill").items():
+        text += "\n" + distill_section(rep, mix)
+    return text
+
+
 def labels_only(params) -> None:
     """A profile with no group of models to compare (e.g. a reference model for gradient
     clusters only): results.md holds the label sections; the other outputs are empty."""
@@ -60,10 +68,7 @@ def labels_only(params) -> None:
         write_text("{}\n", out / name)
     results = "# Results\n\nNo group of models to compare in this profile (no experts or " \
         f"prefix model beside a standard one); trained: {', '.join(sorted(params.train_jobs))}.\n"
-    results += "\n" + gradient_cluster_section(label_reports("gradient_cluster"))
-    for mix, rep in label_reports("distill").items():
-        results += "\n" + distill_section(rep, mix)
-    write_text(results, out / "results.md")
+    write_text(results + "\n" + label_sections(), out / "results.md")
 
 
 def main(params, argv):
@@ -112,9 +117,7 @@ def main(params, argv):
         collapse_mode=cfg.collapse_mode, objectives=objectives)
     if objective:
         results += "\n" + objective
-    results += "\n" + gradient_cluster_section(label_reports("gradient_cluster"))
-    for mix, rep in label_reports("distill").items():
-        results += "\n" + distill_section(rep, mix)
+    results += "\n" + label_sections()
     pol = params.sample.policies
     policy_rows = []
     if pol.arms:

@@ -49,10 +49,8 @@ def release_inputs(params) -> ReleaseInputs:
         for row in json.loads(details.read_text()).get("policies", []):
             if row.get("allocation") and row["prefix"] not in shipped:
                 shipped[row["prefix"]] = row["allocation"]
-    compared = {k for k, j in params.train_jobs.items() if j.variant != "standard"}
     for key, job in params.train_jobs.items():
-        if not (compared & set(params.jobs_of_arm(job.arm))) and not any(
-                params.standard_arm(a) == job.arm for a in params.arms if a != job.arm):
+        if not params.compared(key):
             # a standard model that no ModC model is compared with (e.g. only a reference for
             # gradient clusters) has no evaluation to ship in its card
             print(f"not published: {key} (no experts or prefix model is compared with it)")

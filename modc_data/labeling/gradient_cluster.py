@@ -161,12 +161,11 @@ def label_by_gradient_clusters(
     )
 
     splits = ordered["split"].to_list()
-    train_idx = list(range(n_train))
-    references = {f"original mode ({truth_source})": [truth[i] for i in train_idx]}
+    references = {f"original mode ({truth_source})": truth[:n_train]}
     for key in cfg.compare_with:
-        references[f"meta.{key}"] = [metas[i].get(key) for i in train_idx]
+        references[f"meta.{key}"] = [m.get(key) for m in metas[:n_train]]
     baselines = agreement_table(
-        [new_modes[i] for i in train_idx], ordered["completion"].to_list()[:n_train], references,
+        new_modes[:n_train], ordered["completion"].to_list()[:n_train], references,
         seed=cfg.seed, n_boot=cfg.agreement_bootstrap,
     )
     report: dict[str, Any] = {

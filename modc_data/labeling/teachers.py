@@ -30,9 +30,6 @@ from modc_data.errors import InputError
 # generate(teacher, prompts, n, seed) -> n completions per prompt, in prompt order.
 GenerateFn = Callable[[TeacherParams, list[str], int, int], list[list[str]]]
 
-# `package:<name>`: a dataset shipped inside an installed Python package (modc_data.tasks.packaged).
-PACKAGE_PREFIX = "package:"
-
 _DATA_FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
 
@@ -150,8 +147,8 @@ def load_teacher_dataset(t: TeacherParams):
 
     assert t.dataset is not None
     where = f"teacher {t.name!r} (dataset {t.dataset!r})"
-    if t.dataset.startswith(PACKAGE_PREFIX):
-        from modc_data.tasks.packaged import load_packaged
+    if t.dataset.startswith("package:"):  # tasks.packaged.PACKAGE_PREFIX, imported lazily
+        from modc_data.tasks.packaged import PACKAGE_PREFIX, load_packaged
 
         try:
             return load_packaged(t.dataset.removeprefix(PACKAGE_PREFIX), t.split), "package"

@@ -169,10 +169,10 @@ def load_math_problems(source: Any, split_name: str, task: MathTask | None = Non
     import datasets  # imported here: heavy, and only the generate stage needs it
 
     local = Path(source.dataset).expanduser()
-    if source.dataset.startswith("package:"):
-        from modc_data.tasks.packaged import load_packaged
+    if source.dataset.startswith("package:"):  # tasks.packaged.PACKAGE_PREFIX
+        from modc_data.tasks.packaged import PACKAGE_PREFIX, load_packaged
 
-        ds = load_packaged(source.dataset.removeprefix("package:"), source.split)
+        ds = load_packaged(source.dataset.removeprefix(PACKAGE_PREFIX), source.split)
     elif local.is_dir() and (local / "dataset_info.json").exists():
         ds = datasets.load_from_disk(str(local))
     elif local.is_dir() and (local / "dataset_dict.json").exists():

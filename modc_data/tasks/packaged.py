@@ -25,6 +25,8 @@ from typing import Any
 from modc_data.errors import InputError
 from modc_data.tasks.math import answers_equal, last_boxed
 
+# `package:<name>` in a params file: a dataset shipped inside an installed package.
+PACKAGE_PREFIX = "package:"
 CHAMP_PACKAGE = "champ-dataset"
 CHAMP_TEST_SHARE = 0.2
 # CHAMP's model names, made into mode-safe teacher names (they end up in mode tokens).
