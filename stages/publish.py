@@ -21,16 +21,39 @@ from modc_data.publish.release import ModelRelease, PublishError, ReleaseInputs,
 from modc_data.schema import mode_slug
 
 
-def dvc_lock_hashes(lock_path: Path = Path("dvc.lock")) -> dict[str, str]:
-    """md5 of every stage output recorded in dvc.lock: the exact inputs of what we publish."""
+def pipeline_stages() -> set[str]:
+    """Names of the stages of the pipeline as params.yaml now expands it (``train@<job>`` …),
+    in DVC's own view of dvc.yaml."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        return {s.addressing for s in repo.index.stages}
+
+
+def dvc_lock_hashes(lock_path: Path = Path("dvc.lock"), stages: set[str] | None = None
+                    ) -> dict[str, str]:
+    """md5 of every output that dvc.lock records for ``stages`` (default: the current
+    pipeline's): the exact inputs of what we publish. Entries another profile's run left in
+    dvc.lock for stages this pipeline does not have are not this run's, and are left out."""
     if not lock_path.exists():
         return {}
+    stages = pipeline_stages() if stages is None else stages
     lock = yaml.safe_load(lock_path.read_text()) or {}
     return {
         out["path"]: out.get("md5", "")
-        for stage in (lock.get("stages") or {}).values()
+        for name, stage in (lock.get("stages") or {}).items() if name in stages
         for out in stage.get("outs", [])
     }
+
+
+def reduced_strength(params, job) -> str:
+    """Why ``job``'s model is a reduced-strength demo model ("" when it is not): it trained
+    fewer optimizer steps than the profile's ``train.steps``."""
+    steps = job.steps or params.train.steps
+    if steps >= params.train.steps:
+        return ""
+    return (f"trained {steps} optimizer steps where this profile trains a model "
+            f"{params.train.steps} (`train.steps`)")
 
 
 def release_inputs(params) -> ReleaseInputs:
@@ -60,7 +83,8 @@ def release_inputs(params) -> ReleaseInputs:
         summary_key = job.summary_key
         figs = sorted(str(p) for p in figures_dir.glob(f"passk_{mode_slug(summary_key)}_*.png"))
         models.append(ModelRelease(str(ckpt), summary_key, figures=figs,
-                                   allocation=shipped.get(key, {})))
+                                   allocation=shipped.get(key, {}),
+                                   reduced_strength=reduced_strength(params, job)))
     revision = revision_info()
     revision["dvc_lock"] = dvc_lock_hashes()
     return ReleaseInputs(

@@ -84,3 +84,22 @@ def finite(x) -> bool:
     if isinstance(x, list):
         return all(finite(v) for v in x)
     return not isinstance(x, float) or math.isfinite(x)
+
+
+def wait_for_health(url: str, proc, log_path, timeout_s: float = 120, what: str = "server") -> None:
+    """Block until ``{url}/health`` answers 200; RuntimeError with the log's tail when the
+    server process ends first or ``timeout_s`` passes."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start:\n{Path(log_path).read_text()[-4000:]}")
+        time.sleep(0.5)

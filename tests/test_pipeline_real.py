@@ -89,10 +89,10 @@ def test_gradient_clusters_scored_against_teachers_and_baselines(repo):
     report = json.loads((art / "metrics" / "gradient_cluster" / "champ.json").read_text())
     assert report["n_train_rows"] == params["gradient_cluster"]["max_examples"] and finite(report)
     base = report["baselines"]
-    assert set(base) == {"original mode (mode)", "meta.prompt_setting"}
-    assert set(base["original mode (mode)"]["ari"]) == {"gradient", "tfidf", "length", "random"}
+    assert set(base) == {"original mode (teacher_id)", "meta.prompt_setting"}
+    assert set(base["original mode (teacher_id)"]["ari"]) == {"gradient", "tfidf", "length", "random"}
     results = (art / "eval" / "results.md").read_text()
-    assert "adjusted Rand index vs the rows' original mode" in results
+    assert "adjusted Rand index vs the rows' teacher (`teacher_id`)" in results
     assert "vs search algorithm" not in results
     assert "| meta.prompt_setting |" in results
 

@@ -386,3 +386,64 @@ def test_shipped_allocation_reaches_the_card_and_the_sampler(tmp_path):
     assert "| 8 | static | free=2, dfs=5, bfs=1 | 0.870 |" in card
     assert "| 1 | free | free=1 | 0.310 |" in card
     assert ModCSampler.from_pretrained(repo).budget(8) == {"free": 2, "dfs": 5, "bfs": 1}
+
+
+def test_rows_carry_their_separator_and_reduced_strength_is_said(tmp_path):
+    """Published completions start with the space that joins them to the prompt (the pipeline's
+    rows do not), and encode as the pipeline's rows do; a reduced-strength model says so in
+    modc.json and in its card; every model folder has the evaluation's sampling settings."""
+    from transformers import AutoTokenizer
+
+    from modc_data.modeling.format import encode_example
+
+    inputs = make_release(tmp_path / "in", configs=("search_algorithm-balanced",))
+    inputs.models = [ModelRelease(inputs.models[0].checkpoint, KEY, reduced_strength="trained 6 "
+                                  "optimizer steps where this profile trains a model 1200")]
+    inputs.params["sample"] = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 33}
+    out = tmp_path / "hub"
+    run_publish(inputs, out)
+    source = pl.read_parquet(inputs.datasets["search_algorithm-balanced"]).sort("id")
+    shards = sorted((out / "datasets" / "modc" / "modc-countdown" / "search_algorithm-balanced")
+                    .glob("*.parquet"))
+    published = pl.concat([pl.read_parquet(p) for p in shards]).sort("id")
+    assert published["completion"].to_list() == [" " + c for c in source["completion"]]
+    model = out / "models" / "modc" / "modc-countdown-search_algorithm-balanced-prefix"
+    tok = AutoTokenizer.from_pretrained(model)
+    for a, b in zip(source.iter_rows(named=True), published.iter_rows(named=True), strict=True):
+        assert encode_example(tok, a["prompt"], a["completion"], "dfs") == encode_example(
+            tok, b["prompt"], b["completion"], "dfs")
+    info = json.loads((model / "modc.json").read_text())
+    assert info["reduced_strength"].startswith("trained 6 optimizer steps")
+    assert "**Reduced-strength demo model**: trained 6 optimizer steps" in (model / "README.md").read_text()
+    gen = json.loads((model / "generation_config.json").read_text())
+    assert (gen["do_sample"], gen["temperature"], gen["top_p"], gen["top_k"],
+            gen["max_new_tokens"]) == (True, 0.7, 0.9, 0, 33)
+
+
+def _publish_stage():
+    sys.path.insert(0, str(REPO / "stages"))
+    try:
+        import publish
+    finally:
+        sys.path.remove(str(REPO / "stages"))
+    return publish
+
+
+def test_default_profiles_short_models_are_reduced_strength():
+    from modc_data.config import load_params
+
+    params = load_params(REPO / "params.yaml", pipeline=True)
+    said = {k: _publish_stage().reduced_strength(params, j) for k, j in params.train_jobs.items()}
+    short = {k for k, j in params.train_jobs.items() if (j.steps or params.train.steps) < params.train.steps}
+    assert short and {k for k, v in said.items() if v} == short
+    assert all(f"where this profile trains a model {params.train.steps}" in said[k] for k in short)
+
+
+def test_dvc_lock_hashes_keep_only_the_current_pipelines_stages(tmp_path):
+    dvc_lock_hashes = _publish_stage().dvc_lock_hashes
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {
+        "train@a-standard": {"outs": [{"path": "artifacts/models/a-standard", "md5": "1"}]},
+        "train@old-standard": {"outs": [{"path": "artifacts/models/old-standard", "md5": "2"}]},
+    }}))
+    assert dvc_lock_hashes(lock, {"train@a-standard", "publish"}) == {"artifacts/models/a-standard": "1"}

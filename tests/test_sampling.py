@@ -8,11 +8,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -28,6 +25,7 @@ from modc_data.sampling.hf import HFBackend, _SeededSampler, hf_generate
 from modc_data.sampling.openai_backend import OpenAIBackend
 from modc_data.sampling.run import SAMPLES_SCHEMA, sample_model, select_problems
 from modc_data.schema import mode_token
+from tests.smoke import wait_for_health
 from tests.test_autotune import slow
 from tests.tiny_models import make_tiny_checkpoint
 
@@ -554,17 +552,7 @@ def transformers_serve(log_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"transformers serve did not start:\n{Path(log_path).read_text()}")
-            time.sleep(0.2)
+        wait_for_health(url, proc, log_path, 120, "transformers serve")
         yield url
     finally:
         proc.terminate()

@@ -11,6 +11,7 @@ error; data parallel engines give the samples one engine gives.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -24,6 +25,7 @@ from modc_data.modeling.load import load_checkpoint
 from modc_data.sampling.base import sample_seed
 from modc_data.sampling.hf import HFBackend
 from modc_data.sampling.run import sample_model
+from tests.smoke import wait_for_health
 from tests.tiny_models import (
     VLLM_SCRATCH,
     make_tiny_checkpoint,
@@ -206,3 +208,66 @@ def test_greedy_vllm_equals_greedy_hf_for_lora(ckpts, vllm_backend, which, varia
     """The merged prefix LoRA (trained token rows) and the LoRA experts (served as adapters over
     one engine of the base) sample what peft's adapter model samples."""
     _greedy_equal(ckpts, vllm_backend, which, variant)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_published_lora_experts_served_by_vllm_multi_lora(ckpts, tmp_path):
+    """The published experts group of a pretrained base, served as the model card says
+    (``vllm serve <base> --enable-lora --lora-modules <mode>=<repo>/<mode> ...``, plus CPU
+    settings), sampled through the ``openai`` backend split across modes: greedy samples equal
+    peft's, mode by mode."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from modc_data.config import OpenAIParams
+    from modc_data.publish.layout import build_model_repo
+    from modc_data.sampling.openai_backend import OpenAIBackend
+
+    curve = {"k": [1, 2], "pass_at_k": [0.5, 0.6]}
+    repo = build_model_repo(
+        tmp_path / "pub", repo_id="modc/tiny-experts", checkpoint=ckpts["lora_experts"],
+        summary_key="search_algorithm/tiny", summary_entry={"test": {"experts": curve, "standard": curve}},
+        dataset_repo_id="modc/tiny", figures=[], license="apache-2.0",
+        params={"sample": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 12}},
+        revision={}, allow_local_base=True,
+    )
+    card = (repo.path / "README.md").read_text()
+    command = re.search(r"```bash\n(vllm serve .*?)\n```", card, re.S).group(1)
+    args = shlex.split(command.replace("modc/tiny-experts", str(repo.path)))
+    port = _free_port()
+    args += ["--port", str(port), "--host", "127.0.0.1", "--dtype", "float32",
+             "--max-model-len", "128", "--enforce-eager"]
+    log = open(tmp_path / "vllm.log", "w")  # noqa: SIM115 (closed below)
+    vllm_cli = str(Path(sys.executable).parent / "vllm")
+    proc = subprocess.Popen([vllm_cli, *args[1:]], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url, proc, tmp_path / "vllm.log", 600, "vllm serve")
+        served = {str(repo.path / d): m for m, d in json.loads(
+            (repo.path / "modc.json").read_text())["experts"].items()}
+        backend = OpenAIBackend(url, served_names=served, server="vllm", max_retries=0)
+        cfg = SampleParams(n=2, temperature=0.0, max_new_tokens=12, backend="openai",
+                           openai=OpenAIParams(base_url=url))
+        got = run(repo.path, "experts", backend, cfg)
+        want = run(repo.path, "experts", HFBackend(batch_size=64, dtype="float32"), cfg)
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
+    assert set(got["mode"]) == {"dfs", "bfs"} and got.height == 3 * 2 * 2
+    assert got.drop("n_tokens").equals(want.drop("n_tokens"))

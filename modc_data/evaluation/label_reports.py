@@ -42,6 +42,10 @@ def _baselines(baselines: dict[str, Any]) -> list[str]:
     return lines
 
 
+# what the rows' own labels are, by their label source, for the gradient-cluster section
+TRUTH_WORDS = {"search_algorithm": "search algorithm", "teacher_id": "teacher"}
+
+
 def gradient_cluster_section(report: dict[str, Any] | None) -> str:
     """C, silhouette scores, and agreement of discovered clusters with the rows' original modes
     (search algorithm or teacher), other meta partitions and text baselines."""
@@ -49,12 +53,14 @@ def gradient_cluster_section(report: dict[str, Any] | None) -> str:
         return ""
     lines = ["## Gradient-cluster labels: what the clusters found", ""]
     for mix, rep in sorted(report.items()):
+        source = rep.get("true_mode_source", "")
+        truth = f"{TRUTH_WORDS.get(source, 'original mode')} (`{source}`)" if source else "original mode"
         sil = ", ".join(f"C={c}: {s:.3f}" for c, s in sorted(rep.get("silhouette", {}).items()))
         lines += [
             f"### mix `{mix}`: C = {rep.get('n_clusters')} "
             f"({rep.get('n_train_rows', '?')} train rows featurised; silhouette {sil or 'n/a'})",
             "",
-            "| split | rows | adjusted Rand index vs the rows' original mode |",
+            f"| split | rows | adjusted Rand index vs the rows' {truth} |",
             "|---|---|---|",
         ]
         agreement = rep.get("agreement") or {}
@@ -62,7 +68,7 @@ def gradient_cluster_section(report: dict[str, Any] | None) -> str:
             lines.append(f"| {split} | {a.get('n', '')} | {a.get('ari', float('nan')):+.3f} |")
         train = agreement.get("train", {}).get("contingency")
         if train:
-            lines += _contingency(train, "original mode")
+            lines += _contingency(train, truth)
         if rep.get("baselines"):
             lines += _baselines(rep["baselines"])
         lines.append("")

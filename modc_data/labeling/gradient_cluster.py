@@ -48,7 +48,8 @@ def _true_modes(rows: pl.DataFrame, metas: list[dict], column: str | None) -> tu
     modes = rows["mode"].to_list()
     sources = rows["label_source"].to_list()
     known = [m if s != LABEL_SOURCE else None for m, s in zip(modes, sources, strict=True)]
-    return known, "mode"
+    named = sorted({s for s in sources if s != LABEL_SOURCE})
+    return known, ",".join(named) or "mode"  # e.g. 'teacher_id': the label source of the modes
 
 
 def _agreement(clusters: list[str], truth: list) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 """How a (prompt, completion, mode) triple becomes token ids, for training and for sampling.
 
-The prompt and the completion are tokenized separately and concatenated, so the prompt's ids at
-sampling time are exactly the ids the model was trained on (no merge across the boundary), and
-the loss mask is simply "every id after the prompt". A prefix model sees its mode token, a single
+The prompt and the completion (after one separating space, ``completion_text``) are tokenized
+separately and concatenated, so the prompt's ids at sampling time are exactly the ids the model
+was trained on (no merge across the boundary), and the loss mask is simply "every id after the prompt". A prefix model sees its mode token, a single
 added special token, in front of the prompt.
 """
 
@@ -25,12 +25,19 @@ def encode_prompt(tokenizer, prompt: str, mode: str | None = None) -> list[int]:
     return ([bos] if bos is not None else []) + list(ids)
 
 
+def completion_text(completion: str) -> str:
+    """The completion as it follows the prompt: with its separating space. Published rows carry
+    the space already (TRL's prompt-completion convention: ``prompt + completion`` is the text);
+    the pipeline's own rows do not. Both encode the same."""
+    return completion if completion[:1].isspace() else " " + completion
+
+
 def encode_example(
     tokenizer, prompt: str, completion: str, mode: str | None = None
 ) -> tuple[list[int], list[int]]:
     """(input_ids, labels) for one training row; labels are IGNORE_INDEX over the prompt."""
     p = encode_prompt(tokenizer, prompt, mode)
-    c = list(tokenizer(" " + completion, add_special_tokens=False)["input_ids"])
+    c = list(tokenizer(completion_text(completion), add_special_tokens=False)["input_ids"])
     if tokenizer.eos_token_id is not None:
         c.append(tokenizer.eos_token_id)
     return p + c, [IGNORE_INDEX] * len(p) + c
@@ -54,7 +61,7 @@ def encode_free_example(
     over the mode tokens is q(m|x)); the rest of the rows keep the token in the prompt."""
     p = encode_prompt(tokenizer, prompt, None)
     c = [mode_token_id(tokenizer, mode)]
-    c += list(tokenizer(" " + completion, add_special_tokens=False)["input_ids"])
+    c += list(tokenizer(completion_text(completion), add_special_tokens=False)["input_ids"])
     if tokenizer.eos_token_id is not None:
         c.append(tokenizer.eos_token_id)
     return p + c, [IGNORE_INDEX] * len(p) + c

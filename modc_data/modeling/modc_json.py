@@ -40,6 +40,9 @@ class ModcInfo:
     # arms are "free" and the modes. Written by evaluation (allocation_report.shipped_policy),
     # applied by ModCSampler.sample(split="auto"). Empty: not validated, "auto" is uniform.
     allocation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # empty: trained at the profile's full strength; else why it is a reduced-strength demo
+    # model (written by publish, e.g. "trained 200 optimizer steps; this profile's models 1200")
+    reduced_strength: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

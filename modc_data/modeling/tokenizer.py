@@ -29,7 +29,8 @@ def build_word_tokenizer(
     Ids: ``<pad>``=0, ``<unk>``=1, ``<bos>``=2, ``<eos>``=3, then the words by descending count
     (ties alphabetical, so the same texts always give the same ids), then ``extra_special_tokens``
     (e.g. ``<mode:dfs>``), each a single special token. No BOS/EOS is added by ``__call__``:
-    ``modc_data.modeling.format`` adds them explicitly.
+    ``modc_data.modeling.format`` adds them explicitly (a trained checkpoint's saved tokenizer
+    adds BOS: ``add_bos_when_encoding``).
     """
     counts: Counter[str] = Counter()
     for text in texts:
@@ -72,3 +73,24 @@ def add_mode_tokens(tokenizer, modes: Iterable[str]) -> list[str]:
             {"extra_special_tokens": new}, replace_extra_special_tokens=False
         )
     return tokens
+
+
+def add_bos_when_encoding(tokenizer) -> None:
+    """Make ``tokenizer(text)`` start with BOS, as every training sequence here does.
+
+    Training and our samplers put BOS in front themselves (``format.encode_prompt``, with
+    ``add_special_tokens=False``); a saved tokenizer that does not add it would give plain
+    ``transformers`` and TRL users prompts the model never saw. A ``TemplateProcessing``
+    post-processor on the fast backend is saved in ``tokenizer.json`` and survives
+    ``AutoTokenizer.from_pretrained``. A tokenizer without a BOS token (training adds none) and
+    one with a slow (Python) backend are left as they are.
+    """
+    from tokenizers import processors
+
+    bos, bos_id = tokenizer.bos_token, tokenizer.bos_token_id
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if bos is None or bos_id is None or backend is None:
+        return
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+    )

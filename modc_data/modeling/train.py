@@ -41,7 +41,11 @@ from modc_data.modeling.format import IGNORE_INDEX, encode_example, encode_free_
 from modc_data.modeling.modc_json import ModcInfo, read_modc, write_modc
 from modc_data.modeling.models import build_scratch_model, load_pretrained_base
 from modc_data.modeling.objectives import completion_logprob, pass_at_n_loss
-from modc_data.modeling.tokenizer import add_mode_tokens, build_word_tokenizer
+from modc_data.modeling.tokenizer import (
+    add_bos_when_encoding,
+    add_mode_tokens,
+    build_word_tokenizer,
+)
 from modc_data.schema import check_schema, mode_slug, mode_token
 
 CHECKPOINT_DIR = "checkpoint"  # resume state inside out_dir; removed once training finishes
@@ -695,6 +699,7 @@ def _save_final(model, tokenizer, info: ModcInfo, out_dir: Path) -> None:
     # rows are in the adapter and fit_embeddings rebuilds every other new row exactly.
     extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
     model.save_pretrained(tmp, safe_serialization=True, **extra)
+    add_bos_when_encoding(tokenizer)  # plain transformers / TRL then encode as training did
     tokenizer.save_pretrained(tmp)
     write_modc(tmp, info)
     _replace_dir(tmp, out_dir)

@@ -195,8 +195,47 @@ def dataset_card(
         'print(row["mode"], row["prompt"], row["completion"])',
         "```",
         "",
+        *trl_section(repo_id, first),
     ])
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def trl_section(repo_id: str, config: str) -> list[str]:
+    """Markdown lines: the text format of the rows and a TRL ``SFTTrainer`` snippet that trains
+    on a config as it is (``MODEL``: the one name a user fills in)."""
+    return [
+        "## Train on it with TRL",
+        "",
+        "`prompt` + `completion` is the exact text the models here were trained on: every "
+        "`completion` starts with its separating space, so joining the two needs nothing "
+        "between them (TRL's prompt-completion format). Training also put the tokenizer's BOS "
+        "token first and EOS last; the models published beside this dataset save a tokenizer "
+        "that adds BOS, and `SFTTrainer` appends EOS. A mode-prefix (ModC) model sees its mode "
+        "token and a space before the prompt: `<mode:dfs> ` + prompt.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "from trl import SFTConfig, SFTTrainer",
+        "",
+        'MODEL = "HuggingFaceTB/SmolLM2-135M"  # any causal LM: a Hub id or a local folder',
+        f'train = load_dataset("{repo_id}", "{config}", split="train")',
+        "# a prefix (ModC) model: each row's mode token before its prompt",
+        'prefixed = train.map(lambda row: {"prompt": f"<mode:{row[\'mode\']}> {row[\'prompt\']}"})',
+        "trainer = SFTTrainer(",
+        "    model=MODEL,",
+        "    train_dataset=train,  # or prefixed",
+        '    args=SFTConfig(output_dir="sft-out", max_steps=3, per_device_train_batch_size=8,',
+        "                   report_to=[]),",
+        ")",
+        "trainer.train()",
+        "```",
+        "",
+        "For a prefix model, add the mode tokens to the tokenizer first, so each is one token "
+        "as in training: `tokenizer.add_tokens([\"<mode:dfs>\", ...], special_tokens=True)`, "
+        "then `model.resize_token_embeddings(len(tokenizer))`, and pass both to `SFTTrainer` "
+        "(`model=model, processing_class=tokenizer`).",
+        "",
+    ]
 
 
 # --------------------------------------------------------------------------- model card
@@ -301,6 +340,80 @@ def _allocation_section(allocation: Mapping[str, Mapping[str, Any]], arms: list[
     return [*lines, ""]
 
 
+def plain_transformers_section(repo_id: str, info: Any, example_prompt: str,
+                               adapter: bool) -> list[str]:
+    """Markdown lines: the prompt format and a snippet that samples this model with plain
+    ``transformers`` (and ``peft`` for an adapter), without modc-data."""
+    loader = ("from peft import AutoPeftModelForCausalLM as Model  # the base is named in "
+              "adapter_config.json" if adapter else
+              "from transformers import AutoModelForCausalLM as Model")
+    sample = [
+        'inputs = tokenizer([prefix + problem], return_tensors="pt")',
+        "out = model.generate(**inputs, num_return_sequences=2)  # k/M samples of this mode",
+        'for seq in out[:, inputs["input_ids"].shape[1]:]:',
+        "    print(mode, tokenizer.decode(seq, skip_special_tokens=True))",
+    ]
+    load = ["tokenizer = AutoTokenizer.from_pretrained(repo{sub})",
+            "model = Model.from_pretrained(repo{sub})"]
+    if info.variant == "experts":
+        how = ("Each expert is a full model in its own sub-folder; sample each mode's expert "
+               "on the plain prompt and split k across them.")
+        body = [f"for mode, folder in {dict(info.experts)!r}.items():",
+                *("    " + x.format(sub=", subfolder=folder") for x in load),
+                '    prefix = ""', *("    " + x for x in sample)]
+    elif info.variant == "prefix":
+        how = ("Put the mode token and a space before the prompt (" + ", ".join(
+            f"`{t} `" for t in info.mode_tokens.values()) + ") and split k across the modes.")
+        body = [*(x.format(sub="") for x in load),
+                f"for mode, token in {dict(info.mode_tokens)!r}.items():",
+                '    prefix = token + " "', *("    " + x for x in sample)]
+    else:
+        how = "The prompt goes in as it is."
+        body = [*(x.format(sub="") for x in load), 'mode, prefix = None, ""', *sample]
+    lines = [
+        "## Use it with plain transformers",
+        "",
+        f"{how} The saved tokenizer adds the BOS token training put first; "
+        "`generation_config.json` holds the sampling settings the results above were "
+        "sampled with (temperature, top-p, no top-k, max new tokens).",
+        "",
+        "```python",
+        "import torch",
+        "from transformers import AutoTokenizer",
+        loader,
+        "",
+        f'repo = "{repo_id}"',
+        f"problem = {example_prompt!r}",
+        "torch.manual_seed(0)",
+        *body,
+    ]
+    lines += ["```", ""]
+    return lines
+
+
+def vllm_section(repo_id: str, info: Any, base_model: str | None, lora_rank: int | None
+                 ) -> list[str]:
+    """Markdown lines: serving LoRA experts with vLLM's multi-LoRA server (adapters only)."""
+    if info.variant != "experts" or not base_model or not lora_rank:
+        return []
+    modules = " ".join(f"{m}={repo_id}/{d}" for m, d in info.experts.items())
+    return [
+        "## Serve the experts with vLLM",
+        "",
+        "The experts are LoRA adapters over one base, which vLLM serves side by side; a "
+        "request names its mode's adapter as the model:",
+        "",
+        "```bash",
+        f"vllm serve {base_model} --enable-lora --max-lora-rank {lora_rank} "
+        f"--lora-modules {modules}",
+        "```",
+        "",
+        "modc-data's `openai` sampling backend splits k across them: `sample.backend: openai`, "
+        "`sample.openai.served_names: {<expert folder>: <mode>}`.",
+        "",
+    ]
+
+
 def model_card(
     *,
     repo_id: str,
@@ -314,6 +427,8 @@ def model_card(
     figures: Sequence[str],
     params: Mapping[str, Any],
     revision: Mapping[str, Any],
+    example_prompt: str = "<your prompt>",
+    lora_rank: int | None = None,
 ) -> ModelCard:
     """Model card of one released checkpoint (``info`` is its ``ModcInfo``).
 
@@ -350,6 +465,9 @@ def model_card(
     body = "\n".join([
         f"# {repo_id}",
         "",
+        *([f"> **Reduced-strength demo model**: {info.reduced_strength}. Its results show "
+           "the pipeline runs end to end, not what the method reaches at full strength.", ""]
+          if info.reduced_strength else []),
         f"A mode-conditioned (ModC) {info.task} model: {what}.",
         f"Label source `{info.label_source}`, training mix `{mix}`, modes: {modes}. "
         f"Trained on the `train` split of config `{config}` of "
@@ -379,6 +497,8 @@ def model_card(
         *_allocation_section(info.allocation, ["free", *info.modes]),
         "Command line: `modc sample " + repo_id + ' --prompt "..." -k 8`.',
         "",
+        *plain_transformers_section(repo_id, info, example_prompt, library_name == "peft"),
+        *vllm_section(repo_id, info, base_model, lora_rank),
         "Training record (from `modc.json`):",
         "",
         "```json",

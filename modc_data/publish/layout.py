@@ -25,6 +25,7 @@ from typing import Any, Literal
 import polars as pl
 
 from modc_data.errors import ModcError
+from modc_data.modeling.format import completion_text
 from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc, write_modc
 from modc_data.publish import cards
 from modc_data.schema import check_schema
@@ -226,7 +227,10 @@ def build_dataset_repo(
         split_dict = datasets.SplitDict()
         data_files = []
         for split in splits:
-            part = df.filter(pl.col("split") == split).sort("id")
+            # the completion carries its separating space: prompt + completion is the trained
+            # text, as TRL's prompt-completion format (and any plain concatenation) expects
+            part = df.filter(pl.col("split") == split).sort("id").with_columns(
+                pl.col("completion").map_elements(completion_text, return_dtype=pl.String))
             rel = f"{source}/{split}-00000-of-00001.parquet"
             (out / source).mkdir(parents=True, exist_ok=True)
             # string (not large_string) columns so the loaded features equal the card's
@@ -270,6 +274,30 @@ def _copy_checkpoint(src: Path, dst: Path) -> None:
         shutil.copyfile(p, dst / rel)
 
 
+def write_generation_config(d: Path, sample: Mapping[str, Any]) -> None:
+    """``generation_config.json`` in ``d`` with the sampling settings evaluation used, so
+    ``model.generate(**inputs)`` samples as the results in the card were sampled. Keeps what
+    ``save_pretrained`` already wrote there (special token ids) and fills in the tokenizer's."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    cfg = (GenerationConfig.from_pretrained(d) if (d / "generation_config.json").exists()
+           else GenerationConfig())
+    tok = AutoTokenizer.from_pretrained(d)
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if getattr(cfg, name, None) is None:
+            setattr(cfg, name, getattr(tok, name) if name != "pad_token_id"
+                    else (tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id))
+    temperature = float(sample.get("temperature", 1.0))
+    cfg.do_sample = temperature > 0  # temperature 0: evaluation decoded greedily
+    if cfg.do_sample:
+        cfg.temperature = temperature
+        cfg.top_p = float(sample.get("top_p", 1.0))
+        cfg.top_k = 0  # no top-k cut (transformers' default is 50): evaluation used none
+    cfg.max_new_tokens = int(sample.get("max_new_tokens", 128))
+    cfg._from_model_config = False  # ours, not derived from config.json: generate uses it as is
+    cfg.save_pretrained(d)
+
+
 def _fix_adapter_base(d: Path, base_id: str | None) -> None:
     """Point adapter_config.json at the Hub id of the base, not the local dir it was trained on."""
     cfg_path = d / "adapter_config.json"
@@ -295,12 +323,17 @@ def build_model_repo(
     params: Mapping[str, Any],
     revision: Mapping[str, Any],
     allocation: Mapping[str, Mapping[str, Any]] | None = None,
+    reduced_strength: str = "",
+    example_prompt: str = "<your prompt>",
 ) -> StagedRepo:
     """Copy one checkpoint (or experts group) with figures and a model card into ``out_dir``.
 
     ``allocation``: the validated per-k allocation (evaluation) written into the copy's
     ``modc.json``, where ``ModCSampler.sample(split="auto")`` applies it; its arms must be the
-    model's (``"free"`` only for a model that can sample freely).
+    model's (``"free"`` only for a model that can sample freely). ``reduced_strength``: why
+    this is a reduced-strength demo model (empty: full strength), into modc.json and the card.
+    Each model folder gets a ``generation_config.json`` with ``params["sample"]``'s settings.
+    ``example_prompt``: a test prompt of the model's task, for the card's snippets.
     """
     src, out = Path(checkpoint), Path(out_dir)
     info = check_checkpoint(src)
@@ -322,7 +355,10 @@ def build_model_repo(
                 f"arms: {sorted(arms)}, plus 'standard'); re-run the evaluate stage"
             )
         info.allocation = {str(k): dict(v) for k, v in allocation.items()}
-        write_modc(out, info)
+    info.reduced_strength = reduced_strength
+    write_modc(out, info)
+    for d in _checkpoint_dirs(out, info):
+        write_generation_config(d, params.get("sample") or {})
     adapter_cfgs = [d / "adapter_config.json" for d in _checkpoint_dirs(out, info)]
     adapter_base = next((json.loads(p.read_text()).get("base_model_name_or_path")
                          for p in adapter_cfgs if p.exists()), None)
@@ -337,11 +373,13 @@ def build_model_repo(
         (out / "figures").mkdir(exist_ok=True)
         shutil.copyfile(f, out / "figures" / f.name)
         fig_rel.append(f"figures/{f.name}")
+    ranks = [json.loads(p.read_text()).get("r") for p in adapter_cfgs if p.exists()]
     card = cards.model_card(
         repo_id=repo_id, info=info, summary_key=summary_key, summary_entry=summary_entry,
         dataset_repo_id=dataset_repo_id, license=license,
-        library_name="peft" if any(p.exists() for p in adapter_cfgs) else "transformers",
+        library_name="peft" if ranks else "transformers",
         base_model=base_id, figures=fig_rel, params=params, revision=revision,
+        example_prompt=example_prompt, lora_rank=max(ranks) if ranks else None,
     )
     (out / "README.md").write_text(str(card))
     assert (out / MODC_FILE).exists()

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from tqdm.auto import tqdm
 
 from modc_data.config import PublishParams
@@ -45,6 +46,8 @@ class ModelRelease:
     # validated per-k allocation to write into the published modc.json (ModcInfo.allocation;
     # evaluation's details.json "policies"); empty: the checkpoint's own (uniform if none)
     allocation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # why this is a reduced-strength demo model (empty: full strength); into modc.json and the card
+    reduced_strength: str = ""
 
 
 @dataclass
@@ -91,6 +94,15 @@ def _example_config(datasets: Mapping[str, Any], mix: str) -> str | None:
     """The config of ``publish.dataset_mix`` (search_algorithm's first) for the card's example."""
     names = sorted(datasets, key=lambda c: (not c.startswith("search_algorithm"), c))
     return next((c for c in names if c.endswith(f"-{mix}")), names[0] if names else None)
+
+
+def _example_prompt(dataset: str | Path | None) -> str:
+    """A test-split prompt of a published config (the first by id), for the model cards."""
+    if dataset is None or not Path(dataset).exists():
+        return "<your prompt>"
+    df = pl.read_parquet(dataset, columns=["id", "prompt", "split"])
+    test = df.filter(pl.col("split").str.starts_with("test")).sort("id")
+    return (test if test.height else df.sort("id"))["prompt"][0]
 
 
 def _dry_run_lines(repo: StagedRepo, where: str) -> list[str]:
@@ -189,6 +201,8 @@ def publish_all(
                     summary_entry=entry, dataset_repo_id=dataset_repo_id, figures=m.figures,
                     license=publish.license, params=params, revision=revision,
                     allow_local_base=publish.target == "local", allocation=m.allocation,
+                    reduced_strength=m.reduced_strength,
+                    example_prompt=_example_prompt(datasets.get(cards.dataset_config(m.summary_key))),
                 ))
             bar.update()
     return outcomes
