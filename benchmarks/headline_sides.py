@@ -1,4 +1,4 @@
-"""Where the headline arm's k = 64 gain comes from: the adversarial test split by side (issue 14).
+"""Where the headline arm's k = 64 gain comes from: the adversarial test split by side.
 
 Reads the samples a `dvc repro` left (``artifacts/samples``) and the problems table, and prints
 for the headline arm (the first ``sample.policies`` arm, default ``search_algorithm-skewed``):

@@ -1,4 +1,4 @@
-"""Cost of the issue-18 additions: a pass@N training step against a CE step, maj@k and diversity.
+"""Cost of the pass@N objective and its reports: a pass@N training step against a CE step, maj@k and diversity.
 
     .venv/bin/python benchmarks/objective.py [--steps 15] [--rounds 3] [--threads 2] [--problems 20]
 

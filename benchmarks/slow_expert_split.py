@@ -1,5 +1,5 @@
 """Choose the experts' shared start on a validation split: pass@k of experts trained with each
-``shared_steps`` against the standard model, never on test (issue 17).
+``shared_steps`` against the standard model, never on test.
 
     .venv/bin/python benchmarks/slow_expert_split.py --root . [--job search_algorithm-skewed-experts]
         [--shared 300 600 900] [--split validation_adversarial] [--work .cache/expert-split]

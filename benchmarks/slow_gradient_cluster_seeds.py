@@ -1,4 +1,4 @@
-"""Gradient-cluster ARI against the true search algorithm for reference seeds 0, 1 and 2 (issue 17).
+"""Gradient-cluster ARI against the true search algorithm for reference seeds 0, 1 and 2.
 
     .venv/bin/python benchmarks/slow_gradient_cluster_seeds.py --root . [--seeds 0 1 2]
         [--checkpoints 400 800 1200] [--layers all 'layers\\.0\\.' 'layers\\.3\\.|model\\.norm']

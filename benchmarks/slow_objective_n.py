@@ -1,4 +1,4 @@
-"""Choose pass@N's N on a validation split, never on test (issue 18).
+"""Choose pass@N's N on a validation split, never on test.
 
 Reads the samples a `dvc repro` left in a repo copy whose params.yaml has tagged pass@N jobs
 (e.g. ``search_algorithm-skewed-pass8-standard`` ... ``-pass64-standard``) beside the untagged CE

@@ -7,7 +7,7 @@ by the cores free now.
     threads, record = resolve_threads("auto")   # cores not busy right now, at least 1
 
 Why measure instead of reading a feature flag: oneDNN reports native bf16 on an AVX-512 CPU with
-``avx512_bf16`` but no AMX, where bf16 autocast trains at 0.71x fp32 (issue 14); on AMX it is
+``avx512_bf16`` but no AMX, where bf16 autocast trains at 0.71x fp32; on AMX it is
 faster. Only a timing on the real model and batch shapes says which. ``choose`` runs each
 candidate a few times (warm-up, then alternating rounds so that a burst of load from another
 process hits every candidate alike), takes medians, and keeps the first candidate (the
@@ -72,7 +72,7 @@ class Verdict:
 
 # oneDNN's ISA cap (oneDNN reads either name): ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 on an AMX CPU
 # runs bf16 matmuls as on an AVX-512 CPU without AMX (bf16 autocast 0.79x fp32 here, like the 0.71x
-# of issue 14's Xeon), so a verdict made with one cap says nothing about another.
+# of an AVX-512 Xeon without AMX), so a verdict made with one cap says nothing about another.
 ONEDNN_ISA_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 

@@ -47,14 +47,18 @@ class _Block(BaseModel):
 
 # --------------------------------------------------------------------------- generate (Countdown)
 class SplitSizes(_Block):
+    """Problems per split."""
+
     train: int = Field(40_000, gt=0, description="training problems")
-    validation: int = Field(2_000, gt=0)
-    test: int = Field(2_000, gt=0)
+    validation: int = Field(2_000, gt=0, description="validation problems (settings are chosen on them)")
+    test: int = Field(2_000, gt=0, description="natural test problems (results only)")
 
 
 class CountdownParams(_Block):
+    """Countdown problems and their DFS/BFS reference traces (task: countdown)."""
+
     n_numbers: int = Field(3, ge=2, le=6, description="input numbers per problem")
-    value_min: int = Field(1, ge=1)
+    value_min: int = Field(1, ge=1)  # smallest input number and target
     # 1..20 with cap 50 and budget 8: ~98.6k distinct problems, ~24% only-DFS, ~25% only-BFS
     # (1..10 holds only ~14k problems, too few for 40k training problems).
     value_max: int = Field(20, ge=1)
@@ -89,11 +93,15 @@ class CountdownParams(_Block):
 
 # --------------------------------------------------------------------------- labels and mixes
 class RandomLabelParams(_Block):
-    n_modes: int = Field(2, ge=2)
-    seed: int = 7
+    """The random-partition control: modes with no signal."""
+
+    n_modes: int = Field(2, ge=2)  # how many random modes
+    seed: int = 7  # seed of the random partition
 
 
 class LabelsParams(_Block):
+    """Label sources written from the generated traces, and the mixes of mode shares drawn from them."""
+
     # One `label@<source>` stage per entry. `search_algorithm` (Countdown only) labels every
     # problem's DFS/BFS traces, writes each mix and the random-partition control of random arms.
     # Tasks without traces (math) list none: their labels come from distill / gradient_cluster.
@@ -139,6 +147,8 @@ class LabelsParams(_Block):
 
 # --------------------------------------------------------------------------- validation
 class ValidationParams(_Block):
+    """The great-expectations suite every labeled dataset must pass before training."""
+
     tolerance: float = Field(0.1, ge=0, le=1, description="allowed |share - declared share|")
     min_rows_per_mode: int = Field(20, ge=1, description="per mode and split")
     source_tolerance: dict[str, float] = Field(
@@ -155,8 +165,8 @@ class ArmParams(_Block):
     ``artifacts/datasets/<label_source>/<mix>.parquet``.
     """
 
-    label_source: Literal["search_algorithm", "random", "gradient_cluster", "teacher_id"]
-    mix: str
+    label_source: Literal["search_algorithm", "random", "gradient_cluster", "teacher_id"]  # which labeled dataset: search_algorithm, teacher_id, gradient_cluster or random
+    mix: str  # which mix of that label source's rows (a key of labels.mixes, distill.mixes or gradient_cluster.mixes)
     standard_from: str | None = Field(
         None, description="arm whose standard model is reused (same training rows)"
     )
@@ -178,9 +188,9 @@ class PassAtNParams(_Block):
 class TrainJobParams(_Block):
     """One DVC train stage: the standard model, all experts, or the prefix model of an arm."""
 
-    label_source: str
-    mix: str
-    variant: Literal["standard", "experts", "prefix"]
+    label_source: str  # the arm's label source
+    mix: str  # the arm's mix
+    variant: Literal["standard", "experts", "prefix"]  # standard (all rows, no modes), experts (one model per mode) or prefix (one model, mode token before the prompt)
     steps: int | None = Field(None, gt=0, description="override train.steps")
     lr: float | None = Field(None, gt=0, description="override train.lr")
     objective: Literal["ce", "pass_at_n"] | None = Field(None, description="override train.objective")
@@ -238,30 +248,36 @@ class TrainJobParams(_Block):
 
 # --------------------------------------------------------------------------- model and training
 class ScratchModelParams(_Block):
-    hidden_size: int = Field(128, gt=0)
-    num_hidden_layers: int = Field(4, gt=0)
-    num_attention_heads: int = Field(4, gt=0)
-    intermediate_size: int = Field(512, gt=0)
-    max_position_embeddings: int = Field(160, gt=0)
+    """A small Llama trained from zero over a word tokenizer (the CPU demo)."""
+
+    hidden_size: int = Field(128, gt=0)  # width of the scratch Llama
+    num_hidden_layers: int = Field(4, gt=0)  # layers of the scratch Llama
+    num_attention_heads: int = Field(4, gt=0)  # attention heads of the scratch Llama
+    intermediate_size: int = Field(512, gt=0)  # MLP width of the scratch Llama
+    max_position_embeddings: int = Field(160, gt=0)  # longest sequence (tokens) the scratch Llama takes
 
 
 class LoraParams(_Block):
-    r: int = Field(16, gt=0)
-    alpha: int = Field(32, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
+    """LoRA adapters over the pretrained base."""
+
+    r: int = Field(16, gt=0)  # LoRA rank
+    alpha: int = Field(32, gt=0)  # LoRA scaling numerator (scale = alpha / r)
+    dropout: float = Field(0.0, ge=0, lt=1)  # LoRA dropout
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )
+    )  # module names the adapters wrap (e.g. q_proj, v_proj)
 
 
 class PretrainedModelParams(_Block):
+    """A pretrained base (Hub id or local folder) trained with LoRA."""
+
     name_or_path: str = Field("Qwen/Qwen2.5-0.5B", description="Hub id or local folder")
     hub_id: str | None = Field(
         None, description="Hub id of the base when name_or_path is a local copy (e.g. a converted "
         "GGUF): adapter repos name it as base_model",
     )
     lora: LoraParams = LoraParams()
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # allow model code from the checkpoint (off unless you trust it)
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="frozen base weights while training: auto = bf16 on a GPU with bf16, "
         "else float32 (LoRA weights stay float32)",
@@ -269,20 +285,24 @@ class PretrainedModelParams(_Block):
 
 
 class ModelParams(_Block):
-    base: Literal["scratch", "pretrained"] = "scratch"
+    """The model every train job starts from."""
+
+    base: Literal["scratch", "pretrained"] = "scratch"  # scratch (a small Llama trained from zero, word tokenizer) or pretrained (LoRA over model.pretrained)
     scratch: ScratchModelParams = ScratchModelParams()
     pretrained: PretrainedModelParams = PretrainedModelParams()
 
 
 class TrainParams(_Block):
+    """Training settings shared by every train job (a job may override steps, lr, objective)."""
+
     steps: int = Field(600, gt=0, description="optimizer steps of the standard model")
-    batch_size: int = Field(64, gt=0)
+    batch_size: int = Field(64, gt=0)  # rows per optimizer step
     micro_batches: int = Field(
         2, ge=1, description="length-sorted slices of each batch (same gradient, less padding)"
     )
-    lr: float = Field(2e-3, gt=0)
-    warmup_steps: int = Field(30, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
+    lr: float = Field(2e-3, gt=0)  # peak learning rate (AdamW)
+    warmup_steps: int = Field(30, ge=0)  # linear warm-up steps before the learning rate decays
+    weight_decay: float = Field(0.0, ge=0)  # AdamW weight decay
     bf16: Literal["auto", "on", "off"] = Field(
         "auto", description="bf16 autocast; auto = whichever of fp32/bf16 times faster here"
     )
@@ -294,7 +314,7 @@ class TrainParams(_Block):
         "gloo processes on a CPU; batch_size must be a multiple",
     )
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward")
-    seed: int = 0
+    seed: int = 0  # training seed (data order, initialisation)
     objective: Literal["ce", "pass_at_n"] = Field(
         "ce", description="ce: mean token cross-entropy; pass_at_n: mean per-example pass@N loss"
     )
@@ -337,16 +357,16 @@ class VLLMParams(_Block):
     gpu_memory_utilization: float = Field(0.92, gt=0, le=1, description="share of each GPU")
     max_model_len: int | None = Field(None, gt=0, description="context length; None: model's")
     enable_prefix_caching: bool | None = Field(None, description="None: vLLM's default (on)")
-    distributed_executor_backend: Literal["mp", "ray", "uni", "external_launcher"] | None = None
+    distributed_executor_backend: Literal["mp", "ray", "uni", "external_launcher"] | None = None  # vLLM's executor for tensor parallelism (mp or ray; None: vLLM's choice)
     max_lora_rank: int | None = Field(
         None, description="None: the smallest vLLM rank >= the adapter's (vLLM's 16 if it fits)"
     )
     max_loras: int = Field(1, ge=1, description="adapters held in one batch")
     enforce_eager: bool = Field(False, description="no CUDA graphs (faster start, slower decode)")
-    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"  # weight dtype vLLM loads (auto, float32, bfloat16, float16)
     max_num_seqs: int | None = Field(None, gt=0, description="sequences per step; None: vLLM's")
     kv_cache_memory_bytes: int | None = Field(None, gt=0, description="KV cache size per GPU")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # allow model code from the checkpoint
     merged_cache_dir: str = Field(
         ".cache/merged",
         description="where LoRA adapters with trained token rows are merged into full models",
@@ -431,11 +451,13 @@ class PoliciesParams(_Block):
 
 
 class SampleParams(_Block):
-    backend: Literal["hf", "vllm", "openai"] = "hf"
+    """Sampling of every trained model on the evaluation splits."""
+
+    backend: Literal["hf", "vllm", "openai"] = "hf"  # hf (transformers in-process), vllm (engine in-process) or openai (an OpenAI-compatible server)
     n: int = Field(64, gt=0, description="samples per (problem, model, mode)")
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(100, gt=0)
+    temperature: float = Field(1.0, ge=0)  # sampling temperature (0: greedy)
+    top_p: float = Field(1.0, gt=0, le=1)  # nucleus sampling mass (1: the full distribution; no top-k cut)
+    max_new_tokens: int = Field(100, gt=0)  # longest completion sampled
     batch_size: int = Field(512, gt=0, description="sequences per generate call")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="hf: weights while sampling; auto = whichever times faster here"
@@ -445,12 +467,12 @@ class SampleParams(_Block):
         "or auto = whichever times faster here"
     )
     threads: Threads = Field("auto", description="hf: torch threads; auto = cores free at start")
-    splits: list[str] = Field(default_factory=lambda: ["test", "test_adversarial"])
+    splits: list[str] = Field(default_factory=lambda: ["test", "test_adversarial"])  # problem splits sampled and evaluated
     max_problems: int | None = Field(None, gt=0, description="cap per split (first by id)")
     vllm: VLLMParams = VLLMParams()
     openai: OpenAIParams = OpenAIParams()
     policies: PoliciesParams = PoliciesParams()
-    seed: int = 0
+    seed: int = 0  # base seed of every sample (sample i of a prompt uses a seed derived from it)
 
     @model_validator(mode="before")
     @classmethod
@@ -470,9 +492,11 @@ class SampleParams(_Block):
 
 
 class EvaluateParams(_Block):
+    """pass@k estimation, bootstrap intervals and verdicts."""
+
     bootstrap: int = Field(1000, gt=0, description="bootstrap resamples over problems")
-    ci: float = Field(0.95, gt=0, lt=1)
-    seed: int = 0
+    ci: float = Field(0.95, gt=0, lt=1)  # confidence level of every interval
+    seed: int = 0  # bootstrap seed
     ks: list[int] | None = Field(None, description="budgets k; None: 1, 2, 4, … up to n")
     collapse_mode: str = Field("bfs", description="detected mode whose per-problem share is shown")
     verdict_min_k: int = Field(8, ge=1, description="verdict: ModC must win at every k >= this")
@@ -487,6 +511,8 @@ class EvaluateParams(_Block):
 
 # --------------------------------------------------------------------------- gradient clusters
 class GradientClusterParams(_Block):
+    """Modes found without labels: k-means on projected per-example gradients under a reference model."""
+
     reference_arm: str = Field(
         "search_algorithm-balanced", description="arm whose own standard model gives the gradients"
     )
@@ -495,15 +521,15 @@ class GradientClusterParams(_Block):
     )
     # One `gradient_cluster@<mix>` stage per entry: rows_source/<mix>.parquet -> gradient_cluster/<mix>.parquet
     mixes: list[str] = Field(default_factory=list)
-    projection_dim: int = Field(1024, gt=0)
-    n_clusters: int | Literal["auto"] = 2
-    auto_range: list[int] = Field(default_factory=lambda: [2, 3, 4])
-    n_init: int = Field(10, gt=0)
+    projection_dim: int = Field(1024, gt=0)  # dimension of the Rademacher random projection of the gradients
+    n_clusters: int | Literal["auto"] = 2  # number of clusters C, or auto (chosen by silhouette over auto_range)
+    auto_range: list[int] = Field(default_factory=lambda: [2, 3, 4])  # candidate C when n_clusters is auto
+    n_init: int = Field(10, gt=0)  # k-means restarts
     chunk_size: int = Field(32, gt=0, description="examples per vmap call")
     max_examples: int | None = Field(
         None, gt=0, description="train rows labeled (seeded sample); the rest are left out"
     )
-    seed: int = 0
+    seed: int = 0  # seed of projection and k-means
     method: Literal["auto", "vmap", "loop"] = Field(
         "auto", description="per-example gradients: vmap, loop, or vmap with loop fallback"
     )
@@ -534,23 +560,25 @@ class GradientClusterParams(_Block):
 
 # --------------------------------------------------------------------------- teachers
 class TeacherParams(_Block):
-    name: str
+    """One teacher: a model sampled by the pipeline, a dataset of written solutions, or each problem's reference solution."""
+
+    name: str  # teacher name: its rows get mode teacher:<name>
     # model: sampled; dataset: solutions someone wrote (one teacher per value of a column);
     # reference: the task's own worked solution of each problem (meta['solution'], e.g. GSM8K's)
     kind: Literal["model", "dataset", "reference"]
     # kind == model
     path: str | None = Field(None, description="checkpoint dir, Hub id, or arm job path")
-    backend: Literal["hf", "vllm", "openai"] = "hf"
-    prompt_template: str = "{prompt}"
+    backend: Literal["hf", "vllm", "openai"] = "hf"  # how a model teacher is sampled: hf, vllm or openai
+    prompt_template: str = "{prompt}"  # how a model teacher's prompt is built from {prompt} (e.g. its chat template)
     mode: str | None = Field(None, description="mode token to sample a prefix teacher under")
     # kind == dataset
     dataset: str | None = None
-    config: str | None = None
-    split: str = "train"
-    prompt_column: str = "prompt"
-    solution_column: str = "solution"
-    teacher_column: str = "teacher"
-    answer_column: str | None = None
+    config: str | None = None  # dataset teacher: the dataset config (subset) read
+    split: str = "train"  # dataset teacher: the split of the dataset read
+    prompt_column: str = "prompt"  # dataset teacher: the column holding the problem
+    solution_column: str = "solution"  # dataset teacher: the column holding the solution
+    teacher_column: str = "teacher"  # dataset teacher: the column naming each row's teacher (one mode per value)
+    answer_column: str | None = None  # dataset teacher: the column with the gold answer of each row's problem (problems from the teacher's own rows)
     include: list[str] | None = Field(
         None, description="dataset: keep only these values of teacher_column (default: all)"
     )
@@ -572,6 +600,8 @@ class TeacherParams(_Block):
 
 
 class DistillParams(_Block):
+    """Teacher-ID labels: solutions of several teachers, verified, one mode per teacher."""
+
     # One `distill@<mix>` stage per entry (at most one): teacher_id/<mix>.parquet.
     mixes: list[str] = Field(default_factory=list, max_length=1)
     after: str = Field(
@@ -582,28 +612,28 @@ class DistillParams(_Block):
     teachers: list[TeacherParams] = Field(default_factory=list)
     pool_problems: int = Field(2000, gt=0, description="training problems distilled")
     n: int = Field(4, gt=0, description="samples per (problem, teacher)")
-    keep_per_teacher: int = Field(1, gt=0)
-    balance: Literal["none", "downsample", "per_problem"] = "downsample"
-    validation_problems: int = Field(200, gt=0)
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    keep_per_teacher: int = Field(1, gt=0)  # verified solutions kept per (problem, teacher)
+    balance: Literal["none", "downsample", "per_problem"] = "downsample"  # downsample: teachers to equal row counts; per_problem: equal per problem; none: keep what each solved
+    validation_problems: int = Field(200, gt=0)  # problems held out as the validation split
+    temperature: float = Field(1.0, ge=0)  # model teachers' sampling temperature
+    top_p: float = Field(1.0, gt=0, le=1)  # model teachers' nucleus sampling mass
     max_new_tokens: int = Field(1024, gt=0, description="tokens per teacher solution")
     max_completion_chars: int | None = Field(
         None, gt=0, description="solutions longer than this are rejected (counted as too long): "
         "bounds the cost of training and gradient features on long transcripts",
     )
     batch_size: int = Field(64, gt=0, description="sequences per generate call (hf backend)")
-    seed: int = 0
+    seed: int = 0  # seed of sampling and selection
 
 
 # --------------------------------------------------------------------------- math problems
 class MathSourceParams(_Block):
     """One dataset of math problems (Hub id, local file/dir or save_to_disk dir)."""
 
-    dataset: str
-    config: str | None = None
-    split: str = "train"
-    problem_column: str = "problem"
+    dataset: str  # a Hub id, a local parquet / json / save_to_disk folder, or package:<name>
+    config: str | None = None  # the dataset config (subset) read
+    split: str = "train"  # the split of that dataset read
+    problem_column: str = "problem"  # the column holding the problem statement
     answer_column: str = Field("answer", description="gold answer, or a solution with \\boxed{}")
     max_problems: int | None = Field(None, gt=0, description="first N rows only")
 
@@ -649,12 +679,14 @@ class GsmParams(_Block):
 
 # --------------------------------------------------------------------------- publish
 class PublishParams(_Block):
-    target: Literal["local", "hub"] = "local"
-    namespace: str = "modc"
-    local_dir: str = "artifacts/hub"
-    endpoint: str | None = None
-    private: bool = False
-    license: str = "apache-2.0"
+    """Hub-layout dataset and model repos with cards."""
+
+    target: Literal["local", "hub"] = "local"  # local (a folder) or hub (huggingface_hub; needs HF_HUB_OFFLINE=0 and a login)
+    namespace: str = "modc"  # owner of the published repos (<namespace>/<repo>)
+    local_dir: str = "artifacts/hub"  # where the local target writes the repos
+    endpoint: str | None = None  # hub target: another Hub endpoint (e.g. a mirror); None: huggingface.co
+    private: bool = False  # hub target: create the repos private
+    license: str = "apache-2.0"  # licence named in the cards
     dataset_mix: str = Field(
         "balanced",
         description="mix of the config the dataset card's loading example uses (every arm's "
@@ -664,8 +696,8 @@ class PublishParams(_Block):
 
 # --------------------------------------------------------------------------- whole file
 class Params(_Block):
-    seed: int = 1234
-    task: Literal["countdown", "math", "gsm"] = "countdown"
+    seed: int = 1234  # seed of problem generation and of every stage that does not set its own
+    task: Literal["countdown", "math", "gsm"] = "countdown"  # which task the problems come from: countdown, math or gsm (its block below)
     countdown: CountdownParams = CountdownParams()
     labels: LabelsParams = LabelsParams()
     validation: ValidationParams = ValidationParams()

@@ -44,6 +44,13 @@ def arm_specs(params) -> dict[str, ArmSpec]:
     return specs
 
 
+def training_compute(model: str) -> dict[str, float]:
+    """``{"steps", "tokens"}`` a model was trained with, from its modc.json (an experts group:
+    all its experts together, the shared start included)."""
+    train = read_modc(model_dir(model, pipeline.ARTIFACTS)).train
+    return {u: float(train[u]) for u in ("steps", "tokens") if train.get(u) is not None}
+
+
 def label_reports(source: str) -> dict:
     """{mix: report} of one label source's stages (empty when the profile has none)."""
     metrics = pipeline.ARTIFACTS / "metrics" / source
@@ -87,6 +94,7 @@ def main(params, argv):
     result = evaluate(
         samples, problems, specs, ks=cfg.ks, bootstrap=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed,
         collapse_mode=cfg.collapse_mode, verdict_min_k=cfg.verdict_min_k,
+        compute={m: training_compute(m) for m in models},
     )
     out = pipeline.ARTIFACTS / "eval"
     write_reports(result, out)

@@ -207,6 +207,29 @@ def test_verdict_reports_a_loss_honestly():
     assert "does not beat standard" in result.verdicts["search_algorithm/balanced"]
 
 
+def test_unequal_compute_gets_no_verdict_no_delta_no_efficiency(planted, tmp_path):
+    """A prefix model trained 200 steps against a 2,400-step standard: pass@k is reported, but
+    no Δ, verdict or efficiency; the experts at equal compute keep theirs."""
+    samples, problems, _, _ = planted
+    compute = {"std": {"steps": 2400, "tokens": 1_000_000}, "exp": {"steps": 2400, "tokens": 990_000},
+               "pre": {"steps": 200, "tokens": 83_000}}
+    result = evaluate(samples, problems, SPEC, bootstrap=100, seed=0, compute=compute)
+    verdict = result.verdicts["search_algorithm/balanced"]
+    assert "prefix is not compared with standard (trained 200 vs the standard model's 2,400 steps" in verdict
+    assert "experts beats standard" in verdict
+    assert not any(w in verdict.split("prefix", 1)[1] for w in ("better", "worse", "beats", "tied", "Δ"))
+    write_reports(result, tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert "Training compute: standard 2,400 optimizer steps" in md and "prefix 200 optimizer steps" in md
+    table = [line for line in md.splitlines() if line.startswith("| 1 |")]
+    assert table and all(line.rstrip(" |").endswith("not comparable") for line in table)
+    assert "Efficiency (prefix)" not in md and "Efficiency (experts)" in md
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert not any(k.endswith("prefix/efficiency_ratio") for k in metrics)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["search_algorithm/balanced"]["test"]["prefix"]["not_comparable"].startswith("trained 200")
+
+
 def test_bad_inputs_fail_early_naming_the_field(planted):
     samples, problems, _, _ = planted
     bad = {"a": ArmSpec("random", "balanced", standard="std", modes=MODES, experts="nope")}

@@ -1,4 +1,4 @@
-"""Prefix models that can also sample freely (issue 16, item 2): training format, q(m|x) from the
+"""Prefix models that can also sample freely: training format, q(m|x) from the
 first token, the free arm of the sample step, and the allocation shipped into modc.json."""
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def test_second_repro_does_nothing_and_validation_param_reruns_only_validation(s
 
 
 def test_verifier_edit_marks_sample_and_evaluate_changed(smoke_repo, tmp_path):
-    """The verifier that sets `correct` is a dep of sampling and evaluation (issue: stale
+    """The verifier that sets `correct` is a dep of sampling and evaluation (stale
     results must not look up to date)."""
     root = copy_repo(smoke_repo[0], tmp_path / "repo")
     assert json.loads(run(["dvc", "status", "--json"], root)) == {}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,9 @@ class Curve:
     diff_ci_high: list[float] | None = None
     efficiency_ratio: float | None = None  # n / (smallest k reaching standard's pass@n)
     k_to_match: int | None = None
+    # why this ModC model is not compared with its standard (unequal training compute): the
+    # report then prints no Δ, verdict or efficiency for it; None: trained at equal compute
+    not_comparable: str | None = None
 
 
 @dataclass
@@ -118,6 +122,28 @@ class EvaluationResult:
     keys: dict[str, dict[str, SplitEvaluation]]  # '<label_source>/<mix>' -> split -> evaluation
     verdicts: dict[str, str]
     settings: dict[str, Any] = field(default_factory=dict)
+    # key -> variant -> {"steps", "tokens"} of its model's training (empty when not given)
+    compute: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+
+# Two models are compared (Δ, verdict, efficiency) only when their training compute is equal
+# within this relative gap, in optimizer steps and in training tokens.
+COMPUTE_TOLERANCE = 0.05
+
+
+def compute_gap(standard: Mapping[str, float] | None, other: Mapping[str, float] | None,
+                tolerance: float = COMPUTE_TOLERANCE) -> str | None:
+    """Why ``other`` (a ModC model's training compute, ``{"steps", "tokens"}``) is not comparable
+    with ``standard``'s, or None when both steps and tokens agree within ``tolerance`` (or
+    either record is missing: nothing to judge by)."""
+    if not standard or not other:
+        return None
+    for unit in ("steps", "tokens"):
+        a, b = standard.get(unit), other.get(unit)
+        if a and b and abs(a - b) / max(a, b) > tolerance:
+            return (f"trained {int(b):,} vs the standard model's {int(a):,} {unit}; "
+                    f"ModC and standard are compared only at equal compute")
+    return None
 
 
 # --------------------------------------------------------------------------- input checks
@@ -240,8 +266,13 @@ def evaluate(
     seed: int = 0,
     collapse_mode: str = "bfs",
     verdict_min_k: int = 8,
+    compute: Mapping[str, Mapping[str, float]] | None = None,
 ) -> EvaluationResult:
     """pass@k of every arm's standard, experts-split and prefix-split models on every split.
+
+    ``compute``: model key -> its training ``{"steps", "tokens"}``; a ModC model whose compute
+    differs from its standard's by more than ``COMPUTE_TOLERANCE`` gets pass@k but no Δ
+    verdict or efficiency in the report (``Curve.not_comparable`` says why).
 
     ``ks``: budgets (default 1, 2, 4, … up to the standard model's samples per problem n).
     ``bootstrap``: resamples over problems; ``ci``: CI level; ``seed``: bootstrap seed.
@@ -268,6 +299,16 @@ def evaluate(
             )
             for s in splits
         }
+    compute = compute or {}
+    spent: dict[str, dict[str, dict[str, float]]] = {}
+    for spec in arms.values():
+        spent[spec.key] = {v: dict(compute[m]) for v in ARMS
+                           if (m := spec.model_of(v)) is not None and m in compute}
+        for v in MODC_VARIANTS:
+            gap = compute_gap(spent[spec.key].get("standard"), spent[spec.key].get(v))
+            for ev in out[spec.key].values():
+                if gap and v in ev.curves:
+                    ev.curves[v].not_comparable = gap
     verdicts = {key: _verdict(key, per_split, ci, verdict_min_k) for key, per_split in out.items()}
     settings = {
         "bootstrap": bootstrap,
@@ -276,7 +317,8 @@ def evaluate(
         "collapse_mode": collapse_mode,
         "verdict_min_k": verdict_min_k,
     }
-    return EvaluationResult(keys=out, verdicts=verdicts, settings=settings)
+    return EvaluationResult(keys=out, verdicts=verdicts, settings=settings,
+                            compute={k: v for k, v in spent.items() if v})
 
 
 def _evaluate_split(
@@ -431,6 +473,11 @@ def _verdict(key: str, per_split: dict[str, SplitEvaluation], ci: float, min_k: 
     if not variants:
         return f"{key}: no ModC model evaluated"
     for v in variants:
+        gap = next((s.curves[v].not_comparable for s in per_split.values()
+                    if v in s.curves and s.curves[v].not_comparable), None)
+        if gap:
+            parts.append(f"{v} is not compared with standard ({gap}): no verdict")
+            continue
         failure = None
         n_checked = 0
         for split, ev in per_split.items():
@@ -526,7 +573,7 @@ def metrics_dict(result: EvaluationResult) -> dict[str, float]:
                 for k, v in zip(cur.k, cur.pass_at_k, strict=True):
                     if k in (1, 8) or k == cur.k[-1]:
                         out[f"{key}/{split}/{arm}/pass@{k}"] = v
-                if cur.efficiency_ratio is not None:
+                if cur.efficiency_ratio is not None and not cur.not_comparable:
                     out[f"{key}/{split}/{arm}/efficiency_ratio"] = cur.efficiency_ratio
     return out
 
@@ -571,6 +618,13 @@ def results_markdown(result: EvaluationResult) -> str:
     ]
     for key, per_split in result.keys.items():
         lines += [f"## {key}", "", f"**Verdict:** {result.verdicts[key]}", ""]
+        spent = result.compute.get(key) or {}
+        if spent:
+            lines += ["Training compute: " + "; ".join(
+                f"{v} {int(c.get('steps', 0)):,} optimizer steps, {int(c.get('tokens', 0)):,} tokens"
+                for v, c in spent.items()) + ". Δ, verdicts and efficiency are printed only "
+                f"between models trained at equal compute (steps and tokens within "
+                f"{COMPUTE_TOLERANCE:.0%}).", ""]
         for split, ev in per_split.items():
             dropped = (
                 f", {ev.dropped_problems} dropped for missing samples"
@@ -593,13 +647,16 @@ def results_markdown(result: EvaluationResult) -> str:
                     c = ev.curves[a]
                     row += [
                         _cell(c.pass_at_k[i], c.ci_low[i], c.ci_high[i]),
+                        "not comparable" if c.not_comparable else
                         _cell(c.diff[i], c.diff_ci_low[i], c.diff_ci_high[i], signed=True),
                     ]
                 lines.append("| " + " | ".join(row) + " |")
             lines.append("")
             for a in arms[1:]:
                 c = ev.curves[a]
-                if std.pass_at_k[-1] <= 0:
+                if c.not_comparable:
+                    lines.append(f"- {a} is not compared with standard: {c.not_comparable}.")
+                elif std.pass_at_k[-1] <= 0:
                     lines.append(f"- Efficiency ({a}): undefined (standard's pass@{ev.n} is 0).")
                 elif c.efficiency_ratio is None:
                     lines.append(

@@ -1,6 +1,6 @@
 """Gradient features from several reference checkpoints, and a label-free check of a partition.
 
-Why (issue 17): whether k-means on one reference model's gradient features tracks the search
+Why: whether k-means on one reference model's gradient features tracks the search
 algorithm depended on that model's random draw (train ARI 0.40 / 0.02 / 0.09 for seeds 0/1/2).
 TRAK (Park et al., 2023) and LESS (Xia et al., 2024) steady such features by taking them from
 several checkpoints (TRAK: independently trained models; LESS: the checkpoints of one run) and

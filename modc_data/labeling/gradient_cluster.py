@@ -1,6 +1,6 @@
 """Gradient-cluster mode labels: rows without a usable mode label get ``cluster:<i>`` modes.
 
-Pipeline (issue 5): per-example gradient of log p(completion | prompt) under a reference model
+Pipeline: per-example gradient of log p(completion | prompt) under a reference model
 (``gradients.py``) -> Rademacher projection into a resumable feature store (``projection.py``) ->
 k-means on the train rows (``clustering.py``); validation (and any other non-train) rows are
 assigned to the nearest train centre, so every split has the same modes.

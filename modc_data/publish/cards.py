@@ -397,6 +397,8 @@ def vllm_section(repo_id: str, info: Any, base_model: str | None, lora_rank: int
     if info.variant != "experts" or not base_model or not lora_rank:
         return []
     modules = " ".join(f"{m}={repo_id}/{d}" for m, d in info.experts.items())
+    # --max-lora-rank takes only these values (vLLM's choices); the smallest that fits
+    rank = min((c for c in (1, 8, 16, 32, 64, 128, 256, 320, 512) if c >= lora_rank), default=lora_rank)
     return [
         "## Serve the experts with vLLM",
         "",
@@ -404,7 +406,7 @@ def vllm_section(repo_id: str, info: Any, base_model: str | None, lora_rank: int
         "request names its mode's adapter as the model:",
         "",
         "```bash",
-        f"vllm serve {base_model} --enable-lora --max-lora-rank {lora_rank} "
+        f"vllm serve {base_model} --enable-lora --max-lora-rank {rank} "
         f"--lora-modules {modules}",
         "```",
         "",

@@ -14,7 +14,8 @@ when the reply has fewer choices.
 
 - ``vllm``: with ``prompt_format='auto'`` a local checkpoint directory's own tokenizer encodes the
   prompt exactly as training did (``format.encode_prompt``: BOS, mode token, prompt) and the ids are
-  sent with ``add_special_tokens: false``; ``return_token_ids`` gives exact token counts.
+  sent with ``add_special_tokens: false``; ``return_token_ids`` gives exact token counts, and the
+  text is decoded from those ids as the hf backend decodes.
 - ``transformers``: ``transformers serve`` rejects unknown fields and takes text prompts only, and
   samples only when told ``do_sample`` (sent in its ``generation_config`` field). The text sent is
   the prompt with BOS spelled out where the tokenizer does not add it, checked to tokenize to the
@@ -195,8 +196,11 @@ class OpenAIBackend:
                 ) from None
         raise AssertionError("unreachable")
 
-    def _choices(self, body: dict[str, Any]) -> list[Completion]:
-        """The reply's choices in index order, as Completions."""
+    def _choices(self, body: dict[str, Any], tok=None) -> list[Completion]:
+        """The reply's choices in index order, as Completions. With ``tok`` (the checkpoint's
+        tokenizer) and the token ids in the reply, the text is decoded here as the hf backend
+        decodes it (a server's incremental detokenizer may keep a leading space that
+        ``batch_decode`` drops), so every backend gives the same text."""
         resp = self._post(body)
         choices = sorted(resp.get("choices") or [], key=lambda c: c.get("index", 0))
         usage = (resp.get("usage") or {}).get("completion_tokens")
@@ -210,23 +214,30 @@ class OpenAIBackend:
                 n_tok = int(usage)
             else:
                 n_tok = None  # the server does not say; see base.Completion
-            out.append(Completion(text=c.get("text") or "", n_tokens=n_tok))
+            text = c.get("text") or ""
+            if tok is not None and c.get("token_ids") is not None:
+                text = tok.decode(c["token_ids"], skip_special_tokens=True)
+            out.append(Completion(text=text, n_tokens=n_tok))
         return out
 
-    def _sample(self, body: dict[str, Any], n: int) -> list[Completion]:
-        """n completions for one prompt: one request, or one per sample (seed + i)."""
+    def _sample(self, body: dict[str, Any], n: int, tok=None) -> list[Completion]:
+        """n completions for one prompt: one request, or one per sample (seed + i). Greedy
+        (temperature 0) asks once and copies the answer n times, as the other backends do
+        (vLLM refuses n > 1 with greedy sampling)."""
+        if body["temperature"] == 0:
+            return self._single(body, 0, tok) * n
         if n == 1 or self.per_request_n is False:
-            return [c for i in range(n) for c in self._single(body, i)]
-        got = self._choices({**body, "n": n})
+            return [c for i in range(n) for c in self._single(body, i, tok)]
+        got = self._choices({**body, "n": n}, tok)
         if len(got) == n:
             return got
         if len(got) == 1 and self.per_request_n is None:
             self.per_request_n = False  # the server ignores n: from now on one request a sample
-            return got + [c for i in range(1, n) for c in self._single(body, i)]
+            return got + [c for i in range(1, n) for c in self._single(body, i, tok)]
         raise RuntimeError(f"{self.url}: asked for n={n} completions, got {len(got)}")
 
-    def _single(self, body: dict[str, Any], i: int) -> list[Completion]:
-        got = self._choices({**body, "seed": body["seed"] + i})
+    def _single(self, body: dict[str, Any], i: int, tok=None) -> list[Completion]:
+        got = self._choices({**body, "seed": body["seed"] + i}, tok)
         if len(got) != 1:
             raise RuntimeError(f"{self.url}: asked for one completion, got {len(got)}")
         return got
@@ -265,10 +276,10 @@ class OpenAIBackend:
                 body["generation_config"] = json.dumps({"do_sample": True})
             bodies.append(body)
         out: list[list[Completion]] = []
-        if self.per_request_n is None and n > 1 and bodies:
-            out.append(self._sample(bodies[0], n))  # learn whether the server honours n
+        if self.per_request_n is None and n > 1 and bodies and temperature > 0:
+            out.append(self._sample(bodies[0], n, tok))  # learn whether the server honours n
             bodies = bodies[1:]
         with ThreadPoolExecutor(self.concurrency) as pool:
-            results = pool.map(lambda b: self._sample(b, n), bodies)
+            results = pool.map(lambda b: self._sample(b, n, tok), bodies)
             out += tqdm(results, total=len(bodies), desc="requests", disable=not progress)
         return out
