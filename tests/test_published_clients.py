@@ -158,3 +158,19 @@ def test_plain_transformers_generates_what_modc_samples(smoke_repo, tmp_path):
         for (_, gen), (completion,) in zip(plain[mode], ours, strict=True):
             cut = gen[: gen.index(eos) + 1] if eos in gen else gen
             assert tokenizer.decode(cut, skip_special_tokens=True) == completion.text
+
+
+def test_readme_snippets_run_against_a_built_repo(smoke_repo, tmp_path):
+    """The README's "Use what is published" snippets, with `artifacts/hub` pointing at the smoke
+    run's published folder (same layout, same config and model names as the default run)."""
+    root = smoke_repo[0] if isinstance(smoke_repo, tuple) else smoke_repo
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Use what is published"):]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
+    assert len(blocks) == 2
+    hub = str(root / "artifacts" / "hub")
+    outs = [_run_python(b.replace('"artifacts/hub', f'"{hub}'), tmp_path) for b in blocks]
+    first = outs[0].strip().splitlines()[-1]
+    assert first.split(" ", 1)[0] in {"dfs", "bfs"} and "nums " in first
+    modes = [line.split(" ", 1)[0] for line in outs[1].strip().splitlines()]
+    assert len(modes) == 8 and set(modes) <= {"dfs", "bfs", "None"}
