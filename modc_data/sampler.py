@@ -32,7 +32,8 @@ from typing import Any
 
 from modc_data.errors import InputError, hub_errors
 from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc
-from modc_data.sampling.base import get_backend, sample_seed
+from modc_data.sampling.base import sample_seed
+from modc_data.sampling.registry import get_backend
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import polars as pl
 from modc_data import pipeline
 from modc_data.artifacts import write_text
 from modc_data.config import model_dir
+from modc_data.evaluation.figures import write_figures
 from modc_data.evaluation.label_reports import distill_section, gradient_cluster_section
 from modc_data.evaluation.objective_sections import objective_section
 from modc_data.evaluation.policy_sections import policy_sections
@@ -98,6 +99,7 @@ def main(params, argv):
     )
     out = pipeline.ARTIFACTS / "eval"
     write_reports(result, out)
+    write_figures(result, out / "figures")
 
     # The verdicts in `correct` are the task verifier's; results name it (and dvc.yaml makes
     # this stage depend on modc_data/tasks, so a verifier change re-evaluates).

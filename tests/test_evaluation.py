@@ -18,6 +18,7 @@ from modc_data.evaluation.bootstrap import (
     paired_bootstrap_diff,
     resample_indices,
 )
+from modc_data.evaluation.figures import write_figures
 from modc_data.evaluation.report import ArmSpec, evaluate, write_reports
 
 # --------------------------------------------------------------------------- bootstrap
@@ -283,6 +284,7 @@ def test_params_block_feeds_evaluate(planted):
 def test_reports_are_written_and_parse(planted, tmp_path):
     _, _, _, result = planted
     paths = write_reports(result, tmp_path)
+    paths.update({f"figures/{p.name}": p for p in write_figures(result, tmp_path / "figures")})
     summary = json.loads((tmp_path / "summary.json").read_text())
     entry = summary["search_algorithm/balanced"]["test_adversarial"]
     assert set(entry) == {"standard", "experts", "prefix"}

@@ -48,9 +48,9 @@ from modc_data.evaluation.bootstrap import (
     percentile_interval,
     resample_indices,
 )
-from modc_data.evaluation.figures import _save
+from modc_data.evaluation.figures import save_figure
 from modc_data.evaluation.passk import pass_at_k_curve
-from modc_data.evaluation.report import _cell
+from modc_data.evaluation.report import cell
 
 # Row order of tables and figures; "chosen" is the validated product choice.
 POLICY_ORDER = ("standard", "free", "uniform", "static", "preference", "chosen", "oracle")
@@ -460,7 +460,7 @@ def policies_markdown(ev: PolicyEvaluation, title: str) -> str:
     ]
     for j, k in enumerate(ev.ks):
         cells = [
-            _cell(ev.policies[n].mean[j], ev.policies[n].ci_low[j], ev.policies[n].ci_high[j])
+            cell(ev.policies[n].mean[j], ev.policies[n].ci_low[j], ev.policies[n].ci_high[j])
             for n in names
         ]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
@@ -476,9 +476,9 @@ def policies_markdown(ev: PolicyEvaluation, title: str) -> str:
         cells = []
         for n in diffs:
             s, u = ev.policies[n].vs_standard, ev.policies[n].vs_uniform
-            text = _cell(s["diff"][j], s["ci_low"][j], s["ci_high"][j], signed=True)
+            text = cell(s["diff"][j], s["ci_low"][j], s["ci_high"][j], signed=True)
             if u is not None:
-                text += " / " + _cell(u["diff"][j], u["ci_low"][j], u["ci_high"][j], signed=True)
+                text += " / " + cell(u["diff"][j], u["ci_low"][j], u["ci_high"][j], signed=True)
             cells.append(text)
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += ["", "Validation choices:", ""]
@@ -491,7 +491,7 @@ def policies_markdown(ev: PolicyEvaluation, title: str) -> str:
         val = ev.policies["chosen"].validation
         sel = ev.selection.get(k, {})
         gains = "; ".join(
-            f"{n} out-of-fold {_cell(g['oof_gain'], g['ci_low'], g['ci_high'], signed=True)}"
+            f"{n} out-of-fold {cell(g['oof_gain'], g['ci_low'], g['ci_high'], signed=True)}"
             for n, g in sel.get("fitted", {}).items()
         )
         versus = f" (vs {sel['baseline']}: {gains})" if gains else ""
@@ -538,7 +538,7 @@ def policies_figure(ev: PolicyEvaluation, title: str) -> Figure:
 
 def write_policies_figure(ev: PolicyEvaluation, title: str, path: str | Path) -> Path:
     """Render ``policies_figure`` to ``path`` (PNG, written atomically)."""
-    return _save(policies_figure(ev, title), Path(path))
+    return save_figure(policies_figure(ev, title), Path(path))
 
 
 # --------------------------------------------------------------------------- shipping to modc.json

@@ -22,7 +22,7 @@ from modc_data.schema import mode_slug
 _COLORS = {"standard": "#444444", "experts": "#1f77b4", "prefix": "#d62728"}
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Render ``fig`` to ``path`` atomically (temp file in the same folder, then replace)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
@@ -101,7 +101,7 @@ def write_figures(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
     for key, per_split in result.keys.items():
         for split, ev in per_split.items():
             stem = f"{mode_slug(key)}_{mode_slug(split)}"
-            paths.append(_save(passk_figure(key, ev), out / f"passk_{stem}.png"))
+            paths.append(save_figure(passk_figure(key, ev), out / f"passk_{stem}.png"))
             if ev.shares:
-                paths.append(_save(collapse_figure(key, ev), out / f"collapse_{stem}.png"))
+                paths.append(save_figure(collapse_figure(key, ev), out / f"collapse_{stem}.png"))
     return paths

@@ -25,9 +25,9 @@ from modc_data.evaluation.passk import pass_at_k_curve, pass_at_k_modc
 from modc_data.evaluation.report import (
     COLLAPSE_THRESHOLD,
     ArmSpec,
-    _counts,
-    _matrix,
+    count_table,
     is_collapsed,
+    problem_matrix,
 )
 
 # (row label, model a, model b): the paired difference a - b answers one question each.
@@ -69,7 +69,7 @@ def _models(tagged: ArmSpec, ce: ArmSpec) -> dict[str, tuple[str, str]]:
 def _collapsed(frame: pl.DataFrame, pids: list[str]) -> np.ndarray:
     """Per problem: 1 if >= COLLAPSE_THRESHOLD of its samples with a detected mode are one mode
     (the collapse mode or not), else 0; problems with no detected mode count as not collapsed."""
-    det, col = (_matrix(frame, pids, ("",), c)[:, 0] for c in ("n_det", "n_collapse"))
+    det, col = (problem_matrix(frame, pids, ("",), c)[:, 0] for c in ("n_det", "n_collapse"))
     share = np.divide(col, det, out=np.full(len(pids), 0.5), where=det > 0)  # 0.5: not collapsed
     return is_collapsed(share).astype(float)
 
@@ -81,7 +81,7 @@ def objective_rows(
     """One row per (tagged group, split, quantity): pass@k of the four models, the paired
     differences of ``COMPARISONS`` and the collapsed fraction of both standard models."""
     rows: list[dict] = []
-    counts = _counts(samples, collapse_mode)
+    counts = count_table(samples, collapse_mode)
     for tagged, ce in _pairs(specs):
         models = _models(tagged, ce)
         for split in sorted(counts.filter(pl.col("model") == tagged.standard)["split"].unique().to_list()):
@@ -105,7 +105,7 @@ def objective_rows(
             if not pids:
                 continue
             # (n, c) per problem (standard: one column) or per (problem, mode) (ModC)
-            nc = {name: tuple(_matrix(f, pids, ("",) if name.endswith("standard") else tagged.modes, col)
+            nc = {name: tuple(problem_matrix(f, pids, ("",) if name.endswith("standard") else tagged.modes, col)
                               for col in ("n", "c")) for name, f in frames.items()}
             m = len(tagged.modes)  # the budgets every model can be scored at
             budgets = [k for k in ks if all((k if n.shape[1] == 1 else -(-k // m)) <= n.min()

@@ -25,7 +25,7 @@ _HEADS = {
 }
 
 
-def _cell(v) -> str:
+def cell(v) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
@@ -47,7 +47,7 @@ def diversity_section(samples: pl.DataFrame) -> tuple[str, list[dict]]:
         "|---|---|---:|" + "---:|" * len(METRICS),
     ]
     for row in table.iter_rows(named=True):
-        cells = " | ".join(_cell(row[m]) for m in METRICS)
+        cells = " | ".join(cell(row[m]) for m in METRICS)
         lines.append(f"| {row['model']} | {row['split']} | {row['n_problems']} | {cells} |")
     return "\n".join(lines) + "\n", table.to_dicts()
 

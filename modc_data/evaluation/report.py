@@ -11,7 +11,7 @@ What goes in:
 
 What comes out: ``EvaluationResult`` (``evaluate``), and on disk (``write_reports``):
 ``summary.json``, ``details.json``, ``metrics.json``, ``plots/passk_<split>.csv``, ``results.md``
-and PNG figures. Every curve is the mean over problems of the per-problem unbiased estimator;
+(the PNG figures: ``figures.write_figures``). Every curve is the mean over problems of the per-problem unbiased estimator;
 CIs are percentile bootstraps over problems with one index matrix per split shared by all arms.
 """
 
@@ -204,7 +204,7 @@ def _check_inputs(samples: pl.DataFrame, problems: pl.DataFrame, arms: dict[str,
                     )
 
 
-def _counts(samples: pl.DataFrame, collapse_mode: str) -> pl.DataFrame:
+def count_table(samples: pl.DataFrame, collapse_mode: str) -> pl.DataFrame:
     """One row per (model, variant, split, problem, mode): n, c and detected-mode counts."""
     det = pl.col("detected_mode").cast(pl.String)
     return samples.group_by("model", "variant", "split", "problem_id", "mode").agg(
@@ -216,7 +216,7 @@ def _counts(samples: pl.DataFrame, collapse_mode: str) -> pl.DataFrame:
     )
 
 
-def _matrix(frame: pl.DataFrame, pids: list[str], modes: tuple[str, ...], col: str) -> np.ndarray:
+def problem_matrix(frame: pl.DataFrame, pids: list[str], modes: tuple[str, ...], col: str) -> np.ndarray:
     """(P, M) array of ``col`` for problems ``pids`` and ``modes``; missing cells are 0."""
     pos = {p: i for i, p in enumerate(pids)}
     mpos = {m: j for j, m in enumerate(modes)}
@@ -280,7 +280,7 @@ def evaluate(
     Raises ValueError naming the arm/field before any estimation when inputs do not fit.
     """
     _check_inputs(samples, problems, arms)
-    counts = _counts(samples, collapse_mode)
+    counts = count_table(samples, collapse_mode)
     category = (
         dict(problems.select("problem_id", "category").unique("problem_id").iter_rows())
         if "category" in problems.columns
@@ -358,8 +358,8 @@ def _evaluate_split(
             f"arms.{name}: split {split!r} has no problem with samples from every model and mode"
         )
 
-    std_n = _matrix(std.with_columns(mode=pl.lit("")), pids, ("",), "n")[:, 0]
-    std_c = _matrix(std.with_columns(mode=pl.lit("")), pids, ("",), "c")[:, 0]
+    std_n = problem_matrix(std.with_columns(mode=pl.lit("")), pids, ("",), "n")[:, 0]
+    std_c = problem_matrix(std.with_columns(mode=pl.lit("")), pids, ("",), "c")[:, 0]
     n_max = int(std_n.min())
     budgets = list(ks) if ks is not None else default_ks(n_max)
     if budgets[-1] > n_max:
@@ -375,8 +375,8 @@ def _evaluate_split(
     per_problem: dict[str, np.ndarray] = {"standard": std_vals}
     mode_counts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for v, frame in modc.items():
-        n = _matrix(frame, pids, spec.modes, "n")
-        c = _matrix(frame, pids, spec.modes, "c")
+        n = problem_matrix(frame, pids, spec.modes, "n")
+        c = problem_matrix(frame, pids, spec.modes, "c")
         mode_counts[v] = (n, c)
         m = len(spec.modes)
         ceil_share = -(-budgets[-1] // m)
@@ -599,7 +599,7 @@ def plots_frames(result: EvaluationResult) -> dict[str, pl.DataFrame]:
     return {s: pl.DataFrame(r) for s, r in rows.items()}
 
 
-def _cell(v: float, lo: float, hi: float, signed: bool = False) -> str:
+def cell(v: float, lo: float, hi: float, signed: bool = False) -> str:
     f = "{:+.3f}" if signed else "{:.3f}"
     return f"{f.format(v)} [{f.format(lo)}, {f.format(hi)}]"
 
@@ -642,13 +642,13 @@ def results_markdown(result: EvaluationResult) -> str:
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             std = ev.curves["standard"]
             for i, k in enumerate(std.k):
-                row = [str(k), _cell(std.pass_at_k[i], std.ci_low[i], std.ci_high[i])]
+                row = [str(k), cell(std.pass_at_k[i], std.ci_low[i], std.ci_high[i])]
                 for a in arms[1:]:
                     c = ev.curves[a]
                     row += [
-                        _cell(c.pass_at_k[i], c.ci_low[i], c.ci_high[i]),
+                        cell(c.pass_at_k[i], c.ci_low[i], c.ci_high[i]),
                         "not comparable" if c.not_comparable else
-                        _cell(c.diff[i], c.diff_ci_low[i], c.diff_ci_high[i], signed=True),
+                        cell(c.diff[i], c.diff_ci_low[i], c.diff_ci_high[i], signed=True),
                     ]
                 lines.append("| " + " | ".join(row) + " |")
             lines.append("")
@@ -719,11 +719,10 @@ def results_markdown(result: EvaluationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(
-    result: EvaluationResult, out_dir: str | Path, *, figures: bool = True
-) -> dict[str, Path]:
-    """Write summary.json, details.json, metrics.json, plots/passk_<split>.csv, results.md and
-    (``figures``) figures/*.png under ``out_dir``; every file atomically. Returns name -> path."""
+def write_reports(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write summary.json, details.json, metrics.json, plots/passk_<split>.csv and results.md
+    under ``out_dir``; every file atomically. Returns name -> path. The PNG figures are
+    ``figures.write_figures``'s (it imports this module, never the reverse)."""
     out = Path(out_dir)
     paths: dict[str, Path] = {}
 
@@ -740,9 +739,4 @@ def write_reports(
         _write_atomic(paths[name], frame.write_csv())
     paths["results.md"] = out / "results.md"
     _write_atomic(paths["results.md"], results_markdown(result))
-    if figures:
-        from modc_data.evaluation.figures import write_figures  # matplotlib only when needed
-
-        for p in write_figures(result, out / "figures"):
-            paths[f"figures/{p.name}"] = p
     return paths

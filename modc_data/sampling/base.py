@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 BACKENDS = ("hf", "vllm", "openai")
 
@@ -101,26 +101,3 @@ def check_request(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-
-
-def get_backend(name: str, **kwargs: Any) -> SamplingBackend:
-    """Backend by name: ``hf`` (transformers), ``vllm`` (offline engine), ``openai`` (HTTP).
-
-    ``kwargs`` go to the backend's constructor (e.g. ``batch_size`` for hf, ``base_url`` for
-    openai). vLLM is imported only when chosen.
-    """
-    if name == "hf":
-        from modc_data.sampling.hf import HFBackend
-
-        return HFBackend(**kwargs)
-    if name == "vllm":
-        from modc_data.sampling.vllm_backend import VLLMBackend
-
-        return VLLMBackend(**kwargs)
-    if name == "openai":
-        from modc_data.sampling.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(**kwargs)
-    raise ValueError(
-        f"sample.backend: unknown backend {name!r}; choose one of {', '.join(BACKENDS)}"
-    )

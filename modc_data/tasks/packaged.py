@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from modc_data.errors import InputError
-from modc_data.tasks.math import answers_equal, last_boxed
+from modc_data.tasks.answers import answers_equal, last_boxed
 
 # `package:<name>` in a params file: a dataset shipped inside an installed package.
 PACKAGE_PREFIX = "package:"
