@@ -40,8 +40,9 @@ def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it into place."""
+def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it into place: the
+    project's one way to write a file, so a crash never leaves a half-written one behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
@@ -55,16 +56,16 @@ def _write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
 
 
 def write_parquet(df: pl.DataFrame, path: str | Path) -> Path:
-    return _write_atomic(path, df.write_parquet)
+    return write_atomic(path, df.write_parquet)
 
 
 def write_json(data: Any, path: str | Path) -> Path:
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    return _write_atomic(path, lambda tmp: tmp.write_text(text))
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def write_text(text: str, path: str | Path) -> Path:
-    return _write_atomic(path, lambda tmp: tmp.write_text(text))
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 @contextmanager

@@ -18,7 +18,7 @@ import re
 import shutil
 from pathlib import Path
 
-from modc_data.artifacts import cpu_model, revision_info
+from modc_data.artifacts import cpu_model, revision_info, write_text
 
 
 def machine_class() -> str:
@@ -98,10 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                         commit=commit, machine=machine_class(),
                         date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"), figures=figures)
     out = out_dir / f"{args.profile}.md"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    write_text(text, out)
     print(f"wrote {out} ({len(figures)} figures)")
 
 

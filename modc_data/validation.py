@@ -38,6 +38,7 @@ from typing import Any
 
 import polars as pl
 
+from modc_data.artifacts import write_text
 from modc_data.errors import ModcError
 from modc_data.labeling.mixes import MIXED_SPLITS, check_shares, mode_shares
 from modc_data.schema import LABEL_SOURCES, ROW_SCHEMA, SPLITS, mode_slug
@@ -484,15 +485,7 @@ def write_report(
     """
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=json_path.parent, prefix=f".{json_path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(report.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, json_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n", json_path)
     if html_dir is not None:
         _write_data_docs(report, Path(html_dir).resolve())  # GX wants an absolute path
 

@@ -308,4 +308,4 @@ def test_reports_are_written_and_parse(planted, tmp_path):
     pngs = [p for name, p in paths.items() if name.endswith(".png")]
     assert len(pngs) == 4  # passk + collapse for two splits
     assert all(p.stat().st_size > 10_000 for p in pngs)
-    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temp files
+    assert not list(tmp_path.rglob("*.tmp*"))  # atomic writes leave no temp files

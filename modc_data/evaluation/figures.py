@@ -8,14 +8,13 @@ display needed).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from modc_data.artifacts import write_atomic
 from modc_data.evaluation.report import ARMS, EvaluationResult, SplitEvaluation
 from modc_data.schema import mode_slug
 
@@ -24,16 +23,8 @@ _COLORS = {"standard": "#444444", "experts": "#1f77b4", "prefix": "#d62728"}
 
 def save_figure(fig: Figure, path: Path) -> Path:
     """Render ``fig`` to ``path`` atomically (temp file in the same folder, then replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     return path
 
 

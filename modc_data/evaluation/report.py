@@ -18,8 +18,6 @@ CIs are percentile bootstraps over problems with one index matrix per split shar
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from modc_data.artifacts import write_text
 from modc_data.errors import InputError
 from modc_data.evaluation.bootstrap import (
     Interval,
@@ -517,16 +516,6 @@ def _verdict(key: str, per_split: dict[str, SplitEvaluation], ci: float, min_k: 
 
 
 # --------------------------------------------------------------------------- writing
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def summary_dict(result: EvaluationResult) -> dict[str, Any]:
@@ -728,7 +717,7 @@ def write_reports(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pa
 
     def dump(name: str, obj: Any) -> None:
         paths[name] = out / name
-        _write_atomic(paths[name], json.dumps(obj, indent=2, allow_nan=False) + "\n")
+        write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", paths[name])
 
     dump("summary.json", summary_dict(result))
     dump("details.json", details_dict(result))
@@ -736,7 +725,7 @@ def write_reports(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pa
     for split, frame in plots_frames(result).items():
         name = f"plots/passk_{split}.csv"
         paths[name] = out / name
-        _write_atomic(paths[name], frame.write_csv())
+        write_text(frame.write_csv(), paths[name])
     paths["results.md"] = out / "results.md"
-    _write_atomic(paths["results.md"], results_markdown(result))
+    write_text(results_markdown(result), paths["results.md"])
     return paths

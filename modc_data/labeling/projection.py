@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from numpy.lib.format import open_memmap
 
+from modc_data.artifacts import write_text
+
 BLOCK_ROWS = 4096  # rows of the P x d matrix generated per block; part of the matrix's definition
 FEATURES_FILE = "features.npy"
 META_FILE = "features.json"
@@ -170,9 +172,7 @@ class FeatureMeta:
 
 
 def _write_meta(directory: Path, meta: FeatureMeta) -> None:
-    tmp = directory / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(meta), indent=2, sort_keys=True))
-    os.replace(tmp, directory / META_FILE)
+    write_text(json.dumps(dataclasses.asdict(meta), indent=2, sort_keys=True), directory / META_FILE)
 
 
 def read_feature_meta(directory: str | Path) -> FeatureMeta:

@@ -8,11 +8,11 @@ sub-directory per mode (``experts[mode]`` is its relative path), each a full exp
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from modc_data.artifacts import write_text
 from modc_data.errors import InputError
 
 MODC_FILE = "modc.json"
@@ -50,12 +50,7 @@ class ModcInfo:
 
 def write_modc(directory: str | Path, info: ModcInfo) -> Path:
     """Write ``modc.json`` atomically (temp file + rename)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (MODC_FILE + ".tmp")
-    tmp.write_text(info.to_json())
-    os.replace(tmp, directory / MODC_FILE)
-    return directory / MODC_FILE
+    return write_text(info.to_json(), Path(directory) / MODC_FILE)
 
 
 def read_modc(directory: str | Path) -> ModcInfo:
