@@ -15,9 +15,10 @@ from modc_data.config import model_dir
 from modc_data.evaluation.figures import write_figures
 from modc_data.evaluation.label_reports import distill_section, gradient_cluster_section
 from modc_data.evaluation.objective_sections import objective_section
+from modc_data.evaluation.passk import default_ks
 from modc_data.evaluation.policy_sections import policy_sections
 from modc_data.evaluation.quality_sections import diversity_section, majority_section
-from modc_data.evaluation.report import ArmSpec, evaluate, write_reports
+from modc_data.evaluation.report import ArmSpec, evaluate, results_markdown, write_reports
 from modc_data.modeling.modc_json import read_modc
 from modc_data.tasks import task_from_params
 
@@ -98,19 +99,16 @@ def main(params, argv):
         compute={m: training_compute(m) for m in models},
     )
     out = pipeline.ARTIFACTS / "eval"
-    write_reports(result, out)
     write_figures(result, out / "figures")
 
     # The verdicts in `correct` are the task verifier's; results name it (and dvc.yaml makes
     # this stage depend on modc_data/tasks, so a verifier change re-evaluates).
     task = task_from_params(params)
     rules = {k: v for k, v in sorted(vars(task).items()) if not k.startswith("_")}
-    results = (out / "results.md").read_text().replace(
-        "\n", f"\nSamples verified by task `{task.name}` (rules {rules or 'none'}).\n", 1
-    )
+    results = results_markdown(
+        result, note=f"Samples verified by task `{task.name}` (rules {rules or 'none'}).")
     diversity, diversity_rows = diversity_section(samples)
-    n = params.sample.n
-    ks = cfg.ks or [2**i for i in range(n.bit_length()) if 2**i <= n]  # as pass@k: 1, 2, 4, … n
+    ks = cfg.ks or default_ks(params.sample.n)  # the budgets pass@k is reported at
     majority, majority_rows = majority_section(samples, task=task.name, ks=ks,
                                                n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed)
     results += "\n" + diversity + "\n" + majority
@@ -140,11 +138,9 @@ def main(params, argv):
             q_tables={p: pl.read_parquet(f) for p, f in q_files.items() if f.exists()},
         )
         results += "\n" + section
-    write_text(results, out / "results.md")
-    details = json.loads((out / "details.json").read_text())
-    details.update(diversity=diversity_rows, majority=majority_rows, policies=policy_rows,
-                   objectives=objective_rows)
-    write_text(json.dumps(details, indent=2, sort_keys=True, default=str), out / "details.json")
+    write_reports(result, out, results_md=results, details_extra={
+        "diversity": diversity_rows, "majority": majority_rows, "policies": policy_rows,
+        "objectives": objective_rows})
 
 
 if __name__ == "__main__":

@@ -529,6 +529,8 @@ def summary_dict(result: EvaluationResult) -> dict[str, Any]:
                 d = asdict(cur)
                 if arm == "standard":
                     d = {f: d[f] for f in ("k", "pass_at_k", "ci_low", "ci_high")}
+                elif d["not_comparable"] is None:
+                    del d["not_comparable"]  # compared at equal compute: nothing to say
                 out[key][split][arm] = d
     return out
 
@@ -543,7 +545,9 @@ def details_dict(result: EvaluationResult) -> dict[str, Any]:
                 "n_problems": ev.n_problems,
                 "dropped_problems": ev.dropped_problems,
                 "single_modes": {
-                    v: {m: asdict(c) for m, c in per.items()} for v, per in ev.single_modes.items()
+                    v: {m: {f: x for f, x in asdict(c).items() if f != "not_comparable"}
+                        for m, c in per.items()}
+                    for v, per in ev.single_modes.items()
                 },
                 "collapse": ev.collapse,
                 "categories": ev.categories,
@@ -593,11 +597,13 @@ def cell(v: float, lo: float, hi: float, signed: bool = False) -> str:
     return f"{f.format(v)} [{f.format(lo)}, {f.format(hi)}]"
 
 
-def results_markdown(result: EvaluationResult) -> str:
-    """Human-readable report: per key/split pass@k tables, efficiency, collapse, categories."""
+def results_markdown(result: EvaluationResult, note: str = "") -> str:
+    """Human-readable report: per key/split pass@k tables, efficiency, collapse, categories.
+    ``note``: a line under the title (e.g. which verifier scored the samples)."""
     s = result.settings
     lines = [
         "# ModC evaluation",
+        *([note] if note else []),
         "",
         f"pass@k is the unbiased estimator averaged over problems. Brackets: {s.get('ci', 0.95):.0%} "
         f"percentile bootstrap CIs over problems ({s.get('bootstrap')} resamples, seed "
@@ -708,10 +714,13 @@ def results_markdown(result: EvaluationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+def write_reports(result: EvaluationResult, out_dir: str | Path, *, results_md: str | None = None,
+                  details_extra: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write summary.json, details.json, metrics.json, plots/passk_<split>.csv and results.md
-    under ``out_dir``; every file atomically. Returns name -> path. The PNG figures are
-    ``figures.write_figures``'s (it imports this module, never the reverse)."""
+    under ``out_dir``, each once and atomically. Returns name -> path. ``results_md``: the whole
+    report (default ``results_markdown(result)``); ``details_extra``: more top-level entries of
+    details.json (a section's rows). The PNG figures are ``figures.write_figures``'s (it
+    imports this module, never the reverse)."""
     out = Path(out_dir)
     paths: dict[str, Path] = {}
 
@@ -720,12 +729,14 @@ def write_reports(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pa
         write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", paths[name])
 
     dump("summary.json", summary_dict(result))
-    dump("details.json", details_dict(result))
     dump("metrics.json", metrics_dict(result))
+    details = {**details_dict(result), **(details_extra or {})}
+    paths["details.json"] = out / "details.json"
+    write_text(json.dumps(details, indent=2, sort_keys=True, default=str) + "\n", paths["details.json"])
     for split, frame in plots_frames(result).items():
         name = f"plots/passk_{split}.csv"
         paths[name] = out / name
         write_text(frame.write_csv(), paths[name])
     paths["results.md"] = out / "results.md"
-    write_text(results_markdown(result), paths["results.md"])
+    write_text(results_markdown(result) if results_md is None else results_md, paths["results.md"])
     return paths
