@@ -4,6 +4,7 @@
     modc publish --params params.yaml --inputs release.json [--dry-run] [--target local|hub]
     modc sample modc/modc-countdown-search_algorithm-balanced-prefix --prompt "..." -k 8
     modc convert-gguf model.gguf models/my-base   # then model.pretrained.name_or_path: models/my-base
+    modc power --half-width 0.02 --seeds 1 3 --seed-sd 0.03   # problems a design needs (details.json)
 
 ``publish`` reads its explicit inputs (dataset/report/checkpoint/summary paths, as written by
 ``ReleaseInputs.to_json``) from ``--inputs``; ``stages/publish.py`` calls the same library code.
@@ -153,6 +154,61 @@ def _convert_gguf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _power(args: argparse.Namespace) -> int:
+    from modc_data.evaluation.power import detectable_difference, half_width, problems_needed
+
+    path = Path(args.details)
+    try:
+        keys = json.loads(path.read_text())["keys"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise InputError(f"{path}: not an evaluate stage's details.json (no 'keys'); run "
+                         "the evaluate stage, or pass --details") from None
+    shown = 0
+    for group, splits in keys.items():
+        if args.group and group != args.group:
+            continue
+        for split, ev in splits.items():
+            if args.split and split != args.split:
+                continue
+            for variant, sds in (ev.get("diff_sd") or {}).items():
+                ks = default_ks_of(ev["n"], len(sds))
+                print(f"## {group} / {split} / {variant} − standard: {ev['n_problems']} problems "
+                      f"now; target half-width {args.half_width:g} ({args.ci:.0%} CI), seed "
+                      f"sd {args.seed_sd:g}")
+                print("| k | sd over problems | half-width now | detectable now (80% power) | "
+                      + " | ".join(f"problems for {s} seed{'s' * (s > 1)}" for s in args.seeds)
+                      + " |")
+                print("|---|---|---|---|" + "---|" * len(args.seeds))
+                for k, sd in zip(ks, sds, strict=True):
+                    need = [problems_needed(sd, args.half_width, s, args.seed_sd, args.ci)
+                            for s in args.seeds]
+                    print(f"| {k} | {sd:.3f} | "
+                          f"{half_width(sd, ev['n_problems'], 1, args.seed_sd, args.ci):.3f} | "
+                          f"{detectable_difference(sd, ev['n_problems'], 1, args.seed_sd, args.ci):.3f} | "
+                          + " | ".join("unreachable" if n is None else f"{n:,}" for n in need)
+                          + " |")
+                print()
+                shown += 1
+    if not shown:
+        raise InputError(f"{path}: no ModC comparison matches --group {args.group!r} --split "
+                         f"{args.split!r} (groups there: {sorted(keys)})")
+    if args.seed_sd == 0:
+        print("Seed sd 0: one training seed says nothing of seed-to-seed spread; these are lower "
+              "bounds. Measure it with replicates and pass --seed-sd.")
+    return 0
+
+
+def default_ks_of(n: int, count: int) -> list[int]:
+    """The budgets details.json's per-k lists are at (``passk.default_ks``), checked by length."""
+    from modc_data.evaluation.passk import default_ks
+
+    ks = default_ks(n)
+    if len(ks) != count:
+        raise InputError(f"details.json: {count} values per list, but n = {n} gives budgets {ks}; "
+                         "was evaluate.ks set? pass the run's own details.json")
+    return ks
+
+
 def _parse_split(text: str) -> str | dict[str, float]:
     if text in ("auto", "uniform", "free", "standard"):
         return text
@@ -209,6 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="of the dequantized weights")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir")
     g.set_defaults(func=_convert_gguf)
+
+    w = sub.add_parser("power", help="how many test problems and seeds a comparison needs, "
+                       "from a run's details.json")
+    w.add_argument("--details", default="artifacts/eval/details.json",
+                   help="the evaluate stage's details.json of a pilot run")
+    w.add_argument("--group", help="a group of results.md, e.g. search_algorithm/skewed")
+    w.add_argument("--split", help="e.g. test_adversarial")
+    w.add_argument("--half-width", type=float, default=0.02, help="target CI half-width")
+    w.add_argument("--seeds", type=int, nargs="+", default=[1, 3], help="seed counts to size for")
+    w.add_argument("--seed-sd", type=float, default=0.0,
+                   help="sd of the mean difference between training seeds (from replicates)")
+    w.add_argument("--ci", type=float, default=0.95)
+    w.set_defaults(func=_power)
     return p
 
 

@@ -35,6 +35,7 @@ from modc_data.evaluation.bootstrap import (
     resample_indices,
 )
 from modc_data.evaluation.passk import default_ks, pass_at_k_curve, pass_at_k_modc
+from modc_data.evaluation.power import detectable_difference
 from modc_data.schema import SPLITS, group_key
 
 MODC_VARIANTS = ("experts", "prefix")
@@ -114,6 +115,9 @@ class SplitEvaluation:
     collapse: dict[str, Any]  # summary statistics; {} when no detected modes
     shares: dict[str, list[float]]  # variant -> per-problem share of the collapse mode
     categories: dict[str, dict[str, Any]]  # category -> problems and pass@n per arm
+    # variant -> per k, the standard deviation over problems of the paired per-problem
+    # difference (ModC − standard): what power.py sizes a design from
+    diff_sd: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -373,6 +377,7 @@ def _evaluate_split(
     single: dict[str, dict[str, Curve]] = {}
     per_problem: dict[str, np.ndarray] = {"standard": std_vals}
     mode_counts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    diff_sd: dict[str, list[float]] = {}
     for v, frame in modc.items():
         n = problem_matrix(frame, pids, spec.modes, "n")
         c = problem_matrix(frame, pids, spec.modes, "c")
@@ -386,6 +391,8 @@ def _evaluate_split(
             )
         vals = pass_at_k_modc(n, c, budgets)
         per_problem[v] = vals
+        diff_sd[v] = _floats(np.std(vals - std_vals, axis=0, ddof=1) if len(pids) > 1
+                             else np.zeros(len(budgets)))
         curves[v] = _curve(vals, budgets, idx, ci)
         _add_diff(curves[v], paired_diff_interval(vals, std_vals, idx, ci), curves["standard"])
         single[v] = {}
@@ -418,6 +425,7 @@ def _evaluate_split(
         collapse=collapse,
         shares=shares,
         categories=cats,
+        diff_sd=diff_sd,
     )
 
 
@@ -551,6 +559,7 @@ def details_dict(result: EvaluationResult) -> dict[str, Any]:
                 },
                 "collapse": ev.collapse,
                 "categories": ev.categories,
+                "diff_sd": ev.diff_sd,
             }
             for split, ev in per_split.items()
         }
@@ -595,6 +604,23 @@ def plots_frames(result: EvaluationResult) -> dict[str, pl.DataFrame]:
 def cell(v: float, lo: float, hi: float, signed: bool = False) -> str:
     f = "{:+.3f}" if signed else "{:.3f}"
     return f"{f.format(v)} [{f.format(lo)}, {f.format(hi)}]"
+
+
+def _detectable_lines(ev: SplitEvaluation, ci: float) -> list[str]:
+    """One line per ModC variant: the smallest difference this split's problems detect."""
+    out = []
+    for v, sds in ev.diff_sd.items():
+        c = ev.curves[v]
+        if c.not_comparable or ev.n_problems < 2:
+            continue
+        picks = [i for i, k in enumerate(c.k) if k in (1, 8) or i == len(c.k) - 1]
+        cells = ", ".join(
+            f"±{detectable_difference(sds[i], ev.n_problems, ci=ci):.3f} at k = {c.k[i]}"
+            for i in dict.fromkeys(picks))
+        out.append(f"- Smallest difference detectable ({v} − standard, {ev.n_problems} "
+                   f"problems, {ci:.0%} CI, 80% power; one training seed, so the seed-to-seed "
+                   f"spread is not in it): {cells}.")
+    return out
 
 
 def results_markdown(result: EvaluationResult, note: str = "") -> str:
@@ -663,6 +689,7 @@ def results_markdown(result: EvaluationResult, note: str = "") -> str:
                         f"- Efficiency ({a}): reaches standard's pass@{ev.n} = {std.pass_at_k[-1]:.3f} "
                         f"at k = {c.k_to_match}: {c.efficiency_ratio:.2f}x sample efficiency."
                     )
+            lines += _detectable_lines(ev, s.get("ci", 0.95))
             for v, per in ev.single_modes.items():
                 best = [
                     f"{m}: pass@{c.k[-1]} = {c.pass_at_k[-1]:.3f}" for m, c in per.items() if c.k
