@@ -107,3 +107,36 @@ def paired_bootstrap_diff(
     """Paired percentile CI of mean(arm - standard) over problems; seeded."""
     arm = np.asarray(arm, dtype=float)
     return paired_diff_interval(arm, standard, resample_indices(len(arm), n_resamples, seed), ci)
+
+
+def hierarchical_diff_interval(
+    arm: np.ndarray, standard: np.ndarray, idx: np.ndarray, ci: float, *, seed: int = 0
+) -> Interval:
+    """CI of mean(arm − standard) over training seeds and problems: a two-level bootstrap.
+
+    ``arm`` and ``standard``: (S, P, ...) per-problem values of the two models trained with
+    each of S seeds (row s of both from the same seed: the pairing), on the same P problems.
+    Each resample draws S seeds with replacement, and the problems by row b of ``idx`` (B, P),
+    the same draw for every seed (the problems are crossed with the seeds). The estimate is the
+    mean over seeds and problems. With S = 1 the seed draw is always that seed, and the
+    interval equals ``paired_diff_interval(arm[0], standard[0], idx, ci)`` exactly.
+    """
+    if not 0 < ci < 1:
+        raise ValueError(f"bootstrap: ci must be in (0, 1), got {ci}")
+    arm = np.asarray(arm, dtype=float)
+    standard = np.asarray(standard, dtype=float)
+    if arm.shape != standard.shape or arm.ndim < 2:
+        raise ValueError(f"hierarchical bootstrap: arm {arm.shape} and standard {standard.shape} "
+                         "must both be (seeds, problems, ...) over the same seeds and problems")
+    diffs = arm - standard
+    n_seeds = diffs.shape[0]
+    # per seed, the mean over each problem resample: (S, B, ...)
+    per_seed = np.stack([bootstrap_means(d, idx) for d in diffs])
+    if n_seeds == 1:
+        means = per_seed[0]
+    else:
+        draws = np.random.default_rng(seed).integers(0, n_seeds, size=(len(idx), n_seeds))
+        means = per_seed[draws, np.arange(len(idx))[:, None]].mean(axis=1)
+    alpha = (1.0 - ci) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
+    return Interval(diffs.mean(axis=(0, 1)), low, high)
