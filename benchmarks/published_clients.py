@@ -140,6 +140,11 @@ def rate_check(root: Path, hub: Path, n_problems: int, k: int) -> None:
 
 
 def main() -> None:
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()  # the tables are what this prints
+    transformers.utils.logging.disable_progress_bar()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", type=Path, default=Path("."))
     ap.add_argument("--problems", type=int, default=64)
