@@ -29,6 +29,7 @@ export HF_HUB_DISABLE_TELEMETRY ?= 1
 export HF_HUB_DISABLE_XET ?= 1
 export HF_HOME ?= $(CURDIR)/.hf_home
 export TOKENIZERS_PARALLELISM ?= false
+export NO_MKDOCS_2_WARNING ?= 1
 
 # Test-only servers, each in a venv of its own because they would change versions in $(VENV):
 # dvc-s3 (the S3 remote round trip, tests/test_remote_s3.py) needs a newer botocore than the one
