@@ -174,3 +174,27 @@ def test_readme_snippets_run_against_a_built_repo(smoke_repo, tmp_path):
     assert first.split(" ", 1)[0] in {"dfs", "bfs"} and "nums " in first
     modes = [line.split(" ", 1)[0] for line in outs[1].strip().splitlines()]
     assert len(modes) == 8 and set(modes) <= {"dfs", "bfs", "None"}
+
+
+@pytest.mark.parametrize("variant", ["prefix", "experts"])
+def test_lora_model_card_snippet_runs_without_modc_data(tmp_path, variant):
+    """A LoRA prefix model (new mode-token rows) and LoRA experts over a pretrained base: the
+    card's snippet loads them with peft and samples every mode, in a process without
+    modc_data."""
+    from modc_data.publish.layout import build_model_repo
+    from tests.tiny_models import make_tiny_lora_checkpoint, save_tiny_base
+
+    base = save_tiny_base(tmp_path / "base")
+    ckpt = make_tiny_lora_checkpoint(tmp_path / variant, base, variant, ["dfs", "bfs"])
+    curve = {"k": [1, 2], "pass_at_k": [0.5, 0.6]}
+    repo = build_model_repo(
+        tmp_path / "pub", repo_id=f"modc/tiny-{variant}", checkpoint=ckpt,
+        summary_key="search_algorithm/tiny", summary_entry={"test": {variant: curve, "standard": curve}},
+        dataset_repo_id="modc/tiny", figures=[], license="apache-2.0",
+        params={"sample": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8}}, revision={},
+        allow_local_base=True, example_prompt="numbers 3 7 9 target 22",
+    )
+    code = _snippet(repo.path / "README.md", "## Use it with plain transformers")
+    out = _run_python(NO_MODC + code.replace(f'"modc/tiny-{variant}"', repr(str(repo.path))), tmp_path)
+    seen = [line.split(" ", 1)[0] for line in out.splitlines()]
+    assert sorted(set(seen)) == ["bfs", "dfs"] and len(seen) == 4

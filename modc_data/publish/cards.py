@@ -341,23 +341,38 @@ def _allocation_section(allocation: Mapping[str, Mapping[str, Any]], arms: list[
 
 
 def plain_transformers_section(repo_id: str, info: Any, example_prompt: str,
-                               adapter: bool) -> list[str]:
+                               adapter: bool, base_model: str | None = None) -> list[str]:
     """Markdown lines: the prompt format and a snippet that samples this model with plain
-    ``transformers`` (and ``peft`` for an adapter), without modc-data."""
-    loader = ("from peft import AutoPeftModelForCausalLM as Model  # the base is named in "
-              "adapter_config.json" if adapter else
-              "from transformers import AutoModelForCausalLM as Model")
+    ``transformers`` (and ``peft`` for an adapter), without modc-data. The sampling settings
+    are passed as the folder's ``generation_config.json`` explicitly: an adapter loaded with
+    peft otherwise generates with its base's settings."""
+    experts_adapters = adapter and info.variant == "experts"
+    if experts_adapters:
+        # peft's AutoPeftModel would pass subfolder= to the base too: load the base, then
+        # each expert's adapter from its sub-folder
+        imports = ["from peft import PeftModel",
+                   "from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig"]
+        model_line = (f"model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
+                      f"{base_model!r}), repo{{sub}})")
+    elif adapter:
+        imports = ["from peft import AutoPeftModelForCausalLM  # its base: adapter_config.json",
+                   "from transformers import AutoTokenizer, GenerationConfig"]
+        model_line = "model = AutoPeftModelForCausalLM.from_pretrained(repo{sub})"
+    else:
+        imports = ["from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig"]
+        model_line = "model = AutoModelForCausalLM.from_pretrained(repo{sub})"
     sample = [
         'inputs = tokenizer([prefix + problem], return_tensors="pt")',
-        "out = model.generate(**inputs, num_return_sequences=2)  # k/M samples of this mode",
+        "gen.num_return_sequences = 2  # k/M samples of this mode",
+        "out = model.generate(**inputs, generation_config=gen)",
         'for seq in out[:, inputs["input_ids"].shape[1]:]:',
         "    print(mode, tokenizer.decode(seq, skip_special_tokens=True))",
     ]
-    load = ["tokenizer = AutoTokenizer.from_pretrained(repo{sub})",
-            "model = Model.from_pretrained(repo{sub})"]
+    load = ["tokenizer = AutoTokenizer.from_pretrained(repo{sub})", model_line,
+            "gen = GenerationConfig.from_pretrained(repo{sub})"]
     if info.variant == "experts":
-        how = ("Each expert is a full model in its own sub-folder; sample each mode's expert "
-               "on the plain prompt and split k across them.")
+        how = ("Each expert is in its own sub-folder; sample each mode's expert on the plain "
+               "prompt and split k across them.")
         body = [f"for mode, folder in {dict(info.experts)!r}.items():",
                 *("    " + x.format(sub=", subfolder=folder") for x in load),
                 '    prefix = ""', *("    " + x for x in sample)]
@@ -370,7 +385,7 @@ def plain_transformers_section(repo_id: str, info: Any, example_prompt: str,
     else:
         how = "The prompt goes in as it is."
         body = [*(x.format(sub="") for x in load), 'mode, prefix = None, ""', *sample]
-    lines = [
+    return [
         "## Use it with plain transformers",
         "",
         f"{how} The saved tokenizer adds the BOS token training put first; "
@@ -379,16 +394,15 @@ def plain_transformers_section(repo_id: str, info: Any, example_prompt: str,
         "",
         "```python",
         "import torch",
-        "from transformers import AutoTokenizer",
-        loader,
+        *imports,
         "",
         f'repo = "{repo_id}"',
         f"problem = {example_prompt!r}",
         "torch.manual_seed(0)",
         *body,
+        "```",
+        "",
     ]
-    lines += ["```", ""]
-    return lines
 
 
 def vllm_section(repo_id: str, info: Any, base_model: str | None, lora_rank: int | None
@@ -499,7 +513,7 @@ def model_card(
         *_allocation_section(info.allocation, ["free", *info.modes]),
         "Command line: `modc sample " + repo_id + ' --prompt "..." -k 8`.',
         "",
-        *plain_transformers_section(repo_id, info, example_prompt, library_name == "peft"),
+        *plain_transformers_section(repo_id, info, example_prompt, library_name == "peft", base_model),
         *vllm_section(repo_id, info, base_model, lora_rank),
         "Training record (from `modc.json`):",
         "",
