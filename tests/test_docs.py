@@ -36,7 +36,7 @@ def test_docs_build_strict(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for page in ("index.html", "concepts/index.html", "reference/params/index.html",
-                 "results/default/index.html", "history/index.html"):
+                 "results/smoke/index.html", "history/index.html"):
         assert (site / page).exists(), page
     assert "verdict_column" in (site / "reference" / "params" / "index.html").read_text()
 
