@@ -104,7 +104,8 @@ def rate_check(root: Path, hub: Path, n_problems: int, k: int) -> None:
     from modc_data.tasks.countdown import CountdownTask
 
     models = sorted((hub / "models").glob("*/*-prefix"))
-    model = next((m for m in models if "skewed-prefix" in m.name), models[0])
+    # the headline arm's prefix model when there is one (search_algorithm, skewed mix)
+    model = next((m for m in models if m.name.endswith("search_algorithm-skewed-prefix")), models[0])
     info = json.loads((model / "modc.json").read_text())
     gen = json.loads((model / "generation_config.json").read_text())
     problems = pl.read_parquet(root / "artifacts" / "data" / "problems.parquet")
