@@ -80,9 +80,8 @@ def fields(model: type[BaseModel] = config.Params, prefix: str = "") -> Iterator
         meaning = " ".join((f.description or comments.get(name, "") or doc).split())
         meaning = meaning.replace("|", "\\|")
         yield path, _type(f.annotation), _default(f), meaning
+        keyed = any(typing.get_origin(a) is dict for a in (f.annotation, *typing.get_args(f.annotation)))
         for sub in blocks:
-            origin = typing.get_origin(f.annotation)
-            keyed = origin is dict or any(typing.get_origin(a) is dict for a in typing.get_args(f.annotation))
             yield from fields(sub, f"{path}.<key>." if keyed else f"{path}.")
 
 
@@ -97,12 +96,7 @@ def params_reference() -> str:
         "",
     ]
     rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
-    blocks: list[str] = []
-    for path, typ, default, meaning in fields():
-        top = path.split(".")[0]
-        if top not in blocks:
-            blocks.append(top)
-        rows.append(f"| `{path}` | {typ} | {default} | {meaning} |")
+    rows += [f"| `{path}` | {typ} | {default} | {meaning} |" for path, typ, default, meaning in fields()]
     return "\n".join(head + rows) + "\n"
 
 

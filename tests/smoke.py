@@ -86,6 +86,15 @@ def finite(x) -> bool:
     return not isinstance(x, float) or math.isfinite(x)
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def wait_for_health(url: str, proc, log_path, timeout_s: float = 120, what: str = "server") -> None:
     """Block until ``{url}/health`` answers 200; RuntimeError with the log's tail when the
     server process ends first or ``timeout_s`` passes."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from modc_data.sampling.hf import HFBackend, _SeededSampler, hf_generate
 from modc_data.sampling.openai_backend import OpenAIBackend
 from modc_data.sampling.run import SAMPLES_SCHEMA, sample_model, select_problems
 from modc_data.schema import mode_token
-from tests.smoke import wait_for_health
+from tests.smoke import free_port, wait_for_health
 from tests.test_autotune import slow
 from tests.tiny_models import make_tiny_checkpoint
 
@@ -542,9 +541,7 @@ def test_openai_backend_against_loopback_server(ckpts, monkeypatch):
 def transformers_serve(log_path):
     """``transformers serve`` on a free loopback port, CPU, loading models on request; stopped
     on exit. Yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     log = open(log_path, "w")  # noqa: SIM115 (closed below, after the server ends)
     proc = subprocess.Popen(
         [sys.executable, "-m", "transformers.cli.transformers", "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",

@@ -25,7 +25,7 @@ from modc_data.modeling.load import load_checkpoint
 from modc_data.sampling.base import sample_seed
 from modc_data.sampling.hf import HFBackend
 from modc_data.sampling.run import sample_model
-from tests.smoke import wait_for_health
+from tests.smoke import free_port, wait_for_health
 from tests.tiny_models import (
     VLLM_SCRATCH,
     make_tiny_checkpoint,
@@ -210,14 +210,6 @@ def test_greedy_vllm_equals_greedy_hf_for_lora(ckpts, vllm_backend, which, varia
     _greedy_equal(ckpts, vllm_backend, which, variant)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_published_lora_experts_served_by_vllm_multi_lora(ckpts, tmp_path):
     """The published experts group of a pretrained base, served as the model card says
     (``vllm serve <base> --enable-lora --lora-modules <mode>=<repo>/<mode> ...``, plus CPU
@@ -243,7 +235,7 @@ def test_published_lora_experts_served_by_vllm_multi_lora(ckpts, tmp_path):
     card = (repo.path / "README.md").read_text()
     command = re.search(r"```bash\n(vllm serve .*?)\n```", card, re.S).group(1)
     args = shlex.split(command.replace("modc/tiny-experts", str(repo.path)))
-    port = _free_port()
+    port = free_port()
     args += ["--port", str(port), "--host", "127.0.0.1", "--dtype", "float32",
              "--max-model-len", "128", "--enforce-eager"]
     log = open(tmp_path / "vllm.log", "w")  # noqa: SIM115 (closed below)

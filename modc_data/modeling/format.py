@@ -2,8 +2,9 @@
 
 The prompt and the completion (after one separating space, ``completion_text``) are tokenized
 separately and concatenated, so the prompt's ids at sampling time are exactly the ids the model
-was trained on (no merge across the boundary), and the loss mask is simply "every id after the prompt". A prefix model sees its mode token, a single
-added special token, in front of the prompt.
+was trained on (no merge across the boundary), and the loss mask is simply "every id after the
+prompt". A prefix model sees its mode token, a single added special token, in front of the
+prompt.
 """
 
 from __future__ import annotations

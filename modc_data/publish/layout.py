@@ -283,10 +283,10 @@ def write_generation_config(d: Path, sample: Mapping[str, Any]) -> None:
     cfg = (GenerationConfig.from_pretrained(d) if (d / "generation_config.json").exists()
            else GenerationConfig())
     tok = AutoTokenizer.from_pretrained(d)
-    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        if getattr(cfg, name, None) is None:
-            setattr(cfg, name, getattr(tok, name) if name != "pad_token_id"
-                    else (tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id))
+    cfg.bos_token_id = tok.bos_token_id if cfg.bos_token_id is None else cfg.bos_token_id
+    cfg.eos_token_id = tok.eos_token_id if cfg.eos_token_id is None else cfg.eos_token_id
+    if cfg.pad_token_id is None:
+        cfg.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     temperature = float(sample.get("temperature", 1.0))
     cfg.do_sample = temperature > 0  # temperature 0: evaluation decoded greedily
     if cfg.do_sample:
@@ -359,9 +359,9 @@ def build_model_repo(
     write_modc(out, info)
     for d in _checkpoint_dirs(out, info):
         write_generation_config(d, params.get("sample") or {})
-    adapter_cfgs = [d / "adapter_config.json" for d in _checkpoint_dirs(out, info)]
-    adapter_base = next((json.loads(p.read_text()).get("base_model_name_or_path")
-                         for p in adapter_cfgs if p.exists()), None)
+    adapter_cfgs = [json.loads(p.read_text()) for d in _checkpoint_dirs(out, info)
+                    if (p := d / "adapter_config.json").exists()]
+    adapter_base = next((c.get("base_model_name_or_path") for c in adapter_cfgs), None)
     base_id = hub_base_id(info, adapter_base, allow_local=allow_local_base)
     for d in _checkpoint_dirs(out, info):
         _fix_adapter_base(d, base_id)
@@ -373,7 +373,7 @@ def build_model_repo(
         (out / "figures").mkdir(exist_ok=True)
         shutil.copyfile(f, out / "figures" / f.name)
         fig_rel.append(f"figures/{f.name}")
-    ranks = [json.loads(p.read_text()).get("r") for p in adapter_cfgs if p.exists()]
+    ranks = [c.get("r") for c in adapter_cfgs]
     card = cards.model_card(
         repo_id=repo_id, info=info, summary_key=summary_key, summary_entry=summary_entry,
         dataset_repo_id=dataset_repo_id, license=license,

@@ -96,10 +96,8 @@ def _example_config(datasets: Mapping[str, Any], mix: str) -> str | None:
     return next((c for c in names if c.endswith(f"-{mix}")), names[0] if names else None)
 
 
-def _example_prompt(dataset: str | Path | None) -> str:
+def _example_prompt(dataset: str | Path) -> str:
     """A test-split prompt of a published config (the first by id), for the model cards."""
-    if dataset is None or not Path(dataset).exists():
-        return "<your prompt>"
     df = pl.read_parquet(dataset, columns=["id", "prompt", "split"])
     test = df.filter(pl.col("split").str.starts_with("test")).sort("id")
     return (test if test.height else df.sort("id"))["prompt"][0]
@@ -184,6 +182,7 @@ def publish_all(
         log(f"{out.status}: {repo.repo_type} {repo.repo_id} -> {out.location}")
         outcomes.append(out)
 
+    prompts = {c: _example_prompt(path) for c, path in datasets.items()}  # one read per config
     jobs = (1 if datasets else 0) + len(checked)
     with tqdm(total=jobs, desc="publish", unit="repo") as bar:
         if datasets:
@@ -202,7 +201,7 @@ def publish_all(
                     license=publish.license, params=params, revision=revision,
                     allow_local_base=publish.target == "local", allocation=m.allocation,
                     reduced_strength=m.reduced_strength,
-                    example_prompt=_example_prompt(datasets.get(cards.dataset_config(m.summary_key))),
+                    example_prompt=prompts.get(cards.dataset_config(m.summary_key), "<your prompt>"),
                 ))
             bar.update()
     return outcomes
