@@ -1,0 +1,241 @@
+"""RL rewards and the pass@k objective: the verifier reward on real search traces, the
+binding-kept reward, closed-form pass@k advantages against brute force, and the pass@k GRPO
+trainer on TRL with a real (tiny) model."""
+
+from __future__ import annotations
+
+import json
+import random
+from itertools import combinations
+from math import sqrt
+
+import numpy as np
+import pytest
+
+from modc_data.rl.passk import grouped_passk_advantages, passk_advantages
+from modc_data.rl.rewards import BindingReward, VerifierReward
+from modc_data.tasks import get_task
+from modc_data.tasks.countdown import bfs, dfs, draw_problem, format_prompt
+
+
+def brute_force_advantages(correct: list[int], k: int) -> np.ndarray:
+    """Every k-subset is an attempt rewarded 1 if any member is correct; a sample's advantage is
+    the mean over its subsets of (attempt reward - mean attempt reward), over the sd."""
+    n = len(correct)
+    subsets = list(combinations(range(n), k))
+    reward = {s: float(any(correct[i] for i in s)) for s in subsets}
+    rho = float(np.mean(list(reward.values())))
+    sigma = sqrt(rho * (1 - rho))
+    return np.array([np.mean([reward[s] - rho for s in subsets if i in s]) / (sigma + 1e-6)
+                     for i in range(n)])
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 6])
+def test_passk_advantages_equal_brute_force(n):
+    rng = np.random.default_rng(n)
+    for k in range(1, n + 1):
+        for c in range(n + 1):
+            correct = rng.permutation([1] * c + [0] * (n - c)).tolist()
+            closed = passk_advantages(np.array(correct), k)
+            np.testing.assert_allclose(closed, brute_force_advantages(correct, k), atol=1e-9)
+            assert abs(closed.sum()) < 1e-9  # TRL's mean subtraction leaves them unchanged
+
+
+def test_passk_advantages_at_k1_are_grpo_and_groups_split():
+    r = np.array([1, 0, 0, 1, 0, 1, 1, 1])
+    adv = grouped_passk_advantages(r, 4, 1)
+    for g, a in zip(r.reshape(2, 4), adv.reshape(2, 4), strict=True):
+        p = g.mean()  # k = 1: (r - mean) / population sd, GRPO's group normalisation
+        np.testing.assert_allclose(a, (g - p) / (np.sqrt(p * (1 - p)) + 1e-6), atol=1e-9)
+    with pytest.raises(ValueError, match="groups of 3"):
+        grouped_passk_advantages(r, 3, 1)
+    with pytest.raises(ValueError, match="1 <= k <= group size 4"):
+        passk_advantages(r[:4], 5)
+    with pytest.raises(ValueError, match="0 or 1"):
+        passk_advantages(np.array([0.5, 1.0]), 1)
+
+
+def _countdown_rows(count: int) -> list[tuple[dict, str, str, bool]]:
+    """(problem row, mode, trace, solved) for real BFS and DFS traces of random problems."""
+    rng = random.Random(0)
+    out = []
+    while len(out) < count:
+        nums, target = draw_problem(rng, 4, 1, 30)
+        row = {"problem_id": f"p{len(out)}", "prompt": format_prompt(nums, target),
+               "meta": json.dumps({"nums": list(nums), "target": target})}
+        for mode, search in (("bfs", bfs), ("dfs", dfs)):
+            res = search(nums, target, 40)
+            out.append((row, mode, res.trace, res.solved))
+    return out
+
+
+def _columns(rows: list[dict], modes: list[str]) -> dict[str, list]:
+    cols = {k: [r[k] for r in rows] for k in rows[0]}
+    return {**cols, "mode": modes, "trainer_state": None, "log_metric": print}
+
+
+def test_verifier_reward_equals_the_task_verifier_on_real_traces():
+    task = get_task("countdown")
+    data = _countdown_rows(40)
+    rows, modes, texts, solved = (list(x) for x in zip(*data, strict=True))
+    texts[0] = texts[0] + " garbage"  # odd completions are scored, never crash
+    rewards = VerifierReward(task)(prompts=[r["prompt"] for r in rows], completions=texts,
+                                   **_columns(rows, modes))
+    assert rewards == [float(task.score(r, t)[1]) for r, t in zip(rows, texts, strict=True)]
+    assert 0 < sum(rewards) < len(rewards)  # both verdicts occur
+    assert [bool(x) for x in rewards[1:]] == solved[1:]
+
+
+def test_binding_reward_is_zero_for_a_correct_completion_in_the_wrong_mode():
+    task = get_task("countdown")
+    data = [d for d in _countdown_rows(80) if d[3] and task.detect_mode(d[2]) == d[1]]
+    assert len(data) >= 4
+    rows = [d[0] for d in data]
+    texts = [d[2] for d in data]
+    asked = [d[1] for d in data]
+    other = ["dfs" if m == "bfs" else "bfs" for m in asked]
+    reward = BindingReward(task)
+    kept = reward(prompts=[""] * len(rows), completions=texts, **_columns(rows, asked))
+    wrong = reward(prompts=[""] * len(rows), completions=texts, **_columns(rows, other))
+    assert kept == [1.0] * len(rows) and wrong == [0.0] * len(rows)
+    with pytest.raises(ValueError, match="'mode' column"):
+        reward(prompts=[""], completions=texts[:1], meta=[rows[0]["meta"]])
+    with pytest.raises(ValueError, match="cannot tell which mode"):
+        BindingReward(get_task("math"))
+
+
+def test_passk_trainer_trains_on_closed_form_advantages_with_trl(tmp_path):
+    """Real TRL GRPO on a tiny model: the advantages TRL trains on are the pass@k ones."""
+    import datasets
+    import torch
+    from trl import GRPOConfig
+
+    from modc_data.config import ScratchModelParams
+    from modc_data.modeling.models import build_scratch_model
+    from modc_data.modeling.tokenizer import build_word_tokenizer
+    from modc_data.rl.passk import passk_trainer_class
+
+    data = _countdown_rows(4)
+    tok = build_word_tokenizer([d[0]["prompt"] + " " + d[2] for d in data])
+    model = build_scratch_model(ScratchModelParams(), tok, seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    ds = datasets.Dataset.from_list([{**d[0], "mode": d[1]} for d in data])
+    given: list[list[float]] = []
+
+    def even_length(prompts, completions, **_):  # a 0/1 reward both ways on a random model
+        out = [float(len(c.split()) % 2 == 0) for c in completions]
+        given.append(out)
+        return out
+
+    base = passk_trainer_class()
+    seen: list[torch.Tensor] = []
+
+    class Spy(base):
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            seen.append(out["advantages"].detach().clone())
+            return out
+
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=4,
+                      max_completion_length=16, max_steps=3, learning_rate=1e-3, beta=0.0,
+                      scale_rewards="none", report_to=[], use_cpu=True, save_strategy="no",
+                      logging_steps=1, seed=0)
+    with pytest.raises(ValueError, match="scale_rewards='none'"):
+        base(model=model, processing_class=tok, reward_funcs=[even_length], train_dataset=ds,
+             args=GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=8,
+                             num_generations=4, report_to=[], use_cpu=True), passk_k=2)
+    trainer = Spy(model=model, processing_class=tok, reward_funcs=[even_length],
+                  train_dataset=ds, args=args, passk_k=2)
+    trainer.train()
+    assert len(seen) == len(given) == 3
+    for adv, rewards in zip(seen, given, strict=True):
+        np.testing.assert_allclose(adv.numpy(), grouped_passk_advantages(np.array(rewards), 4, 2),
+                                   atol=1e-5)
+    assert any(not np.allclose(a.numpy(), 0) for a in seen)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
+def _problems(n: int = 6) -> list[dict]:
+    """Countdown-like problem rows whose words the tiny tokenizer knows."""
+    return [{"problem_id": f"p{i}", "prompt": f"numbers {i} {i + 3} target {2 * i + 3}",
+             "meta": json.dumps({"nums": [i, i + 3], "target": 2 * i + 3})} for i in range(n)]
+
+
+def _even_length(prompts, completions, **_):
+    """A 0/1 reward both values of which a random tiny model earns (the verifier gives it 0)."""
+    return [float(len(c.split()) % 2 == 0) for c in completions]
+
+
+_even_length.__name__ = "even_length"
+SETTINGS = dict(steps=4, prompts_per_step=2, group_size=4, max_new_tokens=8, lr=5e-3,
+                save_every=2, seed=0)
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(next(path.glob("*.safetensors"))))
+
+
+def test_rl_checkpoints_load_and_sample_like_trained_ones(tmp_path):
+    from modc_data.modeling.modc_json import read_modc
+    from modc_data.rl.grpo import RLSettings, rl_checkpoint, rl_prompts
+    from modc_data.sampler import ModCSampler
+    from tests.tiny_models import make_tiny_checkpoint
+
+    rows = rl_prompts(_problems(8), ["bfs", "dfs"], seed=0)
+    assert sorted(r["mode"] for r in rows) == ["bfs"] * 4 + ["dfs"] * 4
+    assert all(r["prompt"].startswith(f"<mode:{r['mode']}> numbers ") for r in rows)
+    task = get_task("countdown")
+    for variant in ("prefix", "experts"):
+        start = make_tiny_checkpoint(tmp_path / variant, variant, ["bfs", "dfs"])
+        out = tmp_path / f"{variant}-rl"
+        settings = RLSettings(method="passk", passk_k=2, **SETTINGS)
+        rl_checkpoint(start, out, _problems(), task, settings, reward=_even_length)
+        info = read_modc(out)
+        assert info.variant == variant and info.modes == ["bfs", "dfs"]
+        rl = info.train["rl"]
+        if variant == "experts":  # the steps split between the experts: equal compute
+            assert [r["steps"] for r in rl["experts"].values()] == [2, 2]
+            assert all(read_modc(out / d).train["rl"]["method"] == "passk"
+                       for d in info.experts.values())
+        else:
+            assert rl["steps"] == 4 and rl["completions"] == 4 * 2 * 4 and rl["tokens"] > 0
+            assert not (out / "_rl_state").exists()
+            assert any(not torch_equal(a, _weights(start)[k]) for k, a in _weights(out).items())
+        samples = ModCSampler.from_pretrained(out).sample(["numbers 3 7 target 22"], k=4,
+                                                          max_new_tokens=6)
+        assert sorted({s.mode for s in samples[0]}) == ["bfs", "dfs"]
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_interrupted_rl_resumes_to_the_same_result(tmp_path):
+    from transformers import TrainerCallback
+
+    from modc_data.rl.grpo import RLSettings, rl_one
+    from tests.tiny_models import make_tiny_checkpoint
+
+    class Interrupt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt("interrupted after the step-2 checkpoint")
+
+    start = make_tiny_checkpoint(tmp_path / "standard", "standard")
+    settings = RLSettings(**SETTINGS)
+    task = get_task("countdown")
+    whole = rl_one(start, tmp_path / "whole", _problems(), task, settings, reward=_even_length)
+    with pytest.raises(KeyboardInterrupt):
+        rl_one(start, tmp_path / "resumed", _problems(), task, settings, reward=_even_length,
+               callbacks=[Interrupt()])
+    assert (tmp_path / "resumed" / "_rl_state" / "checkpoint-2").is_dir()
+    assert not (tmp_path / "resumed" / "modc.json").exists()  # nothing half-written
+    resumed = rl_one(start, tmp_path / "resumed", _problems(), task, settings, reward=_even_length)
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
+    assert any(not torch_equal(a[k], _weights(start)[k]) for k in a)
+    assert resumed["steps"] == whole["steps"] == 4
