@@ -246,6 +246,38 @@ class TrainJobParams(_Block):
         return train.model_copy(update=update)
 
 
+class RLJobParams(_Block):
+    """One DVC rl stage: GRPO (TRL) from a trained model; its key is ``<arm>-<tag>-<variant>``,
+    so evaluation compares it with the arm's other ``tag`` models and with the untagged ones."""
+
+    start: str  # the train job RL starts from (its checkpoint)
+    tag: str = Field("rl", pattern=r"^[a-z0-9_]+$", description="the key's tag: RL'd models of one "
+                     "arm with the same tag are compared with each other (equal RL compute)")
+    method: Literal["grpo", "passk"] = Field(
+        "grpo", description="grpo: group-normalised verifier reward; passk: closed-form pass@k "
+        "advantages (Chen et al. 2025) of the verifier reward",
+    )
+    binding: bool = Field(False, description="reward a correct completion only when it follows the "
+                          "requested mode (prefix models and experts; tasks that detect modes)")
+    steps: int = Field(20, gt=0, description="optimizer steps (experts split them)")
+    prompts_per_step: int = Field(4, gt=0)  # train prompts per optimizer step
+    group_size: int = Field(8, ge=2, description="completions per prompt (GRPO's G)")
+    passk_k: int = Field(4, ge=1, description="passk: the k optimised (<= group_size)")
+    temperature: float = Field(1.0, gt=0)  # sampling temperature of the RL rollouts
+    beta: float = Field(0.0, ge=0, description="KL coefficient against the start (0: none)")
+    lr: float = Field(1e-5, gt=0)  # learning rate of the RL optimizer
+    max_new_tokens: int | None = Field(None, gt=0, description="rollout length; None: sample.max_new_tokens")
+    save_every: int = Field(10, gt=0, description="steps between TRL checkpoints (resume points)")
+    problems: int | None = Field(None, gt=0, description="train problems used as prompts (first by id); None: all")
+    seed: int = 0  # seed of the rollouts, the mode order and TRL's data order
+
+    @model_validator(mode="after")
+    def _k_in_group(self) -> RLJobParams:
+        if self.method == "passk" and self.passk_k > self.group_size:
+            raise ValueError(f"passk_k ({self.passk_k}) must be <= group_size ({self.group_size})")
+        return self
+
+
 # --------------------------------------------------------------------------- model and training
 class ScratchModelParams(_Block):
     """A small Llama trained from zero over a word tokenizer (the CPU demo)."""
@@ -703,6 +735,7 @@ class Params(_Block):
     validation: ValidationParams = ValidationParams()
     arms: dict[str, ArmParams] = Field(default_factory=dict)
     train_jobs: dict[str, TrainJobParams] = Field(default_factory=dict)
+    rl_jobs: dict[str, RLJobParams] = Field(default_factory=dict)
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     sample: SampleParams = SampleParams()
@@ -757,6 +790,7 @@ class Params(_Block):
             elif (job.label_source, job.mix) != (self.arms[job.arm].label_source,
                                                  self.arms[job.arm].mix):
                 errs.append(f"train_jobs.{key}: label_source/mix must match arms.{job.arm}")
+        errs += self._rl_errors()
         g = self.gradient_cluster
         if g.mixes:
             ref = self.arms.get(g.reference_arm)
@@ -812,6 +846,38 @@ class Params(_Block):
                         f"{self.sample.n} (pass@k needs n >= k samples per mode)")
         return errs
 
+    def _rl_errors(self) -> list[str]:
+        errs: list[str] = []
+        for key, rl in self.rl_jobs.items():
+            start = self.train_jobs.get(rl.start)
+            if start is None:
+                errs.append(f"rl_jobs.{key}.start: no train job {rl.start!r}; train jobs are "
+                            f"{sorted(self.train_jobs)}")
+                continue
+            want = f"{start.arm}-{rl.tag}-{start.variant}"
+            if key != want:
+                errs.append(f"rl_jobs.{key}: key must be {want!r} ('<arm>-<tag>-<variant>' of "
+                            f"its start {rl.start!r} and tag {rl.tag!r})")
+            elif key in self.train_jobs:
+                errs.append(f"rl_jobs.{key}: a train job has this key; give the RL job another tag")
+            if rl.binding and (start.variant == "standard" or self.task != "countdown"):
+                errs.append(f"rl_jobs.{key}.binding: needs a model with modes (prefix or experts) "
+                            f"on a task that detects a completion's mode (countdown); start is "
+                            f"a {start.variant} model on task {self.task!r}")
+        return errs
+
+    @property
+    def models(self) -> dict[str, TrainJobParams]:
+        """Every model the pipeline makes, by key: the train jobs, and each RL job as the tagged
+        job of its start's arm and variant (what sampling, evaluation and publishing read)."""
+        out = dict(self.train_jobs)
+        for key, rl in self.rl_jobs.items():
+            start = self.train_jobs.get(rl.start)
+            if start is not None:
+                out[key] = TrainJobParams(label_source=start.label_source, mix=start.mix,
+                                          variant=start.variant, tag=rl.tag, steps=start.steps)
+        return out
+
     def dataset_mixes(self) -> dict[str, set[str]]:
         """label source -> the mixes whose dataset some stage of this profile writes."""
         search = "search_algorithm" in self.labels.sources
@@ -823,12 +889,14 @@ class Params(_Block):
             "gradient_cluster": set(self.gradient_cluster.mixes),
         }
 
-    def policy_splits(self, job_key: str) -> dict[str, int | None]:
+    def policy_splits(self, job_key: str, job: TrainJobParams | None = None
+                      ) -> dict[str, int | None]:
         """Extra splits the sample stage of ``job_key`` samples for allocation policies:
-        {split: cap on problems}. The pairs' test splits keep ``sample.max_problems`` (they
+        {split: cap on problems}. ``job``: the model's job (an RL job's, ``models``); default
+        ``train_jobs[job_key]``. The pairs' test splits keep ``sample.max_problems`` (they
         are scored); their validation splits are capped at ``validation_problems``."""
         pol = self.sample.policies
-        job = self.train_jobs[job_key]
+        job = job or self.train_jobs[job_key]
         # Decided from this job and `arms` alone (the sample stage's params), not the other jobs.
         # A tagged job samples them like its untagged twin: its validation samples are where a
         # setting of its objective (e.g. pass@N's N) is chosen; the policies use untagged models.
@@ -851,13 +919,14 @@ class Params(_Block):
         """Whether ``job_key`` belongs to a group of models compared with each other: a ModC
         model, or a standard model whose arm (or an arm it serves via ``standard_from``) has
         experts or a prefix model."""
-        job = self.train_jobs[job_key]
+        models = self.models
+        job = models[job_key]
         served = {job.arm} | {a for a in self.arms if self.standard_arm(a) == job.arm}
         return job.variant != "standard" or any(
-            j.variant != "standard" for j in self.train_jobs.values() if j.arm in served)
+            j.variant != "standard" for j in models.values() if j.arm in served)
 
     def jobs_of_arm(self, arm: str) -> dict[str, TrainJobParams]:
-        return {k: j for k, j in self.train_jobs.items() if j.arm == arm}
+        return {k: j for k, j in self.models.items() if j.arm == arm}
 
     def model_key(self, arm: str, variant: str, tag: str | None = None) -> str | None:
         """Train-job key of ``variant`` for ``arm`` (and ``tag``); an untagged standard may come
@@ -866,11 +935,11 @@ class Params(_Block):
             key = f"{arm}-{tag}-{variant}"
         else:
             key = f"{self.standard_arm(arm) if variant == 'standard' else arm}-{variant}"
-        return key if key in self.train_jobs else None
+        return key if key in self.models else None
 
     def tags_of(self, arm: str) -> list[str]:
-        """The tags of ``arm``'s tagged jobs, sorted."""
-        return sorted({j.tag for j in self.train_jobs.values() if j.arm == arm and j.tag})
+        """The tags of ``arm``'s tagged jobs (RL jobs included), sorted."""
+        return sorted({j.tag for j in self.models.values() if j.arm == arm and j.tag})
 
 
 def model_dir(job_key: str, root: str | Path = "artifacts") -> Path:
@@ -916,9 +985,9 @@ def missing_pipeline_keys(data: dict[str, Any]) -> list[str]:
     """Keys dvc.yaml interpolates that ``data`` (a raw profile) lacks.
 
     DVC reads the file itself, not these models' defaults, so a profile run by ``dvc repro``
-    must write them out: the task and its block, arms, train_jobs and the stage lists.
+    must write them out: the task and its block, arms, train_jobs, rl_jobs and the stage lists.
     """
-    missing = [k for k in ("task", "arms", "train_jobs") if k not in data]
+    missing = [k for k in ("task", "arms", "train_jobs", "rl_jobs") if k not in data]
     task = data.get("task", "countdown")
     if isinstance(task, str) and task not in data:
         missing.append(f"{task} (the block of task {task!r})")

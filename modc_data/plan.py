@@ -168,6 +168,17 @@ def _train(p: Params) -> list[str]:
     return lines
 
 
+def _rl(p: Params) -> list[str]:
+    lines = [f"rl: {len(p.rl_jobs)} GRPO job(s) on TRL after SFT"]
+    for key, rl in p.rl_jobs.items():
+        reward = "verifier and requested mode" if rl.binding else "verifier"
+        method = f"pass@{rl.passk_k} advantages" if rl.method == "passk" else "GRPO"
+        lines.append(f"  - {key}: from {rl.start}, {method}, reward {reward}, {_n(rl.steps)} steps "
+                     f"x {rl.prompts_per_step} prompts x {rl.group_size} completions, "
+                     f"lr {rl.lr}, KL {rl.beta}")
+    return lines
+
+
 def _sample(p: Params) -> list[str]:
     s = p.sample
     url = f" at {s.openai.base_url}" if s.backend == "openai" else ""
@@ -175,13 +186,14 @@ def _sample(p: Params) -> list[str]:
         f"sample: backend {s.backend}{url}, n={s.n} per (problem, model, mode), splits {s.splits}, "
         f"temperature {s.temperature}, top_p {s.top_p}, max_new_tokens {_n(s.max_new_tokens)}"
     ]
-    for key, job in p.train_jobs.items():
+    models = p.models
+    for key, job in models.items():
         modes = 1 if job.variant == "standard" else _modes_of(p, job.label_source)
         free = 1 if job.variant == "prefix" and job.free_share else 0  # + n free samples
         per = f"{_n(s.n * (modes + free))}" if modes is not None else f"{s.n} x modes"
         if free:
             per += f" ({s.n} of them free, with no mode token)"
-        extra = p.policy_splits(key)
+        extra = p.policy_splits(key, job)
         also = ""
         if extra:
             also = " (allocation policies: also " + ", ".join(
@@ -245,7 +257,9 @@ def _describe(p: Params) -> dict[str, list[str]]:
         "validate": [f"great-expectations suites; share tolerance {v.tolerance}, "
                      f">= {v.min_rows_per_mode} rows per mode and split"],
         "train": _train(p),
+        "rl": _rl(p),
         "sample": _sample(p),
+        "sample_rl": [],
         "evaluate": [f"pass@k curves and ModC split, {p.evaluate.bootstrap} bootstrap "
                      f"resamples, {p.evaluate.ci:.0%} CI"],
         "publish": [f"{pub.target} -> {where}"],

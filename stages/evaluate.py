@@ -48,9 +48,11 @@ def arm_specs(params) -> dict[str, ArmSpec]:
 
 def training_compute(model: str) -> dict[str, float]:
     """``{"steps", "tokens"}`` a model was trained with, from its modc.json (an experts group:
-    all its experts together, the shared start included)."""
+    all its experts together, the shared start included; an RL'd model: SFT and RL added)."""
     train = read_modc(model_dir(model, pipeline.ARTIFACTS)).train
-    return {u: float(train[u]) for u in ("steps", "tokens") if train.get(u) is not None}
+    rl = train.get("rl") or {}
+    return {u: float(train[u]) + float(rl.get(u) or 0) for u in ("steps", "tokens")
+            if train.get(u) is not None}
 
 
 def label_reports(source: str) -> dict:

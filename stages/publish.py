@@ -72,7 +72,7 @@ def release_inputs(params) -> ReleaseInputs:
         for row in json.loads(details.read_text()).get("policies", []):
             if row.get("allocation") and row["prefix"] not in shipped:
                 shipped[row["prefix"]] = row["allocation"]
-    for key, job in params.train_jobs.items():
+    for key, job in params.models.items():
         if not params.compared(key):
             # a standard model that no ModC model is compared with (e.g. only a reference for
             # gradient clusters) has no evaluation to ship in its card

@@ -34,11 +34,13 @@ PROFILES = ["params.yaml", *sorted(f"profiles/{p.name}" for p in (ROOT / "profil
 WHOLE_PARAMS_READERS = {
     "task_from_params": {"task", "<task>"},
     "problems_from_params": {"seed", "task", "<task>"},
-    "model_key": {"arms", "train_jobs"},
+    "model_key": {"arms", "train_jobs", "rl_jobs"},
     "standard_arm": {"arms"},
-    "jobs_of_arm": {"train_jobs"},
-    "tags_of": {"train_jobs"},
+    "jobs_of_arm": {"train_jobs", "rl_jobs"},
+    "tags_of": {"train_jobs", "rl_jobs"},
+    "models": {"train_jobs", "rl_jobs"},
     "policy_splits": {"sample", "arms", "train_jobs"},
+    "sample_stage": {"sample", "arms", "task", "<task>", "train_jobs"},
     "model_dump": {"<all>"},
 }
 
@@ -170,7 +172,8 @@ def test_params_scan_sees_nested_and_helper_reads(tmp_path):
     script = tmp_path / "s.py"
     script.write_text("def main(params, argv):\n    x = params.countdown.budget\n"
                       "    task_from_params(params)\n    params.model_key('a', 'b')\n")
-    assert params_read(script) == {"countdown.budget", "task", "<task>", "arms", "train_jobs"}
+    assert params_read(script) == {"countdown.budget", "task", "<task>", "arms", "train_jobs",
+                                   "rl_jobs"}
 
 
 # --------------------------------------------------------------------------- profiles

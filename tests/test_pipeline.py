@@ -80,8 +80,23 @@ def test_repro_builds_every_artifact(smoke_repo):
     assert "search_algorithm/skewed+pass4" in summary
     assert "## Another objective against cross-entropy" in results
     assert "search_algorithm/skewed+pass4 vs search_algorithm/skewed" in results
-    assert {r["group"] for r in details["objectives"]} == {"search_algorithm/skewed+pass4"}
+    assert {r["group"] for r in details["objectives"]} == {"search_algorithm/skewed+pass4",
+                                                         "search_algorithm/skewed+grpo"}
     assert list((art / "hub" / "models").rglob("modc-countdown-search_algorithm-skewed-pass4-prefix/modc.json"))
+    # RL after SFT (rl_jobs, TRL GRPO): RL'd checkpoints with their record, sampled like any
+    # model, evaluated as the tagged group `grpo` and against the SFT models, published
+    for variant, start in (("standard", "standard"), ("prefix", "prefix")):
+        key = f"search_algorithm-skewed-grpo-{variant}"
+        info = json.loads((art / "models" / key / "modc.json").read_text())
+        rl = info["train"]["rl"]
+        assert rl["steps"] == 2 and rl["completions"] == 2 * 2 * 4 and rl["tokens"] > 0, key
+        assert rl["binding"] is (variant == "prefix") and rl["start"].endswith(f"skewed-{start}")
+        assert not (art / "models" / key / "_rl_state").exists()
+        assert pl.read_parquet(art / "samples" / f"{key}.parquet").height > 0
+        assert json.loads((art / "metrics" / "rl" / f"{key}.json").read_text())["problems"] == 16
+    assert "search_algorithm/skewed+grpo" in summary
+    assert "search_algorithm/skewed+grpo vs search_algorithm/skewed" in results
+    assert list((art / "hub" / "models").rglob("modc-countdown-search_algorithm-skewed-grpo-prefix/modc.json"))
 
 
 def test_metrics_and_plots_visible_to_dvc(smoke_repo):
@@ -147,8 +162,9 @@ def test_verifier_edit_marks_sample_and_evaluate_changed(smoke_repo, tmp_path):
         return any("modc_data/tasks" in c.get("changed deps", {})
                    for c in status.get(stage, []) if isinstance(c, dict))
 
-    samples = [s for s in status if s.startswith("sample@")]
-    assert len(samples) == len(yaml.safe_load((root / "params.yaml").read_text())["train_jobs"])
+    samples = [s for s in status if s.startswith(("sample@", "sample_rl@"))]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert len(samples) == len(params["train_jobs"]) + len(params["rl_jobs"])
     assert all(verifier_changed(s) for s in samples), status
     assert verifier_changed("evaluate"), status
 

@@ -183,5 +183,6 @@ def rl_checkpoint(start: Path, out: Path, problems: list[dict[str, Any]], task: 
     for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
         if (start / name).exists():
             shutil.copy2(start / name, out / name)
-    write_modc(out, _with_rl(info, {"experts": records, "steps": settings.steps}))
+    total = {"steps": settings.steps, "tokens": sum(r["tokens"] for r in records.values())}
+    write_modc(out, _with_rl(info, {**total, "experts": records}))
     return records
