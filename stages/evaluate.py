@@ -19,6 +19,7 @@ from modc_data.evaluation.passk import default_ks
 from modc_data.evaluation.policy_sections import policy_sections
 from modc_data.evaluation.quality_sections import diversity_section, majority_section
 from modc_data.evaluation.report import ArmSpec, evaluate, results_markdown, write_reports
+from modc_data.evaluation.rl_sections import RLJob, rl_section
 from modc_data.modeling.modc_json import read_modc
 from modc_data.tasks import task_from_params
 
@@ -53,6 +54,18 @@ def training_compute(model: str) -> dict[str, float]:
     rl = train.get("rl") or {}
     return {u: float(train[u]) + float(rl.get(u) or 0) for u in ("steps", "tokens")
             if train.get(u) is not None}
+
+
+def rl_jobs(params) -> list[RLJob]:
+    """The RL jobs as the RL section reads them (modes from the RL'd model's modc.json)."""
+    out = []
+    for key, rl in params.rl_jobs.items():
+        method = f"pass@{rl.passk_k} RL" if rl.method == "passk" else "GRPO"
+        reward = "verifier and requested mode" if rl.binding else "verifier"
+        out.append(RLJob(key=key, start=rl.start, variant=params.train_jobs[rl.start].variant,
+                         modes=tuple(read_modc(model_dir(key, pipeline.ARTIFACTS)).modes),
+                         how=f"{method}, reward {reward}, {rl.steps} steps"))
+    return out
 
 
 def label_reports(source: str) -> dict:
@@ -127,6 +140,10 @@ def main(params, argv):
         collapse_mode=cfg.collapse_mode, objectives=objectives)
     if objective:
         results += "\n" + objective
+    rl, rl_rows = rl_section(samples, rl_jobs(params), ks, n_resamples=cfg.bootstrap, ci=cfg.ci,
+                             seed=cfg.seed)
+    if rl:
+        results += "\n" + rl
     results += "\n" + label_sections()
     pol = params.sample.policies
     policy_rows = []
@@ -142,7 +159,7 @@ def main(params, argv):
         results += "\n" + section
     write_reports(result, out, results_md=results, details_extra={
         "diversity": diversity_rows, "majority": majority_rows, "policies": policy_rows,
-        "objectives": objective_rows})
+        "objectives": objective_rows, "rl": rl_rows})
 
 
 if __name__ == "__main__":

@@ -205,6 +205,7 @@ def expected_stages(profile: Path) -> set[str]:
         | {f"distill@{m}" for m in p.distill.mixes}
         | {f"validate@{a}" for a in p.arms}
         | {f"{s}@{j}" for j in p.train_jobs for s in ("train", "sample")}
+        | {f"{s}@{j}" for j in p.rl_jobs for s in ("rl", "sample_rl")}
     )
 
 

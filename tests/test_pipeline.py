@@ -97,6 +97,11 @@ def test_repro_builds_every_artifact(smoke_repo):
     assert "search_algorithm/skewed+grpo" in summary
     assert "search_algorithm/skewed+grpo vs search_algorithm/skewed" in results
     assert list((art / "hub" / "models").rglob("modc-countdown-search_algorithm-skewed-grpo-prefix/modc.json"))
+    assert "## RL after SFT" in results
+    assert "### search_algorithm-skewed-grpo-prefix from search_algorithm-skewed-prefix" in results
+    assert {r["job"] for r in details["rl"]} == {"search_algorithm-skewed-grpo-standard",
+                                                 "search_algorithm-skewed-grpo-prefix"}
+    assert any(r["quantity"] == "mode-following, RL − start" for r in details["rl"])
 
 
 def test_metrics_and_plots_visible_to_dvc(smoke_repo):

@@ -239,3 +239,42 @@ def test_interrupted_rl_resumes_to_the_same_result(tmp_path):
     assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
     assert any(not torch_equal(a[k], _weights(start)[k]) for k in a)
     assert resumed["steps"] == whole["steps"] == 4
+
+
+def _samples_table(model: str, variant: str, modes, p_correct, p_follow, n=4, problems=30, seed=0):
+    """A samples table (the columns evaluation reads) with known success and following rates."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(problems):
+        for m in modes or [None]:
+            for j in range(n):
+                follow = m is not None and rng.random() < p_follow
+                det = m if follow else ("bfs" if m == "dfs" else "dfs") if m else None
+                rows.append({"problem_id": f"p{i:02d}", "split": "test", "model": model,
+                             "variant": variant, "mode": m, "sample_idx": j,
+                             "correct": bool(rng.random() < p_correct), "detected_mode": det})
+    return rows
+
+
+def test_rl_section_reports_pass_at_k_change_and_mode_following():
+    import polars as pl
+
+    from modc_data.evaluation.rl_sections import RLJob, rl_section
+
+    modes = ("bfs", "dfs")
+    samples = pl.DataFrame(
+        _samples_table("a-prefix", "prefix", modes, 0.2, 0.95, seed=1)
+        + _samples_table("a-grpo-prefix", "prefix", modes, 0.6, 0.40, seed=2)
+        + _samples_table("a-standard", "standard", None, 0.3, 0, seed=3)
+        + _samples_table("a-grpo-standard", "standard", None, 0.3, 0, seed=4))
+    jobs = [RLJob("a-grpo-prefix", "a-prefix", "prefix", modes, "GRPO, reward verifier, 2 steps"),
+            RLJob("a-grpo-standard", "a-standard", "standard", ())]
+    text, rows = rl_section(samples, jobs, [1, 2, 4], n_resamples=300)
+    by = {(r["job"], r["quantity"]): r for r in rows}
+    d = by[("a-grpo-prefix", "pass@k RL − start")]
+    assert d["k"] == [1, 2, 4] and all(lo > 0 for lo in d["low"])  # 0.6 vs 0.2 per sample
+    f = by[("a-grpo-prefix", "mode-following, RL − start")]
+    assert abs(f["start_rate"] - 0.95) < 0.05 and abs(f["rl_rate"] - 0.40) < 0.08 and f["high"][0] < 0
+    assert ("a-grpo-standard", "mode-following, RL − start") not in by  # no modes, no binding
+    assert "## RL after SFT" in text and "RL loosened the binding" in text
+    assert "### a-grpo-prefix from a-prefix, test (30 problems): GRPO, reward verifier, 2 steps" in text

@@ -26,6 +26,7 @@ from modc_data.evaluation.report import (
     COLLAPSE_THRESHOLD,
     ArmSpec,
     count_table,
+    group_rows,
     is_collapsed,
     problem_matrix,
 )
@@ -167,9 +168,7 @@ def objective_section(
              f"Paired differences over the same problems, {ci:.0%} bootstrap CIs; ModC splits k "
              "over the modes. 'objective' is the tagged group's models, 'CE' the untagged models "
              "of the same arm and rows.", ""]
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["group"], r["split"]), []).append(r)
+    groups = group_rows(rows, "group", "split")
     for (group, split), rs in groups.items():
         how = (objectives or {}).get(group)
         ks_ = rs[0]["k"]

@@ -601,6 +601,14 @@ def plots_frames(result: EvaluationResult) -> dict[str, pl.DataFrame]:
     return {s: pl.DataFrame(r) for s, r in rows.items()}
 
 
+def group_rows(rows: list[dict], *keys: str) -> dict[tuple, list[dict]]:
+    """Rows grouped by the values of ``keys``, groups and rows in first-seen order."""
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return out
+
+
 def cell(v: float, lo: float, hi: float, signed: bool = False) -> str:
     f = "{:+.3f}" if signed else "{:.3f}"
     return f"{f.format(v)} [{f.format(lo)}, {f.format(hi)}]"
