@@ -278,3 +278,16 @@ def test_rl_section_reports_pass_at_k_change_and_mode_following():
     assert ("a-grpo-standard", "mode-following, RL − start") not in by  # no modes, no binding
     assert "## RL after SFT" in text and "RL loosened the binding" in text
     assert "### a-grpo-prefix from a-prefix, test (30 problems): GRPO, reward verifier, 2 steps" in text
+
+
+def test_rl_state_of_other_settings_is_not_resumed(tmp_path):
+    from modc_data.rl.grpo import STATE_DIR, RLSettings, rl_one
+    from tests.tiny_models import make_tiny_checkpoint
+
+    start = make_tiny_checkpoint(tmp_path / "standard", "standard")
+    stale = tmp_path / "out" / STATE_DIR / "checkpoint-2"
+    stale.mkdir(parents=True)  # left by an interrupted run with unknown settings
+    (stale / "trainer_state.json").write_text("{}")
+    rec = rl_one(start, tmp_path / "out", _problems(), get_task("countdown"),
+                 RLSettings(**{**SETTINGS, "steps": 2}), reward=_even_length)
+    assert rec["steps"] == 2 and (tmp_path / "out" / "modc.json").exists()

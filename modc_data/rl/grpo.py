@@ -12,6 +12,7 @@ RL and how results compare (params and evaluation).
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from dataclasses import asdict, dataclass
@@ -108,6 +109,14 @@ def rl_one(start: Path, out: Path, problems: list[dict[str, Any]], task: Task,
     if reward is None:
         reward = (BindingReward if settings.binding else VerifierReward)(task)
     state = out / STATE_DIR
+    # Resume only a run of the same settings from the same start; anything else starts over.
+    fingerprint = json.dumps({**asdict(settings), "steps": steps, "mode": mode,
+                              "start": str(start), "start_data": info.data_hash}, sort_keys=True)
+    marker = state / "settings.json"
+    if state.exists() and (not marker.exists() or marker.read_text() != fingerprint):
+        shutil.rmtree(state)
+    state.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint)
     args = GRPOConfig(
         output_dir=str(state), max_steps=steps, learning_rate=settings.lr,
         per_device_train_batch_size=settings.prompts_per_step * settings.group_size,
