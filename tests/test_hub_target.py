@@ -273,7 +273,7 @@ def test_publish_stage_to_the_hub_through_dvc_repro(smoke_repo, hub, tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "Running stage 'publish'" in r.stdout
     want = {("dataset", "modc/modc-countdown")} | {
-        ("model", f"modc/modc-countdown-{job}") for job in params["train_jobs"]}
+        ("model", f"modc/modc-countdown-{job}") for job in [*params["train_jobs"], *params["rl_jobs"]]}
     assert {(k, repo) for k, repo, _ in state["commits"]} == want
     configs = yaml.safe_load(
         state["repos"][("dataset", "modc/modc-countdown")]["README.md"].decode().split("---")[1])

@@ -101,7 +101,10 @@ def test_repro_builds_every_artifact(smoke_repo):
     assert "### search_algorithm-skewed-grpo-prefix from search_algorithm-skewed-prefix" in results
     assert {r["job"] for r in details["rl"]} == {"search_algorithm-skewed-grpo-standard",
                                                  "search_algorithm-skewed-grpo-prefix"}
-    assert any(r["quantity"] == "mode-following, RL − start" for r in details["rl"])
+    # mode-following is measured where samples have a detectable mode (the smoke models write
+    # none), and said to be unmeasured otherwise
+    follows = [r for r in details["rl"] if r["quantity"] == "mode-following, RL − start"]
+    assert follows or "Not measured: no sample of the start or of the RL'd model" in results
 
 
 def test_metrics_and_plots_visible_to_dvc(smoke_repo):

@@ -291,3 +291,19 @@ def test_rl_state_of_other_settings_is_not_resumed(tmp_path):
     rec = rl_one(start, tmp_path / "out", _problems(), get_task("countdown"),
                  RLSettings(**{**SETTINGS, "steps": 2}), reward=_even_length)
     assert rec["steps"] == 2 and (tmp_path / "out" / "modc.json").exists()
+
+
+def test_rl_section_says_when_mode_following_cannot_be_measured():
+    import polars as pl
+
+    from modc_data.evaluation.rl_sections import RLJob, rl_section
+
+    modes = ("bfs", "dfs")
+    rows = (_samples_table("a-prefix", "prefix", modes, 0.2, 0.9, seed=1)
+            + _samples_table("a-grpo-prefix", "prefix", modes, 0.3, 0.9, seed=2))
+    samples = pl.DataFrame([{**r, "detected_mode": None} for r in rows],
+                           schema_overrides={"detected_mode": pl.String})
+    text, rows = rl_section(samples, [RLJob("a-grpo-prefix", "a-prefix", "prefix", modes)], [1, 2],
+                            n_resamples=100)
+    assert not [r for r in rows if r["quantity"].startswith("mode-following")]
+    assert "Not measured: no sample of the start or of the RL'd model has a detectable mode" in text

@@ -132,6 +132,9 @@ def rl_section(samples: pl.DataFrame, jobs: Sequence[RLJob], ks: Sequence[int], 
                   f"{_verdict(d['low'][0], d['high'][0], 'yes', 'no, it lowers it')}; at k = "
                   f"{d['k'][-1]}: {_verdict(d['low'][-1], d['high'][-1], 'yes', 'no, it lowers it')}."]
         f = by.get("mode-following, RL − start")
+        if first["variant"] != "standard" and not f:
+            lines.append("- Does the model still follow the requested mode? Not measured: no "
+                         "sample of the start or of the RL'd model has a detectable mode.")
         if f:
             lines.append(f"- Does the model still follow the requested mode? {f['start_rate']:.3f} "
                          f"before RL, {f['rl_rate']:.3f} after, difference "
