@@ -10,6 +10,7 @@ run resumes from TRL's checkpoints in the output folder. Metrics: artifacts/metr
 """
 
 import time
+from dataclasses import fields
 
 import polars as pl
 
@@ -33,13 +34,10 @@ def main(params, argv):
         problems = problems.head(job.problems)
     if problems.height == 0:
         raise StageError(f"rl_jobs.{key}: no train problems to use as prompts")
-    settings = RLSettings(
-        method=job.method, binding=job.binding, steps=job.steps,
-        prompts_per_step=job.prompts_per_step, group_size=job.group_size, passk_k=job.passk_k,
-        temperature=job.temperature, beta=job.beta, lr=job.lr,
-        max_new_tokens=job.max_new_tokens or params.sample.max_new_tokens,
-        save_every=job.save_every, seed=job.seed,
-    )
+    settings = RLSettings(**{
+        **job.model_dump(include={f.name for f in fields(RLSettings)}),
+        "max_new_tokens": job.max_new_tokens or params.sample.max_new_tokens,
+    })
     threads, thread_record = resolve_threads(params.train.threads)
     started = time.perf_counter()
     record = rl_checkpoint(model_dir(job.start, pipeline.ARTIFACTS), model_dir(key, pipeline.ARTIFACTS),

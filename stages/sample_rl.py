@@ -7,7 +7,6 @@ The model is sampled as a tagged model of its start's arm and variant (key
 """
 
 from modc_data import pipeline
-from modc_data.config import TrainJobParams
 from modc_data.pipeline import StageError
 from modc_data.sampling.stage import sample_stage
 
@@ -15,12 +14,7 @@ from modc_data.sampling.stage import sample_stage
 def main(params, argv):
     if len(argv) != 1 or argv[0] not in params.rl_jobs:
         raise StageError(f"usage: sample_rl.py <job>; RL jobs are {sorted(params.rl_jobs)}")
-    key = argv[0]
-    rl = params.rl_jobs[key]
-    start = params.train_jobs[rl.start]
-    job = TrainJobParams(label_source=start.label_source, mix=start.mix, variant=start.variant,
-                         tag=rl.tag, steps=start.steps)
-    sample_stage(params, key, job)
+    sample_stage(params, argv[0], params.models[argv[0]])
 
 
 if __name__ == "__main__":

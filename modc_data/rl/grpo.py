@@ -71,11 +71,6 @@ def rl_prompts(problems: list[dict[str, Any]], modes: list[str] | None, seed: in
     return out  # type: ignore[return-value]
 
 
-def _last_checkpoint(state: Path) -> str | None:
-    ckpts = sorted(state.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return str(ckpts[-1]) if ckpts else None
-
-
 def rl_one(start: Path, out: Path, problems: list[dict[str, Any]], task: Task,
            settings: RLSettings, *, mode: str | None = None, steps: int | None = None,
            threads: int | None = None, reward: Any = None, callbacks: list | None = None
@@ -88,6 +83,7 @@ def rl_one(start: Path, out: Path, problems: list[dict[str, Any]], task: Task,
     trainer callbacks. Returns the ``rl`` record written into ``out/modc.json``."""
     import datasets
     import torch
+    from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig, GRPOTrainer
 
     from modc_data.modeling.load import load_checkpoint
@@ -134,7 +130,7 @@ def rl_one(start: Path, out: Path, problems: list[dict[str, Any]], task: Task,
         trainer = passk_trainer_class()(**kwargs, passk_k=settings.passk_k)
     else:
         trainer = GRPOTrainer(**kwargs)
-    result = trainer.train(resume_from_checkpoint=_last_checkpoint(state))
+    result = trainer.train(resume_from_checkpoint=get_last_checkpoint(str(state)))
     history = [h for h in trainer.state.log_history if "num_tokens" in h]
     record = {
         **asdict(settings), "steps": steps, "start": str(start),
