@@ -270,11 +270,16 @@ class RLJobParams(_Block):
     save_every: int = Field(10, gt=0, description="steps between TRL checkpoints (resume points)")
     problems: int | None = Field(None, gt=0, description="train problems used as prompts (first by id); None: all")
     seed: int = 0  # seed of the rollouts, the mode order and TRL's data order
+    processes: int = Field(1, ge=1, description="processes (accelerate launch; DDP, one per GPU or "
+                           "gloo on a CPU); each takes its share of a step's rollouts")
 
     @model_validator(mode="after")
     def _k_in_group(self) -> RLJobParams:
         if self.method == "passk" and self.passk_k > self.group_size:
             raise ValueError(f"passk_k ({self.passk_k}) must be <= group_size ({self.group_size})")
+        if (self.prompts_per_step * self.group_size) % self.processes:
+            raise ValueError(f"prompts_per_step x group_size ({self.prompts_per_step * self.group_size}"
+                             f" rollouts a step) must be a multiple of processes ({self.processes})")
         return self
 
 

@@ -62,9 +62,11 @@ def rl_jobs(params) -> list[RLJob]:
     for key, rl in params.rl_jobs.items():
         method = f"pass@{rl.passk_k} RL" if rl.method == "passk" else "GRPO"
         reward = "verifier and requested mode" if rl.binding else "verifier"
-        out.append(RLJob(key=key, start=rl.start, variant=params.train_jobs[rl.start].variant,
+        start = params.train_jobs[rl.start]
+        out.append(RLJob(key=key, start=rl.start, variant=start.variant,
                          modes=tuple(read_modc(model_dir(key, pipeline.ARTIFACTS)).modes),
-                         how=f"{method}, reward {reward}, {rl.steps} steps"))
+                         how=f"{method}, reward {reward}, {rl.steps} steps", method=rl.method,
+                         binding=rl.binding, arm=start.arm))
     return out
 
 
@@ -141,7 +143,7 @@ def main(params, argv):
     if objective:
         results += "\n" + objective
     rl, rl_rows = rl_section(samples, rl_jobs(params), ks, n_resamples=cfg.bootstrap, ci=cfg.ci,
-                             seed=cfg.seed)
+                             seed=cfg.seed, figures_dir=out / "figures")
     if rl:
         results += "\n" + rl
     results += "\n" + label_sections()

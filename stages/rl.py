@@ -7,8 +7,11 @@ key is `<arm>-<tag>-<variant>`, so results.md compares it with the arm's other `
 and with the untagged (SFT) ones. Prompts are the train split's problems (`rl_jobs.<job>.problems`
 caps them); the reward is the task's verifier (`binding`: and the requested mode). An interrupted
 run resumes from TRL's checkpoints in the output folder. Metrics: artifacts/metrics/rl/<job>.json.
+With ``rl_jobs.<job>.processes: N`` (N > 1) the script re-runs itself under ``accelerate launch``
+with N processes (TRL's trainer runs them data-parallel); the first one writes the outputs.
 """
 
+import sys
 import time
 from dataclasses import fields
 
@@ -18,6 +21,7 @@ from modc_data import pipeline
 from modc_data.artifacts import write_json
 from modc_data.autotune import resolve_threads
 from modc_data.config import model_dir
+from modc_data.modeling import distributed
 from modc_data.pipeline import StageError
 from modc_data.rl.grpo import RLSettings, rl_checkpoint
 from modc_data.tasks import task_from_params
@@ -28,6 +32,13 @@ def main(params, argv):
         raise StageError(f"usage: rl.py <job>; RL jobs are {sorted(params.rl_jobs)}")
     key = argv[0]
     job = params.rl_jobs[key]
+    if distributed.should_launch(job.processes):
+        print(f"[rl] {key}: {job.processes} processes (accelerate launch)", file=sys.stderr)
+        rc = distributed.relaunch([sys.argv[0], key], job.processes)
+        if rc:
+            raise StageError(f"{key}: RL under {job.processes} processes failed (exit {rc}); "
+                             "the ranks' errors are above")
+        return
     problems = (pl.read_parquet(pipeline.ARTIFACTS / "data" / "problems.parquet")
                 .filter(pl.col("split") == "train").sort("problem_id"))
     if job.problems:
@@ -42,6 +53,8 @@ def main(params, argv):
     started = time.perf_counter()
     record = rl_checkpoint(model_dir(job.start, pipeline.ARTIFACTS), model_dir(key, pipeline.ARTIFACTS),
                            problems.to_dicts(), task_from_params(params), settings, threads=threads)
+    if not distributed.env_ranks().main:
+        return
     write_json({"wall_s": round(time.perf_counter() - started, 1), "problems": problems.height,
                 "threads": thread_record, "rl": record},
                pipeline.ARTIFACTS / "metrics" / "rl" / f"{key}.json")

@@ -241,8 +241,8 @@ def test_interrupted_rl_resumes_to_the_same_result(tmp_path):
     assert resumed["steps"] == whole["steps"] == 4
 
 
-def _samples_table(model: str, variant: str, modes, p_correct, p_follow, n=4, problems=30, seed=0):
-    """A samples table (the columns evaluation reads) with known success and following rates."""
+def _table(model, variant, modes, p_of, p_follow, n=8, problems=40, seed=0):
+    """Samples whose success probability depends on the problem and mode: ``p_of(i, mode)``."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(problems):
@@ -252,8 +252,13 @@ def _samples_table(model: str, variant: str, modes, p_correct, p_follow, n=4, pr
                 det = m if follow else ("bfs" if m == "dfs" else "dfs") if m else None
                 rows.append({"problem_id": f"p{i:02d}", "split": "test", "model": model,
                              "variant": variant, "mode": m, "sample_idx": j,
-                             "correct": bool(rng.random() < p_correct), "detected_mode": det})
+                             "correct": bool(rng.random() < p_of(i, m)), "detected_mode": det})
     return rows
+
+
+def _samples_table(model: str, variant: str, modes, p_correct, p_follow, n=4, problems=30, seed=0):
+    """A samples table (the columns evaluation reads) with known success and following rates."""
+    return _table(model, variant, modes, lambda i, m: p_correct, p_follow, n, problems, seed)
 
 
 def test_rl_section_reports_pass_at_k_change_and_mode_following():
@@ -307,3 +312,79 @@ def test_rl_section_says_when_mode_following_cannot_be_measured():
                             n_resamples=100)
     assert not [r for r in rows if r["quantity"].startswith("mode-following")]
     assert "Not measured: no sample of the start or of the RL'd model has a detectable mode" in text
+
+
+def test_rl_section_answers_the_four_questions_from_paired_cis(tmp_path):
+    """Standard solves half the problems; each prefix mode solves its own half. Before RL the
+    prefix model trails at k = 1; after RL it matches at k = 1 and leads from k = 2, also against
+    the pass@k-RL'd standard; plain RL loosens the binding, the binding reward keeps it."""
+    import polars as pl
+
+    from modc_data.evaluation.rl_sections import RLJob, rl_section
+
+    modes = ("bfs", "dfs")
+
+    def std(p):
+        return lambda i, m: p if i < 20 else 0.0
+
+    def split_modes(p):
+        return lambda i, m: p if (i < 20) == (m == "dfs") else 0.0
+
+    samples = pl.DataFrame(
+        _table("a-standard", "standard", None, std(0.6), 0, seed=1)
+        + _table("a-prefix", "prefix", modes, split_modes(0.15), 0.95, seed=2)
+        + _table("a-grpo-standard", "standard", None, std(0.6), 0, seed=3)
+        + _table("a-passk-standard", "standard", None, std(0.8), 0, seed=4)
+        + _table("a-grpo-prefix", "prefix", modes, split_modes(0.6), 0.40, seed=5)
+        + _table("a-bind-prefix", "prefix", modes, split_modes(0.6), 0.95, seed=6),
+        schema_overrides={"mode": pl.String, "detected_mode": pl.String}, infer_schema_length=None)
+    jobs = [RLJob("a-grpo-standard", "a-standard", "standard", (), arm="a"),
+            RLJob("a-passk-standard", "a-standard", "standard", (), method="passk", arm="a"),
+            RLJob("a-grpo-prefix", "a-prefix", "prefix", modes, "GRPO, reward verifier", arm="a"),
+            RLJob("a-bind-prefix", "a-prefix", "prefix", modes, "GRPO, reward verifier and mode",
+                  binding=True, arm="a")]
+    text, rows = rl_section(samples, jobs, [1, 2, 4, 8], n_resamples=400, figures_dir=tmp_path)
+    vs = {(r["modc"], r["standard"], r["quantity"]): r for r in rows if "modc" in r}
+    sft, rl = vs[("a-grpo-prefix", "a-grpo-standard", "SFT")], vs[("a-grpo-prefix", "a-grpo-standard", "RL")]
+    assert sft["high"][0] < 0 and rl["low"][0] < 0 < rl["high"][0]  # gap at k = 1 closed by RL
+    assert all(lo > 0 for lo in rl["low"][1:])  # prefix leads from k = 2
+    assert ("a-bind-prefix", "a-passk-standard", "RL") in vs and not any(
+        r["standard"] == "a-grpo-prefix" for r in rows if "modc" in r)
+    answers = text.split("### Answers")[1].split("![")[0]
+    assert "a-grpo-prefix − a-grpo-standard: SFT" in answers and "RL closes it" in answers
+    assert "a-grpo-prefix − a-grpo-standard: yes, at every k from 2 to 8" in answers
+    assert "a-grpo-prefix (grpo) − a-passk-standard: yes, at every k from 2 to 8" in answers
+    q3 = answers.split("3. **")[1].split("4. **")[0]
+    assert "a-grpo-prefix (GRPO, reward verifier): follows the requested mode" in q3
+    assert "RL loosened the binding" in q3.split("a-bind-prefix")[0]
+    assert "no significant change" in q3.split("a-bind-prefix")[1]
+    assert (tmp_path / "rl-test.png").stat().st_size > 0 and "](figures/rl-test.png)" in text
+
+
+def test_rl_under_two_processes_writes_one_checkpoint_that_loads(tmp_path):
+    """accelerate launch with 2 gloo processes, as the rl stage relaunches itself: each takes
+    half of a step's rollouts; one checkpoint with the same RL compute as one process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from modc_data.modeling.modc_json import read_modc
+    from modc_data.sampler import ModCSampler
+    from tests.smoke import env
+
+    repo = Path(__file__).resolve().parents[1]
+    start, out = tmp_path / "prefix", tmp_path / "prefix-rl"
+    proc = subprocess.run([sys.executable, "tests/ddp_rl.py", str(start), str(out),
+                           "--processes", "2"], cwd=repo, capture_output=True, text=True,
+                          env=env(PYTHONPATH=str(repo), OMP_NUM_THREADS="1"), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert record["processes"] == 2 and record["steps"] == SETTINGS["steps"]
+    rl = read_modc(out).train["rl"]
+    assert rl["processes"] == 2 and rl["completions"] == 4 * 2 * 4 and rl["tokens"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prefix", "prefix-rl"]  # no .tmp left
+    assert not (out / "_rl_state").exists()
+    assert any(not torch_equal(a, _weights(start)[k]) for k, a in _weights(out).items())
+    samples = ModCSampler.from_pretrained(out).sample(["numbers 3 7 target 22"], k=2,
+                                                      max_new_tokens=4)
+    assert sorted({s.mode for s in samples[0]}) == ["bfs", "dfs"]

@@ -83,6 +83,7 @@ def rl_one(start: Path, out: Path, problems: list[dict[str, Any]], task: Task,
     trainer callbacks. Returns the ``rl`` record written into ``out/modc.json``."""
     import datasets
     import torch
+    from accelerate import PartialState
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig, GRPOTrainer
 
@@ -90,6 +91,14 @@ def rl_one(start: Path, out: Path, problems: list[dict[str, Any]], task: Task,
     from modc_data.rl.passk import passk_trainer_class
 
     steps = settings.steps if steps is None else steps
+    # Under `accelerate launch` (N processes) TRL's trainer runs data-parallel; each process takes
+    # its share of the step's rollouts, so a step has the same rollouts as in one process.
+    procs = PartialState()
+    per_process, rest = divmod(settings.prompts_per_step * settings.group_size, procs.num_processes)
+    if rest:
+        raise ValueError(f"rl: prompts_per_step x group_size = "
+                         f"{settings.prompts_per_step * settings.group_size} rollouts a step do not "
+                         f"split over {procs.num_processes} processes; make it a multiple")
     info = read_modc(start)
     prefix_modes = info.modes if info.variant == "prefix" else None
     rows = rl_prompts(problems, prefix_modes, settings.seed)
@@ -109,13 +118,15 @@ def rl_one(start: Path, out: Path, problems: list[dict[str, Any]], task: Task,
     fingerprint = json.dumps({**asdict(settings), "steps": steps, "mode": mode,
                               "start": str(start), "start_data": info.data_hash}, sort_keys=True)
     marker = state / "settings.json"
-    if state.exists() and (not marker.exists() or marker.read_text() != fingerprint):
-        shutil.rmtree(state)
-    state.mkdir(parents=True, exist_ok=True)
-    marker.write_text(fingerprint)
+    if procs.is_main_process:
+        if state.exists() and (not marker.exists() or marker.read_text() != fingerprint):
+            shutil.rmtree(state)
+        state.mkdir(parents=True, exist_ok=True)
+        marker.write_text(fingerprint)
+    procs.wait_for_everyone()
     args = GRPOConfig(
         output_dir=str(state), max_steps=steps, learning_rate=settings.lr,
-        per_device_train_batch_size=settings.prompts_per_step * settings.group_size,
+        per_device_train_batch_size=per_process,
         num_generations=settings.group_size, max_completion_length=settings.max_new_tokens,
         temperature=settings.temperature, top_p=1.0, top_k=0, beta=settings.beta,
         scale_rewards="none" if settings.method == "passk" else "group",
@@ -139,19 +150,27 @@ def rl_one(start: Path, out: Path, problems: list[dict[str, Any]], task: Task,
         "mean_reward_first": _mean_reward(history[:1], getattr(reward, "__name__", "")),
         "mean_reward_last": _mean_reward(history[-1:], getattr(reward, "__name__", "")),
         "train_loss": float(result.training_loss),
+        "processes": procs.num_processes,
     }
+    if procs.is_main_process:
+        _write_checkpoint(trainer.model, tokenizer, start, out, _with_rl(info, record))
+    procs.wait_for_everyone()
+    return record
+
+
+def _write_checkpoint(model, tokenizer, start: Path, out: Path, info: ModcInfo) -> None:
+    """The finished checkpoint, written beside ``out`` and then put in its place (TRL's
+    checkpoints in ``out`` go with the old folder)."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     for extra in ("generation_config.json",):
         if (start / extra).exists() and not (tmp / extra).exists():
             shutil.copy2(start / extra, tmp / extra)
-    write_modc(tmp, _with_rl(info, record))
-    # The finished checkpoint replaces the folder (TRL's checkpoints in it go with it).
+    write_modc(tmp, info)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return record
 
 
 def _mean_reward(history: list[dict[str, Any]], name: str) -> float | None:
@@ -185,9 +204,13 @@ def rl_checkpoint(start: Path, out: Path, problems: list[dict[str, Any]], task: 
     for m, steps in zip(modes, split_steps(settings.steps, len(modes)), strict=True):
         records[m] = rl_one(start / info.experts[m], out / info.experts[m], problems, task,
                             settings, mode=m, steps=steps, threads=threads, reward=reward)
-    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-        if (start / name).exists():
-            shutil.copy2(start / name, out / name)
-    total = {"steps": settings.steps, "tokens": sum(r["tokens"] for r in records.values())}
-    write_modc(out, _with_rl(info, {**total, "experts": records}))
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+            if (start / name).exists():
+                shutil.copy2(start / name, out / name)
+        total = {"steps": settings.steps, "tokens": sum(r["tokens"] for r in records.values())}
+        write_modc(out, _with_rl(info, {**total, "experts": records}))
+    PartialState().wait_for_everyone()
     return records
