@@ -81,11 +81,26 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
+    replace_dir(tmp, path)
+
+
+def replace_dir(src: str | Path, dst: str | Path) -> Path:
+    """Put the finished folder ``src`` in the place of ``dst`` by renames only (same
+    filesystem), so ``dst`` is never half-written: the old ``dst`` is moved aside, then removed;
+    if the second rename fails the old one is put back."""
+    src, dst = Path(src), Path(dst)
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
     shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
+    try:
+        os.replace(src, dst)
+    except OSError:
+        if old.exists():
+            os.replace(old, dst)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return dst
 
 
 def frame_hash(df: pl.DataFrame, columns: list[str] | None = None) -> str:

@@ -270,6 +270,10 @@ class RLJobParams(_Block):
     save_every: int = Field(10, gt=0, description="steps between TRL checkpoints (resume points)")
     problems: int | None = Field(None, gt=0, description="train problems used as prompts (first by id); None: all")
     seed: int = 0  # seed of the rollouts, the mode order and TRL's data order
+    bf16: bool = Field(False, description="bf16 mixed precision (GPUs with native bf16; on most "
+                       "CPUs it is emulated and slower)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the "
+                                         "backward pass: less memory, more time (large bases)")
     processes: int = Field(1, ge=1, description="processes (accelerate launch; DDP, one per GPU or "
                            "gloo on a CPU); each takes its share of a step's rollouts")
 

@@ -27,7 +27,6 @@ Usage (the stage does this)::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import uuid
@@ -38,7 +37,7 @@ from typing import Any
 
 import polars as pl
 
-from modc_data.artifacts import write_text
+from modc_data.artifacts import replace_dir, write_text
 from modc_data.errors import ModcError
 from modc_data.labeling.mixes import MIXED_SPLITS, check_shares, mode_shares
 from modc_data.schema import LABEL_SOURCES, ROW_SCHEMA, SPLITS, mode_slug
@@ -526,9 +525,7 @@ def _write_data_docs(report: ValidationReport, html_dir: Path) -> None:
             )
             context.validation_results_store.set(key, result)
         context.build_data_docs(site_names=["modc"])
-        if html_dir.exists():
-            shutil.rmtree(html_dir)
-        os.replace(tmp, html_dir)
+        replace_dir(tmp, html_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import shutil
 import time
 import warnings
@@ -35,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from modc_data import autotune
+from modc_data.artifacts import atomic_dir
 from modc_data.config import ModelParams, TrainParams
 from modc_data.modeling import distributed
 from modc_data.modeling.format import IGNORE_INDEX, encode_example, encode_free_example
@@ -288,24 +288,21 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 def _save_resume(ckpt: Path, model, optimizer, scheduler, step: int, stats: dict, fp: str) -> None:
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(_trainable_state(model), str(tmp / _WEIGHTS))
-    # Optimizer/scheduler/RNG state is our own file, written here; loaded with weights_only=True.
-    torch.save(
-        {
-            "step": step,
-            "fingerprint": fp,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "stats": stats,
-        },
-        tmp / _STATE,
-    )
-    _replace_dir(tmp, ckpt)
+    with atomic_dir(ckpt) as tmp:
+        save_file(_trainable_state(model), str(tmp / _WEIGHTS))
+        # Optimizer/scheduler/RNG state is our own file, written here; loaded with weights_only=True.
+        torch.save(
+            {
+                "step": step,
+                "fingerprint": fp,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "stats": stats,
+            },
+            tmp / _STATE,
+        )
 
 
 def _load_resume(ckpt: Path, model, optimizer, scheduler, fp: str) -> tuple[int, dict]:
@@ -326,16 +323,6 @@ def _load_resume(ckpt: Path, model, optimizer, scheduler, fp: str) -> tuple[int,
     if torch.cuda.is_available() and state["rng_cuda"]:
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     return int(state["step"]), dict(state["stats"])
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing it; ``dst`` is never half-written (renames only)."""
-    old = dst.with_name(dst.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -691,18 +678,15 @@ def _task_of(rows: pl.DataFrame) -> str:
 def _save_final(model, tokenizer, info: ModcInfo, out_dir: Path) -> None:
     """Weights (safetensors / peft adapter), tokenizer and modc.json into a temp dir, then one
     rename onto ``out_dir`` (which drops the resume checkpoint inside it)."""
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    # A peft adapter over a resized vocabulary: peft would also save both full embedding
-    # matrices (for SmolLM2-135M 227 MB instead of ~1 MB). Not needed: the trained mode-token
-    # rows are in the adapter and fit_embeddings rebuilds every other new row exactly.
-    extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
-    model.save_pretrained(tmp, safe_serialization=True, **extra)
-    add_bos_when_encoding(tokenizer)  # plain transformers / TRL then encode as training did
-    tokenizer.save_pretrained(tmp)
-    write_modc(tmp, info)
-    _replace_dir(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        # A peft adapter over a resized vocabulary: peft would also save both full embedding
+        # matrices (for SmolLM2-135M 227 MB instead of ~1 MB). Not needed: the trained mode-token
+        # rows are in the adapter and fit_embeddings rebuilds every other new row exactly.
+        extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
+        model.save_pretrained(tmp, safe_serialization=True, **extra)
+        add_bos_when_encoding(tokenizer)  # plain transformers / TRL then encode as training did
+        tokenizer.save_pretrained(tmp)
+        write_modc(tmp, info)
 
 
 def split_steps(steps: int, n: int) -> list[int]:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from modc_data.artifacts import replace_dir
 from modc_data.errors import InputError
 from modc_data.publish.layout import PublishError, StagedRepo, manifest
 
@@ -75,16 +75,7 @@ class LocalTarget:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
         try:
             shutil.copytree(repo.path, tmp, dirs_exist_ok=True)
-            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-            if dest.exists():
-                os.replace(dest, old)
-            try:
-                os.replace(tmp, dest)
-            except OSError:
-                if old.exists():
-                    os.replace(old, dest)  # put the previous version back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, dest)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return PublishOutcome(repo.repo_type, repo.repo_id, str(dest), "published", files)

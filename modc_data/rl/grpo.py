@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from modc_data.artifacts import atomic_dir
 from modc_data.modeling.format import prompt_text
 from modc_data.modeling.modc_json import ModcInfo, read_modc, write_modc
 from modc_data.rl.rewards import BindingReward, VerifierReward
@@ -43,6 +44,8 @@ class RLSettings:
     max_new_tokens: int = 100
     save_every: int = 10
     seed: int = 0
+    bf16: bool = False  # bf16 mixed precision (TRL's default is on: emulated, slow, on most CPUs)
+    gradient_checkpointing: bool = False  # memory for time; TRL's default is on
 
     def __post_init__(self) -> None:
         if self.method not in ("grpo", "passk"):
@@ -132,7 +135,8 @@ def rl_one(start: Path, out: Path, problems: list[dict[str, Any]], task: Task,
         scale_rewards="none" if settings.method == "passk" else "group",
         save_strategy="steps", save_steps=settings.save_every, save_only_model=False,
         logging_steps=1, report_to=[], seed=settings.seed, data_seed=settings.seed,
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, bf16=settings.bf16,
+        gradient_checkpointing=settings.gradient_checkpointing,
     )
     kwargs: dict[str, Any] = dict(model=model, processing_class=tokenizer, reward_funcs=[reward],
                                   args=args, train_dataset=datasets.Dataset.from_list(rows),
@@ -161,16 +165,12 @@ def rl_one(start: Path, out: Path, problems: list[dict[str, Any]], task: Task,
 def _write_checkpoint(model, tokenizer, start: Path, out: Path, info: ModcInfo) -> None:
     """The finished checkpoint, written beside ``out`` and then put in its place (TRL's
     checkpoints in ``out`` go with the old folder)."""
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    for extra in ("generation_config.json",):
-        if (start / extra).exists() and not (tmp / extra).exists():
-            shutil.copy2(start / extra, tmp / extra)
-    write_modc(tmp, info)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if (start / "generation_config.json").exists() and not (tmp / "generation_config.json").exists():
+            shutil.copy2(start / "generation_config.json", tmp / "generation_config.json")
+        write_modc(tmp, info)
 
 
 def _mean_reward(history: list[dict[str, Any]], name: str) -> float | None:
