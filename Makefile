@@ -114,14 +114,16 @@ $(VLLM_VENV)/.installed: pyproject.toml
 test-vllm: $(VLLM_VENV)/.installed
 	@VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(VLLM_PY) -m pytest -q -m vllm tests/test_vllm.py
 
-# benchmarks/slow_*.py need a built pipeline and tens of minutes (run by hand; their docstrings say how)
+# Throughput and memory figures of this machine. benchmarks/slow_*.py take tens of minutes (run by
+# hand). The experiments that chose settings on validation splits are in research/ (each needs a
+# built pipeline; its docstring says how to run it).
 bench: setup
 	@source $(VENV)/bin/activate && for b in benchmarks/*.py; do \
 	  case $$(basename $$b) in slow_*) echo "== $$b (slow: skipped, run it by hand)"; continue;; esac; \
 	  echo "== $$b"; python $$b || exit 1; done
 
 lint: setup
-	@$(VENV)/bin/ruff check modc_data stages tests benchmarks
+	@$(VENV)/bin/ruff check modc_data stages tests benchmarks research
 
 # The documentation site in site/ (open site/index.html); the configuration reference is
 # regenerated from the typed params models first, so it cannot drift from the code.

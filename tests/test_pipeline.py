@@ -133,10 +133,10 @@ def test_every_stage_of_the_repro_left_its_time(smoke_repo):
 
 
 def test_headline_sides_reads_the_real_repro(smoke_repo):
-    """benchmarks/headline_sides.py: the adversarial split by side and the prefix model's own
+    """research/headline_sides.py: the adversarial split by side and the prefix model's own
     allocation fitted on validation, from the smoke run's samples."""
     root, _ = smoke_repo
-    out = run([sys.executable, str(ROOT / "benchmarks" / "headline_sides.py"), "--root", str(root),
+    out = run([sys.executable, str(ROOT / "research" / "headline_sides.py"), "--root", str(root),
                "--bootstrap", "50"], root)
     assert "only_bfs (" in out and "only_dfs (" in out and "forced bfs @1:" in out
     assert "chosen on validation: k1:" in out and "uniform  k1:" in out

@@ -1,10 +1,10 @@
 """Gradient-cluster ARI against the true search algorithm for reference seeds 0, 1 and 2.
 
-    .venv/bin/python benchmarks/slow_gradient_cluster_seeds.py --root . [--seeds 0 1 2]
+    .venv/bin/python research/gradient_cluster_seeds.py --root . [--seeds 0 1 2]
         [--checkpoints 400 800 1200] [--layers all 'layers\\.0\\.' 'layers\\.3\\.|model\\.norm']
         [--rows 2000] [--dim 1024] [--work .cache/gc-seeds]
 
-Slow (about 20 minutes on 2 cores; ``make bench`` skips ``slow_*`` scripts). Needs a built
+Slow (about 20 minutes on 2 cores). Needs a built
 pipeline under ``--root`` (``artifacts/datasets/<rows_source>/<mix>.parquet`` of
 ``gradient_cluster.rows_source`` and its first mix, ``artifacts/data/problems.parquet``,
 ``params.yaml``). For each seed it trains the reference arm's standard model exactly as the train
@@ -50,7 +50,7 @@ import polars as pl  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
-from slow_common import arm_inputs  # noqa: E402
+from arm_inputs import arm_inputs  # noqa: E402
 
 from modc_data.config import load_params  # noqa: E402
 from modc_data.labeling.clustering import assign_to_centers, cluster_features  # noqa: E402

@@ -1,10 +1,10 @@
 """Choose the experts' shared start on a validation split: pass@k of experts trained with each
 ``shared_steps`` against the standard model, never on test.
 
-    .venv/bin/python benchmarks/slow_expert_split.py --root . [--job search_algorithm-skewed-experts]
+    .venv/bin/python research/expert_split.py --root . [--job search_algorithm-skewed-experts]
         [--shared 300 600 900] [--split validation_adversarial] [--work .cache/expert-split]
 
-Slow (about 3 minutes a setting on 2 cores with bf16; ``make bench`` skips ``slow_*``). Needs a
+Slow (about 3 minutes a setting on 2 cores with bf16). Needs a
 built pipeline under ``--root`` whose standard model of the experts' arm sampled ``--split`` (the
 default profile's policy arms sample ``validation_adversarial``; otherwise the script samples the
 standard model itself). For each ``shared_steps`` S it trains the experts group exactly as the
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-from slow_common import arm_inputs  # noqa: E402
+from arm_inputs import arm_inputs  # noqa: E402
 
 from modc_data.config import load_params  # noqa: E402
 from modc_data.evaluation.bootstrap import paired_bootstrap_diff  # noqa: E402

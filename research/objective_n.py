@@ -6,7 +6,7 @@ ones. Tagged jobs sample the `sample.policies` validation splits like their unta
 Prints, per (arm, variant), the mean pass@k over k = 1, 2, 4, ... n on the validation split of
 every N and of CE, with a bootstrap CI over problems, and the N with the highest mean.
 
-    python benchmarks/slow_objective_n.py --root /path/to/repo-copy [--split validation_adversarial]
+    python research/objective_n.py --root /path/to/repo-copy [--split validation_adversarial]
 """
 
 from __future__ import annotations

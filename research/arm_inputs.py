@@ -1,6 +1,5 @@
-"""What the slow benchmarks share: an arm's training inputs read from a built pipeline, as the
-train stage reads them (``stages/train.py``). Not a benchmark itself (``make bench`` skips
-``slow_*``)."""
+"""What the research scripts share: an arm's training inputs read from a built pipeline, as the
+train stage reads them (``stages/train.py``). Not a script itself."""
 
 from __future__ import annotations
 

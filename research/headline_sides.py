@@ -10,7 +10,7 @@ for the headline arm (the first ``sample.policies`` arm, default ``search_algori
   shippable one, and a static split fitted there, scored on test against the standard model
   with paired bootstrap CIs. Nothing is chosen on test.
 
-    python benchmarks/headline_sides.py --root /path/to/run [--arm search_algorithm-skewed]
+    python research/headline_sides.py --root /path/to/run [--arm search_algorithm-skewed]
 """
 
 from __future__ import annotations
