@@ -48,9 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
+from arm_inputs import arm_inputs  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
-from arm_inputs import arm_inputs  # noqa: E402
 
 from modc_data.config import load_params  # noqa: E402
 from modc_data.labeling.clustering import assign_to_centers, cluster_features  # noqa: E402
