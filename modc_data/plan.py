@@ -18,8 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from modc_data.config import Params, ParamsError, load_params
+from modc_data.config import Params, ParamsError
 from modc_data.labeling.teachers import looks_local
+from modc_data.profiles import load_profile
 
 
 def _n(x: int) -> str:
@@ -271,7 +272,7 @@ def plan(profile: str | Path, root: str | Path = ".") -> list[str]:
 
     Raises ParamsError (naming the field) for a profile that does not validate.
     """
-    p = load_params(profile, pipeline=True)
+    p = load_profile(profile, pipeline=True)
     stages = dvc_stages(profile, root)
     lines = [f"plan for task {p.task!r} (seed {p.seed}): {len(stages)} stages; nothing is run"]
     described: set[str] = set()

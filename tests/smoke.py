@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from modc_data.profiles import write_params
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -53,7 +55,7 @@ def build(dst: Path, profile: str = "smoke", before=None) -> tuple[Path, str]:
     """Copy the repo's tracked and unignored files to ``dst``, commit them, `dvc repro` on
     ``profiles/<profile>.yaml``; ``before(dst)`` runs first (e.g. writes a profile's inputs)."""
     copy_tracked(dst)
-    shutil.copy2(ROOT / "profiles" / f"{profile}.yaml", dst / "params.yaml")
+    write_params(ROOT / "profiles" / f"{profile}.yaml", dst / "params.yaml")  # composed
     if before is not None:
         before(dst)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],

@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from modc_data.profiles import compose, write_params
 from tests.tiny_models import make_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +108,7 @@ pipeline.run(main)
 
 
 def test_pipeline_run_one_line_for_expected_traceback_for_bugs(tmp_path):
-    profile = (REPO / "profiles" / "smoke.yaml").read_text()
+    profile = yaml.safe_dump(compose(REPO / "profiles" / "smoke.yaml"), sort_keys=False)
     (tmp_path / "params.yaml").write_text(profile)
     (tmp_path / "stage.py").write_text(STAGE)
     line = _one_line(_run(["stage.py", "input"], cwd=tmp_path), "[stage] error: ")
@@ -123,7 +125,7 @@ def test_pipeline_run_one_line_for_expected_traceback_for_bugs(tmp_path):
 
 def test_real_stages_bad_argument_and_missing_inputs(tmp_path):
     """A train job that does not exist, and publishing before anything was trained."""
-    shutil.copy(REPO / "profiles" / "smoke.yaml", tmp_path / "params.yaml")
+    write_params(REPO / "profiles" / "smoke.yaml", tmp_path / "params.yaml")
     for stage in ("train", "publish"):
         shutil.copy(REPO / "stages" / f"{stage}.py", tmp_path / f"{stage}.py")
     line = _one_line(_run(["train.py", "no-such-job"], cwd=tmp_path), "[train] error: ")

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from modc_data.config import ParamsError, load_params, parse_params
+from modc_data.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("path", ["params.yaml", *sorted(p.name for p in (ROOT / "profiles").glob("*.yaml"))])
 def test_every_profile_validates(path):
     full = ROOT / path if path == "params.yaml" else ROOT / "profiles" / path
-    params = load_params(full)
+    params = load_profile(full)
     assert params.countdown.budget > 0
 
 

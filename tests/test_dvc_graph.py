@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 import yaml
 
 from modc_data.config import load_params
+from modc_data.profiles import load_profile, write_params
 from tests.smoke import copy_tracked
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def test_params_scan_sees_nested_and_helper_reads(tmp_path):
 # --------------------------------------------------------------------------- profiles
 def _copy_repo(dst: Path, profile: str) -> Path:
     copy_tracked(dst)
-    shutil.copy2(ROOT / profile, dst / "params.yaml")
+    write_params(ROOT / profile, dst / "params.yaml")  # a profile composed with its base
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
     return dst
 
@@ -197,7 +197,7 @@ def _as_dict(v) -> dict:
 
 
 def expected_stages(profile: Path) -> set[str]:
-    p = load_params(profile, pipeline=True)
+    p = load_profile(profile, pipeline=True)
     return (
         {"generate", "evaluate", "publish"}
         | {f"label@{s}" for s in p.labels.sources}

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modc_data.config import GsmParams, load_params
+from modc_data.config import GsmParams
 from modc_data.errors import InputError
+from modc_data.profiles import load_profile
 from modc_data.tasks import get_task
 from modc_data.tasks.gsm import GsmTask, gsm_answer, gsm_problems, load_templates, template_splits
 
@@ -85,7 +86,7 @@ def test_split_is_seeded_and_costly_templates_go_to_test():
 
 
 def test_gsm_profile_validates():
-    p = load_params("profiles/gsm.yaml", pipeline=True)
+    p = load_profile("profiles/gsm.yaml", pipeline=True)
     assert p.task == "gsm" and {t.kind for t in p.distill.teachers} == {"reference", "model"}
 
 
@@ -101,7 +102,7 @@ def test_gsm_teacher_rows_validate_publish_and_load(problems, tmp_path):
     from modc_data.publish.layout import build_dataset_repo
     from modc_data.validation import validate_dataset, write_report
 
-    params = load_params("profiles/gsm.yaml", pipeline=True)
+    params = load_profile("profiles/gsm.yaml", pipeline=True)
     pool = problems.filter(pl.col("split") != "test")
     rows, report = distill(pool, [TeacherParams(name="human", kind="reference")], GsmTask(),
                            None, n=1, balance="none", progress=False)

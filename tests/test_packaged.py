@@ -94,9 +94,9 @@ def test_gsm8k_test_problems_are_the_originals_with_their_answers():
 
 
 def test_real_profile_trains_on_champ_and_tests_on_gsm8k():
-    from modc_data.config import load_params
+    from modc_data.profiles import load_profile
 
-    p = load_params("profiles/real.yaml", pipeline=True)
+    p = load_profile("profiles/real.yaml", pipeline=True)
     assert p.math.train.dataset == "package:champ" and p.math.test.dataset == "package:gsm8k"
     assert {j.variant for j in p.train_jobs.values()} == {"standard", "experts", "prefix"}
     names = [s["package"] for s in data_sources(p.model_dump())]
