@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modc_data.budget import FREE, STANDARD, preference_split, split_budget
 from modc_data.errors import InputError, hub_errors
 from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc
 from modc_data.sampling.base import sample_seed
@@ -45,44 +46,6 @@ class ModeSample:
 
     def __iter__(self):  # so `for mode, completion in ...` works
         return iter((self.mode, self.completion))
-
-
-def split_budget(k: int, modes: Sequence[str], split: str | Mapping[str, float] = "uniform"
-                 ) -> dict[str, int]:
-    """Samples per mode, summing to ``k``.
-
-    ``uniform``: ``k // M`` each, the remainder to the first ``k % M`` modes in ``modes`` order.
-    A dict of weights (>= 0, any positive sum; missing modes weigh 0): largest-remainder
-    rounding of ``k * w / sum(w)``, ties to the earlier mode, so every count is within 1 of its
-    exact share. Deterministic: same inputs, same counts.
-    """
-    if k < 0:
-        raise InputError(f"k must be >= 0, got {k}")
-    if not modes:
-        raise InputError("split_budget needs at least one mode")
-    if split == "uniform":
-        q, r = divmod(k, len(modes))
-        return {m: q + (1 if i < r else 0) for i, m in enumerate(modes)}
-    if not isinstance(split, Mapping):
-        raise InputError(f"split must be 'uniform' or a dict of mode weights, got {split!r}")
-    unknown = sorted(set(split) - set(modes))
-    if unknown:
-        raise InputError(f"split names unknown modes {unknown}; the model's modes are {list(modes)}")
-    w = [float(split.get(m, 0.0)) for m in modes]
-    if any(x < 0 or math.isnan(x) for x in w) or sum(w) <= 0:
-        raise InputError(f"split weights must be >= 0 with a positive sum, got {dict(split)}")
-    exact = [k * x / sum(w) for x in w]
-    counts = [math.floor(e) for e in exact]
-    order = sorted(range(len(modes)), key=lambda i: (-(exact[i] - counts[i]), i))
-    for i in order[: k - sum(counts)]:
-        counts[i] += 1
-    return dict(zip(modes, counts, strict=True))
-
-
-FREE = "free"  # the arm with no mode token (same name as evaluation.allocation.FREE)
-# the arm of the arm's standard model, loaded beside a prefix model (``standard=``; same name as
-# evaluation.allocation.STANDARD)
-STANDARD = "standard"
 
 
 def can_sample_freely(info: ModcInfo) -> bool:
@@ -272,7 +235,7 @@ class ModCSampler:
         ``preference`` entry and the backend can read the model's first-token distribution
         (``mode_preference``; the ``hf`` backend): then q(m|x) of each prompt, at
         ``temperature``, sets its counts by the validated rule (``round(f k)`` free, the rest
-        ∝ q̃^β: ``evaluation.allocation.preference_split``, the function it was scored with).
+        ∝ q̃^β: ``budget.preference_split``, the function evaluation scored it with).
         Otherwise the entry's fallback counts, with a warning. With the standard model loaded,
         an entry's ``with_standard`` counts win where there are any.
         """
@@ -290,7 +253,6 @@ class ModCSampler:
                 stacklevel=2,
             )
             return [self.budget(k, split)] * len(prompts)
-        from modc_data.evaluation.allocation import preference_split
 
         f, beta = float(entry["free_share"]), float(entry["beta"])
         if f > 0 and FREE not in self.arms:

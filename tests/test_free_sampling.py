@@ -196,7 +196,7 @@ def test_shipped_preference_splits_each_prompt_by_its_own_q(free_prefix, tmp_pat
     """A shipped 'preference' entry: each prompt's counts follow the validated rule on the
     model's first-token q(m|x) (the function the policy was scored with); a backend without
     first-token probabilities falls back to the entry's counts, with a warning."""
-    from modc_data.evaluation.allocation import preference_split
+    from modc_data.budget import preference_split
 
     out, _, _ = free_prefix
     allocation = {"8": {"policy": "preference", "free_share": 0.25, "beta": 1.0,

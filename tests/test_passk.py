@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modc_data.budget import uniform_allocations, uniform_split
 from modc_data.evaluation.passk import (
     default_ks,
     pass_at_k,
@@ -18,8 +19,6 @@ from modc_data.evaluation.passk import (
     pass_at_k_modc,
     pass_at_k_split,
     pass_at_k_split_from_p,
-    uniform_allocations,
-    uniform_split,
 )
 
 

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modc_data.budget import split_budget
 from modc_data.modeling.modc_json import ModcInfo, read_modc, write_modc
-from modc_data.sampler import ModCSampler, shipped_budget, split_budget
+from modc_data.sampler import ModCSampler, shipped_budget
 from tests.test_publish import make_release, run_publish
 from tests.tiny_models import make_tiny_checkpoint
 

@@ -53,16 +53,11 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from modc_data.evaluation.passk import fail_ratio, uniform_allocations
+from modc_data.budget import FREE, STANDARD, preference_split, uniform_allocations
+from modc_data.evaluation.passk import fail_ratio
 
-FREE = "free"  # name of the free-sampling arm
-# name of the arm that is another model's free sampling: the standard model trained on the same
-# rows and steps. Not a mode (no forced share), so uniform and q leave it out; static, preference
+# STANDARD (modc_data.budget) is not a mode, so uniform and q leave it out; static, preference
 # (its free share, where the model itself cannot sample freely) and the oracle can use it.
-STANDARD = "standard"
-# Smoothing of q before the power β: q̃ = (1 - λ) q + λ / M, so a mode the model never picked
-# (q = 0, e.g. from a handful of free samples) gets a finite weight under β < 0.
-PREFERENCE_SMOOTHING = 0.1
 FREE_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # default grid of f for fit_preference
 # default grid of β for fit_preference, simplest first: a tie keeps the smaller |β|
 BETAS = (0.0, -0.5, 0.5, -1.0, 1.0, -2.0, 2.0)
@@ -331,29 +326,6 @@ def preference_counts(data: ArmCounts, k: int, free_share: float, beta: float) -
     return counts
 
 
-def preference_split(
-    q: np.ndarray, k: int, free_share: float, beta: float
-) -> tuple[int, np.ndarray]:
-    """The preference rule on q(m|x) alone, as ``ModCSampler`` applies it per prompt: ``k_free =
-    round(f k)`` free samples and (P, M) forced counts ∝ q̃^β summing to ``k - k_free`` per row
-    (largest remainder; ties to the earlier mode). ``q``: (P, M) rows summing to 1."""
-    if not 0.0 <= free_share <= 1.0:
-        raise ValueError(f"preference: free share must lie in [0, 1], got {free_share}")
-    q = np.atleast_2d(np.asarray(q, dtype=float))
-    k_free = int(np.floor(free_share * k + 0.5))
-    m = q.shape[1]
-    q = (1.0 - PREFERENCE_SMOOTHING) * q + PREFERENCE_SMOOTHING / m
-    w = q**beta
-    exact = (k - k_free) * w / w.sum(axis=1, keepdims=True)
-    base = np.floor(exact).astype(np.int64)
-    short = (k - k_free) - base.sum(axis=1)  # samples still to hand out, per problem
-    # Largest remainder first; a stable sort keeps ties in mode order.
-    order = np.argsort(-(exact - base), axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(m)[None, :].repeat(len(order), 0), axis=1)
-    return k_free, base + (rank < short[:, None])
-
-
 def mean_pass(data: ArmCounts, alloc: Allocation) -> float:
     return float(allocation_pass_at_k(data, alloc).mean())
 
@@ -483,5 +455,4 @@ __all__ = [
     "fit_static",
     "mean_pass",
     "preference_counts",
-    "preference_split",
 ]

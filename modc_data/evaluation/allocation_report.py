@@ -30,9 +30,8 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
+from modc_data.budget import FREE, STANDARD, split_budget
 from modc_data.evaluation.allocation import (
-    FREE,
-    STANDARD,
     ArmCounts,
     FreePolicy,
     OraclePolicy,
@@ -571,13 +570,7 @@ def shipped_policy(
         elif best == "free":
             counts = {a: (k if a == FREE else 0) for a in own}
         else:
-            # sampler.split_budget's uniform split, written out: importing the sampler would pull
-            # the sampling backends into the evaluate stage's code deps (tests/test_dvc_graph.py);
-            # tests/test_allocation_report.py checks the sampler reads back these counts.
-            q, r = divmod(k, len(modes))
-            counts = dict.fromkeys(own, 0) | {
-                m: q + (1 if i < r else 0) for i, m in enumerate(modes)
-            }
+            counts = dict.fromkeys(own, 0) | split_budget(k, modes, "uniform")
         entry: dict[str, Any] = {
             "policy": best,
             "counts": counts,

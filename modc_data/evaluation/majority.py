@@ -49,8 +49,8 @@ import numpy as np
 import polars as pl
 from numpy.typing import ArrayLike
 
+from modc_data.budget import uniform_allocations
 from modc_data.evaluation.bootstrap import percentile_interval, resample_indices
-from modc_data.evaluation.passk import uniform_allocations
 
 NOT_APPLICABLE = {
     "countdown": "Countdown answers are expressions for a given target: distinct correct "

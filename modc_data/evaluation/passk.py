@@ -7,7 +7,7 @@ broadcasts with ``k``). What comes out: float64 arrays of pass@k in [0, 1].
   uniformly random size-k subset of the n samples holds at least one correct one.
 - ``pass_at_k_split(n, c, k)``: ModC, ``1 - Π_m C(n_m-c_m, k_m) / C(n_m, k_m)``; ``n``, ``c`` and
   ``k`` carry a trailing mode axis.
-- ``uniform_allocations`` / ``pass_at_k_modc(n, c, ks)``: the uniform budget split ``k_m = k/M``
+- ``pass_at_k_modc(n, c, ks)`` (the allocations: ``budget.uniform_allocations``): the uniform budget split ``k_m = k/M``
   for every total k in one vectorised call, also when M does not divide k (see below).
 - ``pass_at_k_from_p`` / ``pass_at_k_split_from_p``: population values ``1 - Π (1-p_m)^{k_m}``
   for known success rates (theory curves and tests).
@@ -25,11 +25,11 @@ the modes, and it reduces to the uniform mixture's pass@1 at k = 1.
 
 from __future__ import annotations
 
-from itertools import combinations
-
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import gammaln
+
+from modc_data.budget import uniform_allocations
 
 
 def _as_counts(x: ArrayLike, name: str) -> np.ndarray:
@@ -85,30 +85,6 @@ def pass_at_k_split(n: ArrayLike, c: ArrayLike, k: ArrayLike) -> np.ndarray:
     Returns the broadcast shape without the mode axis. With M = 1 it equals ``pass_at_k``.
     """
     return 1.0 - np.prod(fail_ratio(n, c, k), axis=-1)
-
-
-def uniform_split(k: int, n_modes: int) -> np.ndarray:
-    """One allocation of ``k`` samples over ``n_modes`` modes: ``k // M`` each, the remainder to
-    the first ``k % M`` modes. Shape (M,), sums to k. The estimator averages over which modes
-    get the extra sample (``uniform_allocations``); this is the representative allocation."""
-    if n_modes < 1 or k < 0:
-        raise ValueError(f"uniform_split: need k >= 0 and n_modes >= 1, got k={k}, M={n_modes}")
-    q, r = divmod(k, n_modes)
-    out = np.full(n_modes, q, dtype=np.int64)
-    out[:r] += 1
-    return out
-
-
-def uniform_allocations(k: int, n_modes: int) -> np.ndarray:
-    """All equally likely even allocations of ``k`` over ``n_modes`` modes, shape (C(M, r), M),
-    where r = k % M: every choice of the r modes that draw one extra sample."""
-    q, r = divmod(k, n_modes)
-    rows = []
-    for extra in combinations(range(n_modes), r):
-        a = np.full(n_modes, q, dtype=np.int64)
-        a[list(extra)] += 1
-        rows.append(a)
-    return np.stack(rows)
 
 
 def pass_at_k_modc(n: ArrayLike, c: ArrayLike, ks: ArrayLike) -> np.ndarray:
@@ -171,6 +147,4 @@ __all__ = [
     "pass_at_k_modc",
     "pass_at_k_split",
     "pass_at_k_split_from_p",
-    "uniform_allocations",
-    "uniform_split",
 ]
