@@ -20,7 +20,7 @@ from pathlib import Path
 
 from modc_data.config import Params, ParamsError
 from modc_data.labeling.teachers import looks_local
-from modc_data.profiles import load_profile
+from modc_data.profiles import load_profile, write_params
 
 
 def _n(x: int) -> str:
@@ -209,7 +209,7 @@ def dvc_stages(profile: str | Path, root: str | Path = ".") -> list[dict]:
     """Stages of dvc.yaml resolved against ``profile``, in run order (DVC's own DAG).
 
     Each: ``{"name", "cmd", "deps" (non-code inputs), "outs"}``. Works in a throw-away copy
-    holding dvc.yaml, .dvc/config and the profile as params.yaml, so the checkout is untouched.
+    holding dvc.yaml, .dvc/config and the composed profile as params.yaml; the checkout is untouched.
     """
     import networkx as nx
     from dvc.repo import Repo
@@ -221,7 +221,7 @@ def dvc_stages(profile: str | Path, root: str | Path = ".") -> list[dict]:
         (t / ".dvc").mkdir()
         if (root / ".dvc" / "config").exists():
             shutil.copy2(root / ".dvc" / "config", t / ".dvc" / "config")
-        shutil.copy2(profile, t / "params.yaml")
+        write_params(profile, t / "params.yaml")  # composed with its base
         subprocess.run(["git", "init", "-q"], cwd=t, check=True)
         with Repo(str(t)) as repo:
             graph = repo.index.graph  # edges run from a stage to the stages it depends on

@@ -32,6 +32,8 @@ def arm_specs(params) -> dict[str, ArmSpec]:
             standard = params.model_key(key, "standard", tag)
             experts = params.model_key(key, "experts", tag)
             prefix = params.model_key(key, "prefix", tag)
+            if standard is None and tag is not None:
+                standard = rl_standard(params, experts or prefix)
             if standard is None:
                 continue
             ref = experts or prefix
@@ -45,6 +47,23 @@ def arm_specs(params) -> dict[str, ArmSpec]:
             specs[key if tag is None else f"{key}-{tag}"] = ArmSpec(
                 arm.label_source, arm.mix, standard, tuple(modes), experts, prefix, tag)
     return specs
+
+
+def rl_standard(params, modc: str | None) -> str | None:
+    """For an RL'd ModC model whose tag has no standard model (e.g. the binding-kept prefix
+    model): the arm's standard model RL'd by the same method with the same RL settings' compute
+    (steps, prompts, group size), which it is then compared with. None otherwise."""
+    job = params.rl_jobs.get(modc or "")
+    if job is None:
+        return None
+    arm = params.train_jobs[job.start].arm
+    for key, other in sorted(params.rl_jobs.items()):
+        start = params.train_jobs[other.start]
+        if (start.arm == arm and start.variant == "standard" and other.method == job.method
+                and not other.binding and (other.steps, other.prompts_per_step, other.group_size)
+                == (job.steps, job.prompts_per_step, job.group_size)):
+            return key
+    return None
 
 
 def training_compute(model: str) -> dict[str, float]:

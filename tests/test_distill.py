@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modc_data.config import DistillParams, TeacherParams, load_params
+from modc_data.config import DistillParams, TeacherParams
 from modc_data.labeling.distill import distill, problems_from_dataset_teacher
 from modc_data.labeling.teachers import (
     TeacherError,
@@ -22,6 +22,7 @@ from modc_data.labeling.teachers import (
     render_prompt,
 )
 from modc_data.plan import plan
+from modc_data.profiles import load_profile
 from modc_data.schema import check_schema
 from modc_data.tasks.math import MathTask, problems_frame
 
@@ -279,7 +280,7 @@ def test_registry_rejects_duplicates_empty_and_bad_template(tmp_path):
 
 
 def test_gpu_math_profile_validates_and_dry_runs():
-    params = load_params(ROOT / "profiles" / "gpu-math.yaml")
+    params = load_profile(ROOT / "profiles" / "gpu-math.yaml")
     assert params.task == "math" and params.model.base == "pretrained"
     assert {t.backend for t in params.distill.teachers} == {"vllm"}
     lines = plan(ROOT / "profiles" / "gpu-math.yaml", ROOT)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from modc_data import pipeline
-from modc_data.config import load_params
+from modc_data.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def _stage(name: str):
 
 def test_labels_only_results(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "ARTIFACTS", tmp_path)
-    params = load_params(ROOT / "profiles" / "champ.yaml", pipeline=True)
+    params = load_profile(ROOT / "profiles" / "champ.yaml", pipeline=True)
     (tmp_path / "metrics" / "gradient_cluster").mkdir(parents=True)
     (tmp_path / "metrics" / "distill").mkdir(parents=True)
     table = {"n": 9, "contingency": {"cluster:0": {"teacher:a": 9}},
@@ -42,3 +42,20 @@ def test_labels_only_results(tmp_path, monkeypatch):
     assert "| teacher:a | 5 | 2 | 0.400 | 2 |" in results
     assert json.loads((out / "summary.json").read_text()) == {}
     assert (out / "figures").is_dir() and (out / "plots").is_dir()
+
+
+def test_a_tagged_rl_modc_model_without_its_own_standard_is_compared_with_the_rl_standard():
+    """profiles/rl.yaml's binding-kept prefix model (tag `bind`, no standard of its own) is
+    evaluated against the standard model RL'd by the same method at the same RL compute."""
+    evaluate = _stage("evaluate")
+    params = load_profile(ROOT / "profiles" / "rl.yaml", pipeline=True)
+    assert evaluate.rl_standard(params, "search_algorithm-skewed-bind-prefix") == \
+        "search_algorithm-skewed-grpo-standard"
+    assert evaluate.rl_standard(params, "search_algorithm-skewed-passk-experts") == \
+        "search_algorithm-skewed-passk-standard"
+    assert evaluate.rl_standard(params, "search_algorithm-skewed-prefix") is None  # not RL'd
+    jobs = dict(params.rl_jobs)
+    key = "search_algorithm-skewed-bind-prefix"
+    jobs[key] = jobs[key].model_copy(update={"steps": 80})  # unequal RL compute
+    slower = params.model_copy(update={"rl_jobs": jobs})
+    assert evaluate.rl_standard(slower, "search_algorithm-skewed-bind-prefix") is None
