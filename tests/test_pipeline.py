@@ -6,7 +6,6 @@ and nothing else.
 """
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import polars as pl
 import yaml
 
 from modc_data.pipeline import last_repro, read_times, record_time
+from modc_data.profiles import write_params
 from tests.smoke import copy_repo, run
 from tests.smoke import env as smoke_env
 
@@ -99,8 +99,13 @@ def test_repro_builds_every_artifact(smoke_repo):
     assert list((art / "hub" / "models").rglob("modc-countdown-search_algorithm-skewed-grpo-prefix/modc.json"))
     assert "## RL after SFT" in results
     assert "### search_algorithm-skewed-grpo-prefix from search_algorithm-skewed-prefix" in results
-    assert {r["job"] for r in details["rl"]} == {"search_algorithm-skewed-grpo-standard",
-                                                 "search_algorithm-skewed-grpo-prefix"}
+    assert {r["job"] for r in details["rl"] if "modc" not in r} == {
+        "search_algorithm-skewed-grpo-standard", "search_algorithm-skewed-grpo-prefix"}
+    # the RL'd prefix model against the RL'd standard one, beside their SFT starts
+    assert {(r["modc"], r["standard"], r["quantity"]) for r in details["rl"] if "modc" in r} == {
+        ("search_algorithm-skewed-grpo-prefix", "search_algorithm-skewed-grpo-standard", q)
+        for q in ("SFT", "RL")}
+    assert "### Answers" in results and "### RL'd ModC − RL'd standard" in results
     # mode-following is measured where samples have a detectable mode (the smoke models write
     # none), and said to be unmeasured otherwise
     follows = [r for r in details["rl"] if r["quantity"] == "mode-following, RL − start"]
@@ -221,7 +226,7 @@ def test_a_finished_stage_records_its_time(tmp_path):
     (tmp_path / "stages").mkdir()
     (tmp_path / "stages" / "noop.py").write_text(
         "from modc_data import pipeline\npipeline.run(lambda params, argv: None)\n")
-    shutil.copy2(ROOT / "profiles" / "smoke.yaml", tmp_path / "params.yaml")
+    write_params(ROOT / "profiles" / "smoke.yaml", tmp_path / "params.yaml")
     env = smoke_env(PYTHONPATH=str(ROOT), DVC_STAGE="noop@x")
     subprocess.run([sys.executable, "stages/noop.py", "x"], cwd=tmp_path, env=env, check=True, capture_output=True)
     env.pop("DVC_STAGE")
