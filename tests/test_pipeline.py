@@ -125,12 +125,16 @@ def test_every_stage_of_the_repro_left_its_time(smoke_repo):
     """benchmarks/pipeline_time.py on the real repro: one row per DVC stage, with the choices."""
     root, _ = smoke_repo
     listed = {line.split()[0] for line in run(["dvc", "stage", "list"], root).splitlines() if line.strip()}
-    records = last_repro(read_times(root / "artifacts" / "cache" / "time"))
+    # Every stage keeps its last record; other tests on this shared repo may re-run a few
+    # stages (a later repro), so the records' union, not the last repro alone, covers them all.
+    records = read_times(root / "artifacts" / "cache" / "time")
     assert {r["stage"] for r in records} == listed
-    assert len({json.dumps(r["repro"]) for r in records}) == 1 and records[0]["repro"] is not None
-    out = run([sys.executable, str(ROOT / "benchmarks" / "pipeline_time.py"), "--root", str(root)], root)
+    assert all(r["repro"] is not None for r in records)  # each ran under a dvc process
+    last = last_repro(records)
+    assert last and len({json.dumps(r["repro"]) for r in last}) == 1
+    out = run([sys.executable, str(ROOT / "benchmarks" / "pipeline_time.py"), "--root", str(root),
+               "--all"], root)
     assert "train@search_algorithm-skewed-prefix" in out and "threads" in out
-    assert f"total ({len(listed)} stages)" in out
     sample = json.loads((root / "artifacts" / "metrics" / "sample" / "search_algorithm-skewed-prefix.json").read_text())
     # measured (or reused) where bf16 is native; without it float32 is the only candidate
     assert sample["dtype"] in ("float32", "bfloat16")
