@@ -27,9 +27,8 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-from arm_inputs import arm_inputs  # noqa: E402
+from arm_inputs import arm_inputs, counts, print_choice, print_comparison  # noqa: E402
 
 from modc_data.config import load_params  # noqa: E402
 from modc_data.evaluation.bootstrap import paired_bootstrap_diff  # noqa: E402
@@ -37,19 +36,6 @@ from modc_data.evaluation.passk import default_ks, pass_at_k_curve, pass_at_k_mo
 from modc_data.modeling.train import train_experts  # noqa: E402
 from modc_data.sampling.run import make_backend, sample_model  # noqa: E402
 from modc_data.tasks import task_from_params  # noqa: E402
-
-
-def counts(samples: pl.DataFrame, modes: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Problem ids and (P, M) sample / correct counts, modes in ``modes`` order ('' = no mode)."""
-    g = samples.group_by("problem_id", "mode").agg(pl.len().alias("n"), pl.col("correct").sum().alias("c"))
-    ids = sorted(g["problem_id"].unique().to_list())
-    pos = {p: i for i, p in enumerate(ids)}
-    n = np.zeros((len(ids), len(modes)), dtype=np.int64)
-    c = np.zeros_like(n)
-    for p, m, nn, cc in g.iter_rows():
-        n[pos[p], modes.index(m)] = nn
-        c[pos[p], modes.index(m)] = cc
-    return ids, n, c
 
 
 def main() -> None:
@@ -124,13 +110,8 @@ def main() -> None:
         scores[s] = float(p_exp.mean())
         print(f"\nshared_steps {s} (train {t1 - t0:.0f} s, sample {time.perf_counter() - t1:.0f} s): "
               f"mean pass@k over ks {scores[s]:.4f} (standard {p_std.mean():.4f})", flush=True)
-        print("| k | experts | standard | Δ [95% CI] |\n|---|---|---|---|")
-        for i, k in enumerate(ks):
-            print(f"| {k} | {p_exp[:, i].mean():.3f} | {p_std[:, i].mean():.3f} | "
-                  f"{diff.estimate[i]:+.3f} [{diff.low[i]:+.3f}, {diff.high[i]:+.3f}] |", flush=True)
-    best = max(scores, key=scores.get)
-    print(f"\nchosen on {args.split}: shared_steps {best} (mean pass@k {scores[best]:.4f}; "
-          + ", ".join(f"{s}: {v:.4f}" for s, v in scores.items()) + ")")
+        print_comparison(ks, p_exp, p_std, diff, ("experts", "standard"))
+    print_choice(args.split, "shared_steps ", scores)
 
 
 if __name__ == "__main__":

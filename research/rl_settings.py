@@ -29,6 +29,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
+from arm_inputs import counts, print_choice, print_comparison  # noqa: E402
 
 from modc_data.config import load_params, model_dir  # noqa: E402
 from modc_data.evaluation.bootstrap import paired_bootstrap_diff  # noqa: E402
@@ -86,9 +87,8 @@ def main() -> None:
     def passk(path: Path) -> tuple[list[str], object]:
         s = sample_model(path, val, task=task, model_key="x", arm="x", variant="standard",
                          modes=None, cfg=cfg, backend=backend, progress=False)
-        g = (s.group_by("problem_id").agg(pl.len().alias("n"), pl.col("correct").sum().alias("c"))
-             .sort("problem_id"))
-        return g["problem_id"].to_list(), pass_at_k_curve(g["n"].to_numpy(), g["c"].to_numpy(), ks)
+        ids, n, c = counts(s, [""])
+        return ids, pass_at_k_curve(n[:, 0], c[:, 0], ks)
 
     ids0, p0 = passk(start)
     print(f"{args.start} on {args.split}: {len(ids0)} problems, n = {args.n}; start pass@k "
@@ -115,13 +115,8 @@ def main() -> None:
         print(f"\n{name} (steps:group_size:lr; RL {t1 - t0:.0f} s, sample "
               f"{time.perf_counter() - t1:.0f} s): mean pass@k {scores[name]:.4f} "
               f"(start {p0.mean():.4f})", flush=True)
-        print("| k | RL'd | start | Δ [95% CI] |\n|---|---|---|---|")
-        for i, k in enumerate(ks):
-            print(f"| {k} | {p[:, i].mean():.3f} | {p0[:, i].mean():.3f} | "
-                  f"{d.estimate[i]:+.3f} [{d.low[i]:+.3f}, {d.high[i]:+.3f}] |", flush=True)
-    best = max(scores, key=scores.get)
-    print(f"\nchosen on {args.split}: {best} (mean pass@k {scores[best]:.4f}; "
-          + ", ".join(f"{s}: {v:.4f}" for s, v in scores.items()) + ")")
+        print_comparison(ks, p, p0, d, ("RL'd", "start"))
+    print_choice(args.split, "", scores)
 
 
 if __name__ == "__main__":

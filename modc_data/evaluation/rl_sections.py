@@ -271,7 +271,7 @@ def rl_section(samples: pl.DataFrame, jobs: Sequence[RLJob], ks: Sequence[int], 
                n_resamples: int, ci: float = 0.95, seed: int = 0,
                figures_dir: str | Path | None = None) -> tuple[str, list[dict]]:
     """Markdown for ``rl_rows`` and ``against_rows`` (empty when there is no RL job), and the
-    rows (those of ``against_rows`` carry ``modc`` and ``standard`` in place of ``job``)."""
+    rows (those of ``against_rows`` also carry ``modc`` and ``standard``)."""
     counts = count_table(samples, collapse_mode="")
     rows = rl_rows(samples, jobs, ks, n_resamples=n_resamples, ci=ci, seed=seed, counts=counts)
     if not rows:
