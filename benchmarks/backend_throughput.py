@@ -30,10 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modc_data.config import ScratchModelParams, VLLMParams  # noqa: E402
 from modc_data.modeling.modc_json import ModcInfo, write_modc  # noqa: E402
 from modc_data.modeling.models import build_scratch_model  # noqa: E402
 from modc_data.modeling.tokenizer import build_word_tokenizer  # noqa: E402
+from modc_data.params_sampling import VLLMParams  # noqa: E402
+from modc_data.params_training import ScratchModelParams  # noqa: E402
 from modc_data.sampling.base import sample_seed  # noqa: E402
 from modc_data.sampling.hf import HFBackend  # noqa: E402
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from train_throughput import _default_train, countdown_like_rows
 
 from modc_data import autotune
-from modc_data.config import ModelParams, ScratchModelParams
 from modc_data.modeling.train import train_model
+from modc_data.params_training import ModelParams, ScratchModelParams
 
 BUSY_LOOP = "while True: pass"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-from modc_data.config import CountdownParams
 from modc_data.generate import CHUNK, draw_chunk, generate_problems, solvability_breakdown, spec_of
-from modc_data.tasks.countdown import explore
+from modc_data.params_blocks import CountdownParams
+from modc_data.tasks.countdown_search import explore
 
 N_CHUNKS = 64  # 131,072 candidate problems
 

@@ -37,20 +37,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from modc_data.config import ScratchModelParams  # noqa: E402
-from modc_data.labeling.gradients import (  # noqa: E402
+from modc_data.labeling.gradient_features import (  # noqa: E402
     BUFFER_BYTES,
-    encode_pairs,
     featurize,
-    gradients_loop,
-    gradients_vmap,
     group_rows,
     keep_freed_memory,
     length_order,
 )
+from modc_data.labeling.gradients import (  # noqa: E402
+    encode_pairs,
+    gradients_loop,
+    gradients_vmap,
+)
 from modc_data.labeling.projection import RademacherProjection  # noqa: E402
 from modc_data.modeling.models import build_scratch_model  # noqa: E402
 from modc_data.modeling.tokenizer import build_word_tokenizer  # noqa: E402
+from modc_data.params_training import ScratchModelParams  # noqa: E402
 
 
 def peak_rss_mib() -> float:
@@ -69,9 +71,9 @@ def peak_mem(device: str) -> str:
 def countdown_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
     """``n`` real (prompt, trace) train pairs: Countdown problems of the default kind, labeled by
     search algorithm (DFS and BFS traces of 15 to ~85 words), in the pipeline's row order."""
-    from modc_data.config import CountdownParams, SplitSizes
     from modc_data.generate import generate_problems
     from modc_data.labeling.search_algorithm import search_algorithm_rows
+    from modc_data.params_blocks import CountdownParams, SplitSizes
 
     cfg = CountdownParams(
         problems=SplitSizes(train=n, validation=2, test=2), adversarial_per_side=1, workers=1

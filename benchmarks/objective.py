@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train_throughput import countdown_like_rows  # noqa: E402
 
-from modc_data.config import ModelParams, PassAtNParams, ScratchModelParams, TrainParams  # noqa: E402
 from modc_data.evaluation.diversity import diversity_per_problem  # noqa: E402
 from modc_data.evaluation.majority import answer_groups, maj_at_k, maj_at_k_split  # noqa: E402
 from modc_data.modeling.train import train_model  # noqa: E402
+from modc_data.params_training import ModelParams, PassAtNParams, ScratchModelParams, TrainParams  # noqa: E402
 from modc_data.sampling.run import SAMPLES_SCHEMA  # noqa: E402
 
 KS = [1, 2, 4, 8, 16, 32, 64]

@@ -125,8 +125,8 @@ def compare_dtypes(train_steps: int, n_problems: int, rounds: int, threads: int)
 
     from train_throughput import countdown_like_rows
 
-    from modc_data.config import ModelParams, ScratchModelParams, TrainParams
     from modc_data.modeling.train import train_model
+    from modc_data.params_training import ModelParams, ScratchModelParams, TrainParams
     from modc_data.sampling.hf import HFBackend
 
     print(f"uptime before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")

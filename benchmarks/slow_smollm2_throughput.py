@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modc_data.config import LoraParams, PretrainedModelParams  # noqa: E402
 from modc_data.modeling.format import encode_prompt  # noqa: E402
 from modc_data.modeling.models import load_pretrained_base  # noqa: E402
+from modc_data.params_training import LoraParams, PretrainedModelParams  # noqa: E402
 from modc_data.sampling.hf import hf_generate  # noqa: E402
 
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

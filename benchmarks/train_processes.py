@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.train_throughput import countdown_like_rows  # noqa: E402
-from modc_data.config import ModelParams, TrainParams  # noqa: E402
-from modc_data.modeling import distributed  # noqa: E402
+from modc_data.modeling import launch  # noqa: E402
 from modc_data.modeling.train import train_model  # noqa: E402
+from modc_data.params_training import ModelParams, TrainParams  # noqa: E402
 
 
 def rank_main(out: str, steps: int, processes: int) -> None:
@@ -39,7 +39,7 @@ def rank_main(out: str, steps: int, processes: int) -> None:
     r = train_model(train, val, variant="standard", mode=None, modes=["dfs", "bfs"],
                     label_source="search_algorithm", arm="bench", model_cfg=ModelParams(),
                     train_cfg=cfg, steps=steps, out_dir=out, progress=False)
-    if distributed.env_ranks().main:
+    if launch.state().is_main_process:
         print(json.dumps({"ms_per_step": 1000 * r.wall_s / steps, "threads": r.threads,
                           "processes": r.processes}))
 
@@ -48,10 +48,10 @@ def measure(steps: int, processes: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         cmd = [__file__, "--rank-run", str(Path(d) / "m"), "--steps", str(steps)]
         if processes > 1:
-            cmd = distributed.launch_command(cmd + ["--processes", str(processes)], processes)
+            cmd = launch.launch_command(cmd + ["--processes", str(processes)], processes)
         else:
             cmd = [sys.executable, *cmd]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), distributed.LAUNCHED: "1"}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), launch.LAUNCHED: "1"}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if proc.returncode:
             sys.exit(proc.stderr[-3000:])

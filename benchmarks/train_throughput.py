@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from modc_data.config import ModelParams, ScratchModelParams, TrainParams
 from modc_data.modeling.train import train_model
+from modc_data.params_training import ModelParams, ScratchModelParams, TrainParams
 from modc_data.schema import make_rows
 
 

@@ -5,7 +5,7 @@ mode token; ``STANDARD``: the arm's standard model beside a ModC one), the unifo
 (``k // M`` per mode, the remainder to the first ``k % M`` modes), every equally likely uniform
 allocation (what the pass@k estimator averages over), and a split by weights with
 largest-remainder rounding, and the per-prompt preference split on q(m|x). The sampler (``ModCSampler``) and evaluation both import it; it
-imports neither. What it leaves out: choosing an allocation (``evaluation.allocation``) and
+imports neither. What it leaves out: choosing an allocation (``evaluation.allocation_selection``) and
 sampling (``sampler``, ``sampling``).
 """
 

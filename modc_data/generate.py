@@ -1,8 +1,8 @@
 """Problem generation: the problems table of a task (``problems_from_params``), and Countdown's
 own, with both reference traces per problem.
 
-``generate_problems(cfg, seed)`` draws unique problems (``modc_data.tasks.countdown``), runs DFS
-and BFS on each under ``cfg.budget`` in ``cfg.workers`` processes, and returns one polars frame
+``generate_problems(cfg, seed)`` draws unique problems (``modc_data.tasks.countdown_search``), runs
+DFS and BFS on each under ``cfg.budget`` in ``cfg.workers`` processes, and returns one polars frame
 (``PROBLEM_COLUMNS``) holding the natural splits (train / validation / test) and the adversarial
 ones (test_adversarial / validation_adversarial: problems solvable within budget by exactly one
 algorithm, balanced between only-DFS and only-BFS). ``solvability_breakdown(df)`` summarises the
@@ -27,17 +27,11 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from modc_data.config import CountdownParams
 from modc_data.errors import InputError
+from modc_data.params_blocks import CountdownParams
 from modc_data.schema import SPLITS, problem_id
-from modc_data.tasks.countdown import (
-    NODE_SEP,
-    draw_problem,
-    explore,
-    format_prompt,
-    problem_key,
-    reachable,
-)
+from modc_data.tasks.countdown import NODE_SEP, format_prompt, problem_key
+from modc_data.tasks.countdown_search import draw_problem, explore, reachable
 
 TASK = "countdown"
 CATEGORIES = ("both", "only_dfs", "only_bfs", "neither")

@@ -4,7 +4,9 @@
 
 Every field of every params block (``config.Params`` and the blocks it nests), with its type,
 default and meaning, so the reference cannot drift from the code: the meaning is the field's
-``description`` or, where it has none, the comment beside or just above it in ``config.py``.
+``description`` or, where it has none, the comment beside or just above it in the module that
+defines the block (``config.py``, ``params_blocks.py``, ``params_training.py``,
+``params_sampling.py``).
 A test regenerates the page and checks it equals the committed one and names every field.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import ast
 import inspect
 import io
+import re
 import tokenize
 import typing
 from collections.abc import Iterator
@@ -54,7 +57,7 @@ def _models(annotation) -> list[type[BaseModel]]:
 
 def _type(annotation) -> str:
     text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
-    text = text or str(annotation).replace("typing.", "").replace("modc_data.config.", "")
+    text = text or re.sub(r"modc_data\.\w+\.", "", str(annotation).replace("typing.", ""))
     return text.replace("NoneType", "None").replace("|", "\\|")
 
 

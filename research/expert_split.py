@@ -33,7 +33,7 @@ from arm_inputs import arm_inputs, counts, print_choice, print_comparison  # noq
 from modc_data.config import load_params  # noqa: E402
 from modc_data.evaluation.bootstrap import paired_bootstrap_diff  # noqa: E402
 from modc_data.evaluation.passk import default_ks, pass_at_k_curve, pass_at_k_modc  # noqa: E402
-from modc_data.modeling.train import train_experts  # noqa: E402
+from modc_data.modeling.experts import train_experts  # noqa: E402
 from modc_data.sampling.run import make_backend, sample_model  # noqa: E402
 from modc_data.tasks import task_from_params  # noqa: E402
 

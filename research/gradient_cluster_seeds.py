@@ -59,11 +59,11 @@ from modc_data.labeling.ensemble import (  # noqa: E402
     featurize_references,
     partition_stability,
 )
+from modc_data.labeling.gradient_features import length_order  # noqa: E402
 from modc_data.labeling.gradients import (  # noqa: E402
     encode_pairs,
     gradient_params,
     gradients_vmap,
-    length_order,
 )
 from modc_data.labeling.projection import RademacherProjection  # noqa: E402
 from modc_data.modeling.load import load_checkpoint  # noqa: E402

@@ -21,7 +21,8 @@ from pathlib import Path
 import polars as pl
 
 from modc_data.config import load_params
-from modc_data.evaluation.allocation_report import arm_counts, evaluate_policies
+from modc_data.evaluation.allocation_counts import arm_counts
+from modc_data.evaluation.allocation_scores import evaluate_policies
 from modc_data.evaluation.passk import default_ks, pass_at_k_curve
 from modc_data.evaluation.policy_sections import standard_nc
 from modc_data.schema import FREE_MODEL_SUFFIX

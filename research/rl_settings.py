@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import polars as pl  # noqa: E402
 from arm_inputs import counts, print_choice, print_comparison  # noqa: E402
 
-from modc_data.config import load_params, model_dir  # noqa: E402
+from modc_data.config import load_params  # noqa: E402
 from modc_data.evaluation.bootstrap import paired_bootstrap_diff  # noqa: E402
 from modc_data.evaluation.passk import default_ks, pass_at_k_curve  # noqa: E402
+from modc_data.experiment import model_dir  # noqa: E402
 from modc_data.rl.grpo import RLSettings, rl_one  # noqa: E402
 from modc_data.sampling.run import make_backend, sample_model  # noqa: E402
 from modc_data.tasks import task_from_params  # noqa: E402

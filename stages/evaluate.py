@@ -11,15 +11,17 @@ import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import write_text
-from modc_data.config import model_dir
+from modc_data.evaluation.comparisons import ArmSpec
+from modc_data.evaluation.estimates import evaluate
 from modc_data.evaluation.figures import write_figures
 from modc_data.evaluation.label_reports import distill_section, gradient_cluster_section
 from modc_data.evaluation.objective_sections import objective_section
 from modc_data.evaluation.passk import default_ks
 from modc_data.evaluation.policy_sections import policy_sections
 from modc_data.evaluation.quality_sections import diversity_section, majority_section
-from modc_data.evaluation.report import ArmSpec, evaluate, results_markdown, write_reports
+from modc_data.evaluation.report import results_markdown, write_reports
 from modc_data.evaluation.rl_sections import RLJob, rl_section
+from modc_data.experiment import model_dir
 from modc_data.modeling.modc_json import read_modc
 from modc_data.tasks import task_from_params
 

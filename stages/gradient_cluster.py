@@ -16,6 +16,7 @@ merges the shards, clusters and writes the outputs.
 """
 
 import hashlib
+import os
 import shutil
 import sys
 
@@ -25,11 +26,11 @@ import torch
 from modc_data import pipeline
 from modc_data.artifacts import frame_hash, write_json, write_parquet
 from modc_data.autotune import resolve_threads
-from modc_data.config import model_dir as job_model_dir
+from modc_data.experiment import model_dir as job_model_dir
 from modc_data.labeling.declared import uniform, write_declared
 from modc_data.labeling.gradient_cluster import cluster_mode, label_by_gradient_clusters
 from modc_data.labeling.gradients import model_hash
-from modc_data.modeling import distributed
+from modc_data.modeling import launch
 from modc_data.modeling.load import load_checkpoint
 from modc_data.pipeline import StageError
 
@@ -60,29 +61,30 @@ def main(params, argv):
     if len(argv) != 1 or argv[0] not in cfg.mixes:
         raise StageError(f"usage: gradient_cluster.py <mix>; gradient_cluster.mixes are {cfg.mixes}")
     mix = argv[0]
-    if distributed.should_launch(cfg.processes):
+    if launch.should_launch(cfg.processes):
         print(f"[gradient_cluster] {mix}: {cfg.processes} processes (accelerate launch)", file=sys.stderr)
-        rc = distributed.relaunch([sys.argv[0], mix], cfg.processes)
+        rc = launch.relaunch([sys.argv[0], mix], cfg.processes)
         if rc:
             raise StageError(f"{mix}: featurising under {cfg.processes} processes failed (exit "
                              f"{rc}); the ranks' errors are above")
         return
-    ranks = distributed.init("cuda" if torch.cuda.is_available() else "cpu")
+    procs = launch.state()  # joins the process group of a launch
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", procs.num_processes))
     model_dir = job_model_dir(f"{cfg.reference_arm}-standard", pipeline.ARTIFACTS)
     threads, threads_record = resolve_threads(cfg.threads)
-    if ranks.local_world > 1 and cfg.threads == "auto":  # the ranks share the free cores
-        threads = max(1, threads // ranks.local_world)
-        threads_record = {**threads_record, "threads": threads, "ranks_per_machine": ranks.local_world}
+    if local_world > 1 and cfg.threads == "auto":  # the ranks share the free cores
+        threads = max(1, threads // local_world)
+        threads_record = {**threads_record, "threads": threads, "ranks_per_machine": local_world}
     torch.set_num_threads(threads)
     # trainable: a LoRA reference's adapter weights give the gradients (lora_A and lora_B)
     model, tokenizer, _ = load_checkpoint(model_dir, dtype=torch.float32, trainable=True)
-    model.to(distributed.device_for(ranks))
+    model.to(procs.device)
     rows = pl.read_parquet(pipeline.ARTIFACTS / "datasets" / cfg.rows_source / f"{mix}.parquet")
     labeled, rep = label_by_gradient_clusters(
-        rows, model, tokenizer, cfg, cache_dir(mix, model, rows, cfg, clean=ranks.main),
-        shard=(ranks.rank, ranks.world), barrier=lambda: distributed.barrier(ranks),
+        rows, model, tokenizer, cfg, cache_dir(mix, model, rows, cfg, clean=procs.is_main_process),
+        shard=(procs.process_index, procs.num_processes), barrier=procs.wait_for_everyone,
     )
-    if not ranks.main:
+    if not procs.is_main_process:
         return  # rank 0 clusters and writes
     path = pipeline.ARTIFACTS / "datasets" / "gradient_cluster" / f"{mix}.parquet"
     write_parquet(labeled, path)
@@ -90,7 +92,7 @@ def main(params, argv):
     if isinstance(cfg.n_clusters, int):  # C fixed: every cluster is declared; auto: those found
         modes = [cluster_mode(i) for i in range(cfg.n_clusters)]
     write_declared(path, uniform(modes))
-    write_json({**rep, "threads": threads_record, "processes": ranks.world}, pipeline.ARTIFACTS / "metrics" / "gradient_cluster" / f"{mix}.json")
+    write_json({**rep, "threads": threads_record, "processes": procs.num_processes}, pipeline.ARTIFACTS / "metrics" / "gradient_cluster" / f"{mix}.json")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import yaml
 
 from modc_data import pipeline
 from modc_data.artifacts import revision_info, write_text
-from modc_data.config import model_dir
+from modc_data.experiment import model_dir
 from modc_data.modeling.modc_json import read_modc
 from modc_data.pipeline import StageError
 from modc_data.publish.release import ModelRelease, PublishError, ReleaseInputs, publish_inputs

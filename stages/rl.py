@@ -20,8 +20,8 @@ import polars as pl
 from modc_data import pipeline
 from modc_data.artifacts import write_json
 from modc_data.autotune import resolve_threads
-from modc_data.config import model_dir
-from modc_data.modeling import distributed
+from modc_data.experiment import model_dir
+from modc_data.modeling import launch
 from modc_data.pipeline import StageError
 from modc_data.rl.grpo import RLSettings, rl_checkpoint
 from modc_data.tasks import task_from_params
@@ -32,9 +32,9 @@ def main(params, argv):
         raise StageError(f"usage: rl.py <job>; RL jobs are {sorted(params.rl_jobs)}")
     key = argv[0]
     job = params.rl_jobs[key]
-    if distributed.should_launch(job.processes):
+    if launch.should_launch(job.processes):
         print(f"[rl] {key}: {job.processes} processes (accelerate launch)", file=sys.stderr)
-        rc = distributed.relaunch([sys.argv[0], key], job.processes)
+        rc = launch.relaunch([sys.argv[0], key], job.processes)
         if rc:
             raise StageError(f"{key}: RL under {job.processes} processes failed (exit {rc}); "
                              "the ranks' errors are above")
@@ -53,7 +53,7 @@ def main(params, argv):
     started = time.perf_counter()
     record = rl_checkpoint(model_dir(job.start, pipeline.ARTIFACTS), model_dir(key, pipeline.ARTIFACTS),
                            problems.to_dicts(), task_from_params(params), settings, threads=threads)
-    if not distributed.env_ranks().main:
+    if not launch.state().is_main_process:
         return
     write_json({"wall_s": round(time.perf_counter() - started, 1), "problems": problems.height,
                 "threads": thread_record, "rl": record},

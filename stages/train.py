@@ -6,7 +6,8 @@ compute accounting (examples, tokens, optimizer steps) and the bf16 / threads ch
 when ``auto``, with their timings) to artifacts/metrics/train/<job>.json.
 Experts of one arm split the standard model's steps between them, so compute is equal.
 With ``train.processes: N`` (N > 1) the script re-runs itself under ``accelerate launch`` with N
-ranks (DDP: one per GPU, or gloo processes on a CPU); rank 0 writes the outputs.
+ranks (DDP: one per GPU, or gloo processes on a CPU); with ``train.accelerate_config`` under the
+engine that file names (DDP, FSDP, DeepSpeed). Rank 0 writes the outputs.
 """
 
 import sys
@@ -15,9 +16,10 @@ import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import revision_info, write_json
-from modc_data.config import model_dir
-from modc_data.modeling import distributed
-from modc_data.modeling.train import train_experts, train_model
+from modc_data.experiment import model_dir
+from modc_data.modeling import launch
+from modc_data.modeling.experts import train_experts
+from modc_data.modeling.train import train_model
 from modc_data.pipeline import StageError
 
 
@@ -27,9 +29,13 @@ def main(params, argv):
     key = argv[0]
     job = params.train_jobs[key]
     processes = params.train.processes
-    if distributed.should_launch(processes):
-        print(f"[train] {key}: {processes} processes (accelerate launch)", file=sys.stderr)
-        rc = distributed.relaunch([sys.argv[0], key], processes)
+    config = params.train.accelerate_config
+    if launch.should_launch(processes, config):
+        if config is not None:
+            launch.check_config(config)
+        print(f"[train] {key}: {processes} processes (accelerate launch"
+              f"{', ' + config if config else ''})", file=sys.stderr)
+        rc = launch.relaunch([sys.argv[0], key], processes, config_file=config)
         if rc:
             raise StageError(f"{key}: training under {processes} processes failed (exit {rc}); "
                              "the ranks' errors are above")
@@ -68,7 +74,7 @@ def main(params, argv):
     }
     metrics["total"] = {k: sum(m[k] for m in metrics.values()) for k in ("examples", "tokens", "steps")}
     metrics["total"]["processes"] = processes
-    if not distributed.env_ranks().main:
+    if not launch.state().is_main_process:
         return  # rank 0 writes the metrics
     write_json(metrics, pipeline.ARTIFACTS / "metrics" / "train" / f"{key}.json")
 

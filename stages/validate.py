@@ -16,7 +16,8 @@ from modc_data import pipeline
 from modc_data.artifacts import frame_hash, write_text
 from modc_data.labeling.declared import read_declared
 from modc_data.pipeline import StageError
-from modc_data.validation import exit_code, format_summary, validate_dataset, write_report
+from modc_data.validation import validate_dataset
+from modc_data.validation_report import exit_code, format_summary, write_report
 
 
 def main(params, argv):

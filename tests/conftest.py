@@ -57,6 +57,6 @@ def smoke_repo(tmp_path_factory):
 def bf16_candidate(monkeypatch):
     """bf16 offered as a candidate even on a CPU without native bf16 (it is then emulated, and
     slow, but the tests that use this inject the timer): the choice logic is what is tested."""
-    import modc_data.modeling.train as train
+    import modc_data.modeling.precision as precision
 
-    monkeypatch.setattr(train, "use_bf16", lambda setting, device: setting != "off")
+    monkeypatch.setattr(precision, "use_bf16", lambda setting, device: setting != "off")

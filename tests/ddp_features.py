@@ -13,8 +13,8 @@ import sys
 
 import torch
 
-from modc_data.labeling.gradients import featurize
-from modc_data.modeling import distributed
+from modc_data.labeling.gradient_features import featurize
+from modc_data.modeling import launch
 from tests.test_gradients import PAIRS
 from tests.tiny_models import tiny_llama, tiny_tokenizer
 
@@ -24,16 +24,16 @@ def main() -> int:
     ap.add_argument("out")
     ap.add_argument("--processes", type=int, default=1)
     args = ap.parse_args()
-    if distributed.should_launch(args.processes):
-        return distributed.relaunch(sys.argv, args.processes)
+    if launch.should_launch(args.processes):
+        return launch.relaunch(sys.argv, args.processes)
     torch.set_num_threads(1)
-    ranks = distributed.init("cpu")
+    procs = launch.state()
     tok = tiny_tokenizer()
     feats, info = featurize(tiny_llama(tok, seed=6), tok, PAIRS * 3, args.out, dim=16, seed=1,
-                            chunk_size=4, shard=(ranks.rank, ranks.world),
-                            barrier=lambda: distributed.barrier(ranks))
+                            chunk_size=4, shard=(procs.process_index, procs.num_processes),
+                            barrier=procs.wait_for_everyone)
     assert feats.shape == (15, 16), feats.shape  # every rank sees the merged store
-    print(f"rank {ranks.rank}: shards {info.get('shards', 1)} resumed {info['rows_resumed']}")
+    print(f"rank {procs.process_index}: shards {info.get('shards', 1)} resumed {info['rows_resumed']}")
     return 0
 
 

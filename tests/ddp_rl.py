@@ -3,7 +3,7 @@
     python tests/ddp_rl.py START OUT [--processes 2] [--variant prefix]
 
 With ``--processes N`` (N > 1) it re-runs itself under ``accelerate launch`` exactly as the rl
-stage does (``modeling.distributed.relaunch``); rank 0 prints the RL record as JSON.
+stage does (``modeling.launch.relaunch``); rank 0 prints the RL record as JSON.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from modc_data.modeling import distributed
+from modc_data.modeling import launch
 from modc_data.rl.grpo import RLSettings, rl_checkpoint
 from modc_data.tasks import get_task
 from tests.test_rl import SETTINGS, _even_length, _problems
@@ -27,15 +27,15 @@ def main() -> int:
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--variant", default="prefix", choices=["standard", "prefix", "experts"])
     args = ap.parse_args()
-    if distributed.should_launch(args.processes):
+    if launch.should_launch(args.processes):
         if not (args.start / "modc.json").exists():
             make_tiny_checkpoint(args.start, args.variant, ["bfs", "dfs"])
-        return distributed.relaunch(sys.argv, args.processes)
+        return launch.relaunch(sys.argv, args.processes)
     if not (args.start / "modc.json").exists():
         make_tiny_checkpoint(args.start, args.variant, ["bfs", "dfs"])
     record = rl_checkpoint(args.start, args.out, _problems(), get_task("countdown"),
                            RLSettings(**SETTINGS), reward=_even_length)
-    if distributed.env_ranks().main:
+    if launch.state().is_main_process:
         print(json.dumps(record))
     return 0
 

@@ -23,11 +23,10 @@ from modc_data.evaluation.allocation import (
     UniformPolicy,
     allocation_pass_at_k,
     concat_arm_counts,
-    fit_preference,
-    fit_static,
     mean_pass,
     preference_counts,
 )
+from modc_data.evaluation.allocation_selection import fit_preference, fit_static
 from modc_data.evaluation.passk import pass_at_k_modc
 
 SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,19 +17,20 @@ from modc_data.evaluation.allocation import (
     Allocation,
     ArmCounts,
     allocation_pass_at_k,
-    fit_static,
 )
+from modc_data.evaluation.allocation_counts import arm_counts
 from modc_data.evaluation.allocation_report import (
-    CV_FOLDS,
-    POLICY_ORDER,
-    SHIPPABLE,
-    arm_counts,
-    evaluate_policies,
-    out_of_fold,
     policies_markdown,
-    select_policies,
     shipped_policy,
     write_policies_figure,
+)
+from modc_data.evaluation.allocation_scores import POLICY_ORDER, evaluate_policies
+from modc_data.evaluation.allocation_selection import (
+    CV_FOLDS,
+    SHIPPABLE,
+    fit_static,
+    out_of_fold,
+    select_policies,
 )
 from modc_data.evaluation.bootstrap import resample_indices
 from modc_data.modeling.modc_json import ModcInfo

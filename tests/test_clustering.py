@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
-from modc_data.config import GradientClusterParams
 from modc_data.labeling.clustering import assign_to_centers, cluster_features, normalize_rows
 from modc_data.labeling.gradient_cluster import label_by_gradient_clusters
+from modc_data.params_blocks import GradientClusterParams
 from modc_data.schema import check_schema, make_rows, problem_id
 from tests.tiny_models import tiny_llama, tiny_tokenizer
 
@@ -157,7 +157,7 @@ def test_stage_feature_cache_is_keyed_by_reference_model(tmp_path, monkeypatch):
     import importlib.util
 
     from modc_data import pipeline
-    from modc_data.config import GradientClusterParams
+    from modc_data.params_blocks import GradientClusterParams
     from tests.tiny_models import tiny_rows
 
     spec = importlib.util.spec_from_file_location(

@@ -12,16 +12,13 @@ from hypothesis import strategies as st
 from modc_data.tasks import get_task
 from modc_data.tasks.countdown import (
     CountdownTask,
-    bfs,
     detect_mode,
-    dfs,
-    draw_problem,
     format_prompt,
     format_trace,
     parse_trace,
-    search,
     verify,
 )
+from modc_data.tasks.countdown_search import bfs, dfs, draw_problem, search
 
 CAP = 50
 RULES = {"max_intermediate": CAP}

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modc_data.config import DistillParams, TeacherParams
 from modc_data.labeling.distill import distill, problems_from_dataset_teacher
 from modc_data.labeling.teachers import (
     TeacherError,
@@ -21,6 +20,7 @@ from modc_data.labeling.teachers import (
     check_teachers,
     render_prompt,
 )
+from modc_data.params_sampling import DistillParams, TeacherParams
 from modc_data.plan import plan
 from modc_data.profiles import load_profile
 from modc_data.schema import check_schema

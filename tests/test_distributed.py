@@ -1,5 +1,6 @@
 """Training as 2 gloo ranks on a CPU (accelerate launch) equals one process with the same global
-batch: loss at every step, final weights, token count, one set of outputs; resume under 2 ranks.
+batch: loss at every step, final weights, token count, one set of outputs; resume under 2 ranks;
+an accelerate config file (FSDP, which accelerate runs as DDP on a CPU) gives the same training.
 Gradient features computed by 2 ranks, each its shard, merge into the one-process store."""
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modc_data.config import TrainParams
-from modc_data.labeling.gradients import encode_pairs, featurize, shard_rows
+from modc_data.labeling.gradient_features import featurize, shard_rows
+from modc_data.labeling.gradients import encode_pairs
 from modc_data.labeling.projection import FEATURES_FILE, META_FILE, read_feature_meta
-from modc_data.modeling import distributed
+from modc_data.modeling import launch
 from modc_data.modeling.modc_json import read_modc
+from modc_data.params_training import TrainParams
 from tests.smoke import env
 from tests.test_gradients import PAIRS
 from tests.tiny_models import tiny_llama, tiny_tokenizer
@@ -79,11 +81,66 @@ def test_two_rank_experts_write_one_group(tmp_path):
 
 
 def test_launch_command_starts_n_gloo_ranks_not_one():
-    cmd = distributed.launch_command(["stages/train.py", "job"], 2, port=29511)
+    cmd = launch.launch_command(["stages/train.py", "job"], 2, port=29511)
     # --cpu --num_processes 2 silently runs one process; --multi_gpu starts two (gloo on a CPU)
     assert "--multi_gpu" in cmd and "--cpu" not in cmd
     assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[-2:] == ["stages/train.py", "job"]
-    assert distributed.should_launch(1) is False
+    assert launch.should_launch(1) is False
+
+
+FSDP_CONFIG = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: FSDP
+num_machines: 1
+num_processes: 2
+mixed_precision: 'no'
+fsdp_config:
+  fsdp_version: 2
+  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP
+  fsdp_state_dict_type: FULL_STATE_DICT
+"""
+
+
+def test_an_fsdp_config_on_a_cpu_trains_as_ddp_with_the_same_result(one, tmp_path):
+    """accelerate joins CPU processes as MULTI_CPU (gloo DDP) whatever the config's engine: an
+    FSDP config file runs here, as DDP, and gives one process's training."""
+    out1, r1 = one
+    config = tmp_path / "fsdp.yaml"
+    config.write_text(FSDP_CONFIG)
+    r2 = _run(tmp_path / "model", "--steps", "8", "--variant", "prefix", "--processes", "2",
+              "--config", str(config))["prefix"]
+    assert r2["processes"] == 2 and r2["engine"] == "MULTI_CPU" and r1["engine"] == "NO"
+    torch.testing.assert_close(torch.tensor(r2["losses"]), torch.tensor(r1["losses"]), rtol=1e-4, atol=1e-5)
+    _same_weights(out1, tmp_path / "model")
+    assert read_modc(tmp_path / "model").train["engine"] == "MULTI_CPU"
+
+
+def test_processes_that_do_not_join_fail_before_training(tmp_path):
+    config = tmp_path / "cpu.yaml"  # use_cpu: accelerate starts 2 processes that never join
+    config.write_text(FSDP_CONFIG.replace("FSDP", "MULTI_CPU").split("fsdp_config")[0] + "use_cpu: true\n")
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "model"), "--processes", "2",
+                           "--config", str(config)], cwd=REPO, env=env(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "did not join one group" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "model").exists()
+
+
+def test_an_accelerate_config_is_checked_and_named_to_the_launcher(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        launch.check_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bf16.yaml"
+    bad.write_text(FSDP_CONFIG.replace("mixed_precision: 'no'", "mixed_precision: bf16"))
+    with pytest.raises(ValueError, match="set it to 'no' and use train.bf16"):
+        launch.check_config(bad)
+    (tmp_path / "other.yaml").write_text("steps: 3\n")
+    with pytest.raises(ValueError, match="no distributed_type"):
+        launch.check_config(tmp_path / "other.yaml")
+    good = tmp_path / "fsdp.yaml"
+    good.write_text(FSDP_CONFIG)
+    assert launch.check_config(good)["distributed_type"] == "FSDP"
+    cmd = launch.launch_command(["stages/train.py", "job"], 2, port=29511, config_file=good)
+    assert cmd[cmd.index("--config_file") + 1] == str(good) and "--multi_gpu" not in cmd
+    assert launch.should_launch(1, good) and not launch.should_launch(1)
 
 
 def test_batch_must_split_evenly_over_the_ranks():

@@ -24,7 +24,7 @@ def test_params_reference_is_current_and_complete():
     assert len(rows) > 150
     for path, _, _, meaning in rows:
         assert f"| `{path}` |" in page, path
-        assert meaning.strip(), f"{path} has no meaning: give it a description or a comment in config.py"
+        assert meaning.strip(), f"{path} has no meaning: give it a description or a comment where its block is defined"
     for name in ("train.steps", "sample.n", "distill.teachers.verdict_column", "train_jobs.<key>.free_share"):
         assert f"| `{name}` |" in page
 

@@ -17,7 +17,8 @@ from modc_data.labeling.ensemble import (
     reference_key,
     restrict_params,
 )
-from modc_data.labeling.gradients import featurize, gradient_params
+from modc_data.labeling.gradient_features import featurize
+from modc_data.labeling.gradients import gradient_params
 from modc_data.labeling.projection import META_FILE, RademacherProjection
 from tests.test_gradients import PAIRS  # the same five Countdown-like pairs
 from tests.tiny_models import tiny_llama, tiny_tokenizer

@@ -18,8 +18,10 @@ from modc_data.evaluation.bootstrap import (
     paired_bootstrap_diff,
     resample_indices,
 )
+from modc_data.evaluation.comparisons import ArmSpec
+from modc_data.evaluation.estimates import evaluate
 from modc_data.evaluation.figures import write_figures
-from modc_data.evaluation.report import ArmSpec, evaluate, write_reports
+from modc_data.evaluation.report import write_reports
 
 # --------------------------------------------------------------------------- bootstrap
 

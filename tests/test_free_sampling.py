@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modc_data.config import ModelParams, SampleParams, TrainParams
 from modc_data.errors import InputError
-from modc_data.evaluation.allocation_report import arm_counts
+from modc_data.evaluation.allocation_counts import arm_counts
 from modc_data.modeling.format import (
     IGNORE_INDEX,
     encode_free_example,
@@ -21,6 +20,8 @@ from modc_data.modeling.format import (
 )
 from modc_data.modeling.modc_json import read_modc
 from modc_data.modeling.train import free_rows, train_model
+from modc_data.params_sampling import SampleParams
+from modc_data.params_training import ModelParams, TrainParams
 from modc_data.publish.layout import PublishError, build_model_repo
 from modc_data.sampler import ModCSampler
 from modc_data.sampling.hf import HFBackend
@@ -271,7 +272,7 @@ def test_publishing_refuses_an_allocation_the_model_cannot_follow(tmp_path):
 
 
 def test_free_share_in_params_is_checked():
-    from modc_data.config import TrainJobParams
+    from modc_data.params_training import TrainJobParams
 
     with pytest.raises(ValueError, match="free_share is for variant 'prefix'"):
         TrainJobParams(label_source="s", mix="m", variant="standard", free_share=0.5)

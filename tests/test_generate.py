@@ -7,7 +7,6 @@ import json
 import polars as pl
 import pytest
 
-from modc_data.config import CountdownParams, SplitSizes
 from modc_data.generate import (
     PROBLEM_COLUMNS,
     GenerationError,
@@ -16,14 +15,10 @@ from modc_data.generate import (
     solvability_breakdown,
     space_size,
 )
+from modc_data.params_blocks import CountdownParams, SplitSizes
 from modc_data.schema import problem_id
-from modc_data.tasks.countdown import (
-    detect_mode,
-    format_prompt,
-    problem_key,
-    search,
-    verify,
-)
+from modc_data.tasks.countdown import detect_mode, format_prompt, problem_key, verify
+from modc_data.tasks.countdown_search import search
 
 SMALL = CountdownParams(
     problems=SplitSizes(train=600, validation=100, test=100),

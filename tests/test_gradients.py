@@ -9,22 +9,13 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from modc_data.config import (
-    GradientClusterParams,
-    LoraParams,
-    ModelParams,
-    PretrainedModelParams,
-    TrainParams,
-)
 from modc_data.labeling.gradient_cluster import label_by_gradient_clusters
+from modc_data.labeling.gradient_features import featurize, group_rows, length_order
 from modc_data.labeling.gradients import (
     encode_pairs,
-    featurize,
     gradient_params,
     gradients_loop,
     gradients_vmap,
-    group_rows,
-    length_order,
 )
 from modc_data.labeling.projection import (
     FEATURES_FILE,
@@ -35,6 +26,8 @@ from modc_data.labeling.projection import (
 from modc_data.modeling.format import IGNORE_INDEX
 from modc_data.modeling.load import load_checkpoint
 from modc_data.modeling.train import train_model
+from modc_data.params_blocks import GradientClusterParams
+from modc_data.params_training import LoraParams, ModelParams, PretrainedModelParams, TrainParams
 from tests.tiny_models import (
     TINY_SCRATCH,
     TINY_TEXTS,

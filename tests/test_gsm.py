@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modc_data.config import GsmParams
 from modc_data.errors import InputError
+from modc_data.params_blocks import GsmParams
 from modc_data.profiles import load_profile
 from modc_data.tasks import get_task
 from modc_data.tasks.gsm import GsmTask, gsm_answer, gsm_problems, load_templates, template_splits
@@ -97,10 +97,11 @@ def test_gsm_teacher_rows_validate_publish_and_load(problems, tmp_path):
     import datasets
     from huggingface_hub import DatasetCard
 
-    from modc_data.config import TeacherParams
     from modc_data.labeling.distill import distill
+    from modc_data.params_sampling import TeacherParams
     from modc_data.publish.layout import build_dataset_repo
-    from modc_data.validation import validate_dataset, write_report
+    from modc_data.validation import validate_dataset
+    from modc_data.validation_report import write_report
 
     params = load_profile("profiles/gsm.yaml", pipeline=True)
     pool = problems.filter(pl.col("split") != "test")

@@ -30,7 +30,7 @@ import pytest
 import yaml
 from huggingface_hub.utils import sha
 
-from modc_data.config import PublishParams
+from modc_data.params_blocks import PublishParams
 from modc_data.publish import publish_all
 from modc_data.publish.layout import manifest
 from tests.smoke import copy_repo

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modc_data.config import MathSourceParams
+from modc_data.params_blocks import MathSourceParams
 from modc_data.schema import problem_id
 from modc_data.tasks import get_task
 from modc_data.tasks.math import (

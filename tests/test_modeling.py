@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from peft import PeftModel
 from transformers import AutoTokenizer
 
-from modc_data.config import LoraParams, PretrainedModelParams, ScratchModelParams
 from modc_data.modeling.format import encode_prompt
 from modc_data.modeling.load import load_checkpoint, resolve_mode_token
 from modc_data.modeling.modc_json import read_modc
 from modc_data.modeling.models import build_scratch_model, load_pretrained_base
 from modc_data.modeling.tokenizer import add_mode_tokens, build_word_tokenizer
+from modc_data.params_training import LoraParams, PretrainedModelParams, ScratchModelParams
 from modc_data.schema import mode_token
 from tests.tiny_models import TINY_SCRATCH, make_tiny_checkpoint, save_tiny_base, tiny_tokenizer
 
@@ -120,8 +120,8 @@ def test_new_rows_are_the_mean_row_so_reloads_agree(tmp_path):
 
 
 def test_adapter_without_safetensors_is_refused(tmp_path):
-    from modc_data.config import ModelParams, TrainParams
     from modc_data.modeling.train import train_model
+    from modc_data.params_training import ModelParams, TrainParams
     from tests.tiny_models import TINY_TEXTS, tiny_rows
 
     cfg = ModelParams(

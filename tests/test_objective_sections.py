@@ -8,9 +8,11 @@ from math import comb
 import polars as pl
 import pytest
 
-from modc_data.config import model_dir, parse_params
+from modc_data.config import parse_params
+from modc_data.evaluation.comparisons import ArmSpec
+from modc_data.evaluation.estimates import evaluate
 from modc_data.evaluation.objective_sections import COMPARISONS, objective_rows, objective_section
-from modc_data.evaluation.report import ArmSpec, evaluate
+from modc_data.experiment import model_dir
 from tests.test_config import _default
 
 N = 16

@@ -14,9 +14,10 @@ import polars as pl
 import pytest
 from matplotlib.image import imread
 
-from modc_data.config import Params, PoliciesParams, SampleParams
+from modc_data.config import Params
 from modc_data.evaluation.passk import pass_at_k_modc
 from modc_data.evaluation.policy_sections import never_loses, policy_sections
+from modc_data.params_sampling import PoliciesParams, SampleParams
 
 N = 16
 KS = [1, 2, 4, 8, 16]

@@ -58,7 +58,8 @@ def test_problems_needed_is_the_smallest_that_reaches_the_target():
 
 
 def test_modc_power_reads_an_evaluation(tmp_path, capsys):
-    from modc_data.evaluation.report import evaluate, write_reports
+    from modc_data.evaluation.estimates import evaluate
+    from modc_data.evaluation.report import write_reports
     from tests.test_evaluation import SPEC, _planted
 
     samples, problems, _ = _planted()

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard, ModelCard
 
-from modc_data.config import PublishParams
+from modc_data.params_blocks import PublishParams
 from modc_data.publish import LocalTarget, ModelRelease, PublishError, ReleaseInputs, publish_all
 from modc_data.publish.layout import manifest
 from modc_data.schema import ROW_SCHEMA, make_rows

@@ -15,7 +15,8 @@ import pytest
 from modc_data.rl.passk import grouped_passk_advantages, passk_advantages
 from modc_data.rl.rewards import BindingReward, VerifierReward
 from modc_data.tasks import get_task
-from modc_data.tasks.countdown import bfs, dfs, draw_problem, format_prompt
+from modc_data.tasks.countdown import format_prompt
+from modc_data.tasks.countdown_search import bfs, dfs, draw_problem
 
 
 def brute_force_advantages(correct: list[int], k: int) -> np.ndarray:
@@ -110,9 +111,9 @@ def test_passk_trainer_trains_on_closed_form_advantages_with_trl(tmp_path):
     import torch
     from trl import GRPOConfig
 
-    from modc_data.config import ScratchModelParams
     from modc_data.modeling.models import build_scratch_model
     from modc_data.modeling.tokenizer import build_word_tokenizer
+    from modc_data.params_training import ScratchModelParams
     from modc_data.rl.passk import passk_trainer_class
 
     data = _countdown_rows(4)

@@ -16,13 +16,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modc_data.config import OpenAIParams, SampleParams
 from modc_data.modeling.format import encode_prompt
 from modc_data.modeling.load import load_checkpoint
+from modc_data.params_sampling import OpenAIParams, SampleParams
 from modc_data.sampling import Completion, SamplingBackend, get_backend, sample_seed
-from modc_data.sampling.hf import HFBackend, _SeededSampler, hf_generate
+from modc_data.sampling.hf import HFBackend, hf_generate
 from modc_data.sampling.openai_backend import OpenAIBackend
 from modc_data.sampling.run import SAMPLES_SCHEMA, sample_model, select_problems
+from modc_data.sampling.seeded import SeededSampler
 from modc_data.schema import mode_token
 from tests.smoke import free_port, wait_for_health
 from tests.test_autotune import slow
@@ -131,7 +132,7 @@ def test_compact_decoder_passes_the_cache_as_forward_documents_it(ckpts):
 
     from peft import LoraConfig, get_peft_model
 
-    from modc_data.sampling.hf import cache_kwarg
+    from modc_data.sampling.compact import cache_kwarg
 
     model, tok, _ = load_checkpoint(ckpts["standard"])  # its own copy: peft modifies it in place
     forward = inspect.signature(model.forward).parameters
@@ -209,7 +210,7 @@ def test_seeded_sampler_matches_target_distribution(temperature, top_p):
     logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, float("-inf")])
     rows = 40_000
     u = torch.rand(rows, 1, generator=torch.Generator().manual_seed(0))
-    out = _SeededSampler(u, prompt_len=0, temperature=temperature, top_p=top_p)(
+    out = SeededSampler(u, prompt_len=0, temperature=temperature, top_p=top_p)(
         torch.zeros(rows, 0, dtype=torch.long), logits.expand(rows, -1).clone()
     )
     assert torch.isfinite(out).sum(-1).eq(1).all()

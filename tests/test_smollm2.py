@@ -20,16 +20,9 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from modc_data.cli import main
-from modc_data.config import (
-    CountdownParams,
-    LoraParams,
-    ModelParams,
-    PretrainedModelParams,
-    SplitSizes,
-    TrainParams,
-)
 from modc_data.generate import generate_problems
-from modc_data.labeling.gradients import encode_pairs, featurize, gradient_params, gradients_loop
+from modc_data.labeling.gradient_features import featurize
+from modc_data.labeling.gradients import encode_pairs, gradient_params, gradients_loop
 from modc_data.labeling.projection import RademacherProjection
 from modc_data.labeling.search_algorithm import search_algorithm_rows
 from modc_data.modeling.format import encode_prompt
@@ -37,6 +30,8 @@ from modc_data.modeling.gguf import SMOLLM2_REQUIREMENT, smollm2_gguf
 from modc_data.modeling.load import load_checkpoint
 from modc_data.modeling.models import load_pretrained_base
 from modc_data.modeling.train import train_model
+from modc_data.params_blocks import CountdownParams, SplitSizes
+from modc_data.params_training import LoraParams, ModelParams, PretrainedModelParams, TrainParams
 from modc_data.sampling.hf import HFBackend
 from modc_data.schema import mode_token
 

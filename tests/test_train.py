@@ -14,30 +14,27 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 from modc_data import autotune
-from modc_data.config import (
+from modc_data.modeling.experts import split_steps, train_experts
+from modc_data.modeling.format import IGNORE_INDEX, encode_prompt
+from modc_data.modeling.load import load_checkpoint, resolve_mode_token
+from modc_data.modeling.loop import lr_lambda
+from modc_data.modeling.modc_json import read_modc
+from modc_data.modeling.objectives import completion_logprob, pass_at_n_loss
+from modc_data.modeling.tokenizer import build_word_tokenizer
+from modc_data.modeling.train import CHECKPOINT_DIR, TrainingInterrupted, train_model
+from modc_data.modeling.train_data import (
+    batch_order,
+    collate,
+    data_hash,
+    encode_rows,
+    micro_batches,
+)
+from modc_data.params_training import (
     LoraParams,
     ModelParams,
     PassAtNParams,
     PretrainedModelParams,
     TrainParams,
-)
-from modc_data.modeling.format import IGNORE_INDEX, encode_prompt
-from modc_data.modeling.load import load_checkpoint, resolve_mode_token
-from modc_data.modeling.modc_json import read_modc
-from modc_data.modeling.objectives import completion_logprob, pass_at_n_loss
-from modc_data.modeling.tokenizer import build_word_tokenizer
-from modc_data.modeling.train import (
-    CHECKPOINT_DIR,
-    TrainingInterrupted,
-    batch_order,
-    collate,
-    data_hash,
-    encode_rows,
-    lr_lambda,
-    micro_batches,
-    split_steps,
-    train_experts,
-    train_model,
 )
 from modc_data.schema import mode_token
 from tests.test_autotune import slow

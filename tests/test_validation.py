@@ -10,13 +10,13 @@ import pytest
 
 from modc_data.labeling.mixes import apply_mix, mode_shares
 from modc_data.schema import make_rows, problem_id
-from modc_data.validation import (
+from modc_data.validation import validate_dataset
+from modc_data.validation_report import (
     DatasetValidationError,
     ValidationReport,
     exit_code,
     format_summary,
     raise_for_report,
-    validate_dataset,
     write_report,
 )
 

@@ -19,9 +19,9 @@ import polars as pl
 import pytest
 import torch
 
-from modc_data.config import SampleParams, VLLMParams
 from modc_data.modeling.format import encode_prompt
 from modc_data.modeling.load import load_checkpoint
+from modc_data.params_sampling import SampleParams, VLLMParams
 from modc_data.sampling.base import sample_seed
 from modc_data.sampling.hf import HFBackend
 from modc_data.sampling.run import sample_model
@@ -220,7 +220,7 @@ def test_published_lora_experts_served_by_vllm_multi_lora(ckpts, tmp_path):
     import subprocess
     import sys
 
-    from modc_data.config import OpenAIParams
+    from modc_data.params_sampling import OpenAIParams
     from modc_data.publish.layout import build_model_repo
     from modc_data.sampling.openai_backend import OpenAIBackend
 

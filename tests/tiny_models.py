@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from modc_data.config import ScratchModelParams
 from modc_data.modeling.modc_json import ModcInfo, write_modc
 from modc_data.modeling.models import build_scratch_model
 from modc_data.modeling.tokenizer import add_mode_tokens, build_word_tokenizer
+from modc_data.params_training import ScratchModelParams
 from modc_data.schema import mode_slug, mode_token
 
 TINY_TEXTS: tuple[str, ...] = (
@@ -184,8 +184,8 @@ def make_tiny_lora_checkpoint(
     """
     import torch
 
-    from modc_data.config import LoraParams, PretrainedModelParams
     from modc_data.modeling.models import load_pretrained_base
+    from modc_data.params_training import LoraParams, PretrainedModelParams
 
     directory = Path(directory)
     modes = list(modes)

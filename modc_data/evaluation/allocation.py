@@ -12,20 +12,22 @@ scored as the weighted mean. Only ``uniform`` needs this (k = qM + r, 0 < r < M:
 samples go to uniformly random modes, exactly as ``passk.pass_at_k_modc``); every other policy is
 deterministic (J = 1).
 
-Policies (``Policy`` protocol; fit the two that learn on validation only):
+Policies (``Policy`` protocol):
 - ``FreePolicy``: all k on free sampling (the model's own allocation).
 - ``StandardPolicy``: all k on the standard model's samples (arm ``STANDARD``, where present:
   the product owns both models, so a split may also spend samples on the standard model).
 - ``UniformPolicy``: today's ModC, k split evenly over the forced modes.
-- ``StaticPolicy`` (``fit_static``): one allocation over the arms per k, the same for every
-  problem, maximising mean pass@k on the data it is fit on: every allocation scored when there
-  are few (3 arms: 2145 at k = 64), else steepest-ascent hill climbing (OSCA, Zhang et al. 2025)
-  from the best corner or uniform component. Hand-written: no library fits this.
-- ``PreferencePolicy`` (``fit_preference``): per problem from q(m|x): a share ``f`` of k on free
-  sampling, the rest over forced modes with weights ∝ q̃(m|x)^β (β < 0: more samples for modes
-  the model under-samples; β = 0: even; β > 0: follow the model); ``(f, β)`` per k from a grid.
+- ``StaticPolicy``: one allocation over the arms per k, the same for every problem.
+- ``PreferencePolicy``: per problem from q(m|x): a share ``f`` of k on free sampling, the rest
+  over forced modes with weights ∝ q̃(m|x)^β (β < 0: more samples for modes the model
+  under-samples; β = 0: even; β > 0: follow the model); ``(f, β)`` per k.
 - ``OraclePolicy``: all k on the arm with the best pass@k per problem, read from the very samples
   it is scored on — an upper bound, flagged ``upper_bound = True``, never a product choice.
+
+What it leaves out: fitting static and preference on validation data and choosing among the
+policies (``allocation_selection``), building ``ArmCounts`` from sample rows
+(``allocation_counts``), scoring the policies on test (``allocation_scores``) and rendering them
+(``allocation_report``).
 
 Why the oracle bounds every allocation per problem: with f = n - c failures,
 ``g_a(j) = log C(f, j)/C(n, j) = Σ_{i<j} log((f-i)/(n-i))`` has decreasing increments, so it is
@@ -40,15 +42,15 @@ is a fixed schedule. The only path on which it spends all k samples is "all fail
 and along it every problem sees the same observations, so the arm sequence — hence the counts
 k_a — is the same for every problem; any earlier success ends the episode as a success whatever
 comes next. Its pass@k therefore equals that of the static allocation of its all-failure path
-(checked by brute-force enumeration in tests/test_allocation.py), and ``fit_static`` already
-searches those. Per-problem gains need per-problem information, such as q(m|x).
+(checked by brute-force enumeration in tests/test_allocation.py), and
+``allocation_selection.fit_static`` already searches those. Per-problem gains need per-problem
+information, such as q(m|x).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import product
-from math import comb
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -58,10 +60,6 @@ from modc_data.evaluation.passk import fail_ratio
 
 # STANDARD (modc_data.budget) is not a mode, so uniform and q leave it out; static, preference
 # (its free share, where the model itself cannot sample freely) and the oracle can use it.
-FREE_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # default grid of f for fit_preference
-# default grid of β for fit_preference, simplest first: a tie keeps the smaller |β|
-BETAS = (0.0, -0.5, 0.5, -1.0, 1.0, -2.0, 2.0)
-EXHAUSTIVE_LIMIT = 20_000  # fit_static scores every allocation up to this many, else hill-climbs
 
 
 @dataclass(frozen=True)
@@ -208,7 +206,8 @@ class Policy(Protocol):
     def allocate(self, data: ArmCounts, k: int) -> Allocation: ...
 
 
-def _corner(data: ArmCounts, arm: int, k: int) -> np.ndarray:
+def corner_counts(data: ArmCounts, arm: int, k: int) -> np.ndarray:
+    """(P, A) counts with all k on column ``arm`` for every problem."""
     out = np.zeros((data.n_problems, len(data.arms)), dtype=np.int64)
     out[:, arm] = k
     return out
@@ -225,7 +224,7 @@ class _OneArmPolicy:
     def allocate(self, data: ArmCounts, k: int) -> Allocation:
         if self.arm not in data.arms:
             raise ValueError(f"policy {self.name!r}: arms {data.arms} have no {self.arm!r} arm")
-        return Allocation.fixed(_corner(data, data.arms.index(self.arm), k))
+        return Allocation.fixed(corner_counts(data, data.arms.index(self.arm), k))
 
 
 @dataclass(frozen=True)
@@ -261,7 +260,8 @@ class UniformPolicy:
 
 @dataclass(frozen=True)
 class StaticPolicy:
-    """One allocation per k over named arms, the same for every problem (see ``fit_static``)."""
+    """One allocation per k over named arms, the same for every problem
+    (``allocation_selection.fit_static``)."""
 
     table: dict[int, dict[str, int]]  # k -> {arm: samples}
     name: ClassVar[str] = "static"
@@ -327,118 +327,18 @@ def preference_counts(data: ArmCounts, k: int, free_share: float, beta: float) -
 
 
 def mean_pass(data: ArmCounts, alloc: Allocation) -> float:
+    """Mean over problems of ``allocation_pass_at_k``."""
     return float(allocation_pass_at_k(data, alloc).mean())
 
 
-def _compositions(k: int, caps: np.ndarray) -> np.ndarray:
-    """Every allocation of k samples over len(caps) arms with arm a holding at most caps[a]:
-    int array (C, A)."""
-    rows: list[list[int]] = [[]]
-    for i, cap in enumerate(caps):
-        last = i == len(caps) - 1
-        rows = [
-            r + [j]
-            for r in rows
-            for j in ([k - sum(r)] if last else range(min(cap, k - sum(r)) + 1))
-            if j <= cap
-        ]
-    return np.array(rows, dtype=np.int64).reshape(-1, len(caps))
 
-
-def fit_static(
-    data: ArmCounts, ks: list[int], exhaustive_limit: int = EXHAUSTIVE_LIMIT
-) -> StaticPolicy:
-    """Per k, the one allocation over the arms with the best mean pass@k on ``data``.
-
-    Start: the best of every corner (all k on one arm, free sampling among them) and every
-    component of the uniform split, so the fit is never below free or uniform on ``data`` (the
-    uniform score is the mean of its components' scores). Then, when there are at most
-    ``exhaustive_limit`` allocations (C(k + A - 1, A - 1): 2145 for 3 arms at k = 64), score them
-    all and keep the best (exact); otherwise hill-climb: move one sample from arm i to arm j,
-    taking the best improving move, until none improves (a local search: on random 3-arm data it
-    misses the optimum in ~2% of cases). A candidate replaces the start only when strictly better.
-    Arms are capped at the fewest samples any problem has on them.
-    """
-    a = len(data.arms)
-    caps = data.n.min(axis=0)
-    table: dict[int, dict[str, int]] = {}
-    for k in ks:
-        # failure chance per arm, problem and count j <= min(k, cap): tables[a][p, j]
-        tables = [
-            fail_ratio(data.n[:, i, None], data.c[:, i, None], np.arange(min(k, caps[i]) + 1))
-            for i in range(a)
-        ]
-
-        def scores(allocs: np.ndarray, tables=tables) -> np.ndarray:
-            """Mean pass@k of each allocation in ``allocs`` (C, A) -> (C,)."""
-            out = np.empty(len(allocs))
-            for lo in range(0, len(allocs), 256):  # (P, 256) floats at a time
-                block = allocs[lo : lo + 256]
-                fail = np.ones((data.n_problems, len(block)))
-                for i in range(a):
-                    fail *= tables[i][:, block[:, i]]
-                out[lo : lo + 256] = 1.0 - fail.mean(axis=0)
-            return out
-
-        starts = [_corner(data, i, k)[0] for i in range(a) if caps[i] >= k]
-        if data.forced:
-            starts += [u for u in UniformPolicy().allocate(data, k).counts[0] if np.all(u <= caps)]
-        if not starts:
-            raise ValueError(f"fit_static: no arm holds k={k} samples on every problem (n={caps})")
-        start_scores = scores(np.array(starts))
-        best, best_score = starts[int(np.argmax(start_scores))], float(start_scores.max())
-        if comb(k + a - 1, a - 1) <= exhaustive_limit:
-            allocs = _compositions(k, caps)
-            all_scores = scores(allocs)
-            if all_scores.max() > best_score + 1e-12:
-                best = allocs[int(np.argmax(all_scores))]
-        else:
-            while True:
-                moves = []
-                for i, j in product(range(a), range(a)):
-                    if i != j and best[i] > 0 and best[j] < min(k, caps[j]):
-                        cand = best.copy()
-                        cand[i] -= 1
-                        cand[j] += 1
-                        moves.append(cand)
-                if not moves:
-                    break
-                move_scores = scores(np.array(moves))
-                if move_scores.max() <= best_score + 1e-12:
-                    break
-                best, best_score = moves[int(np.argmax(move_scores))], float(move_scores.max())
-        table[k] = {arm: int(x) for arm, x in zip(data.arms, best, strict=True)}
-    return StaticPolicy(table)
-
-
-def fit_preference(
-    data: ArmCounts,
-    ks: list[int],
-    free_shares: tuple[float, ...] = FREE_SHARES,
-    betas: tuple[float, ...] = BETAS,
-) -> PreferencePolicy:
-    """Per k, the grid point (f, β) with the best mean pass@k on ``data`` (ties: first in grid,
-    f outer, β inner, so with f = 1, where β does not matter, β = 0 is reported).
-
-    Without a free or standard arm only f = 0 is tried (the free share goes to the free arm,
-    else to the standard model's). The grid holds (1, ·) = free sampling, so the fit is
-    never below free on ``data``; β = 0 is an even split with the remainder to the earlier modes.
-    """
-    shares = free_shares if data.unforced is not None else (0.0,)
-    params: dict[int, tuple[float, float]] = {}
-    for k in ks:
-        grid = [(f, b) for f in shares for b in betas]
-        scores = [
-            mean_pass(data, Allocation.fixed(preference_counts(data, k, f, b))) for f, b in grid
-        ]
-        params[k] = grid[int(np.argmax(scores))]
-    return PreferencePolicy(params)
+def policy_pass_at_k(policy: Policy, data: ArmCounts, ks: Sequence[int]) -> np.ndarray:
+    """Per-problem pass@k of ``policy`` on ``data``: (P, K)."""
+    return np.stack([allocation_pass_at_k(data, policy.allocate(data, k)) for k in ks], axis=1)
 
 
 __all__ = [
-    "BETAS",
     "FREE",
-    "FREE_SHARES",
     "Allocation",
     "ArmCounts",
     "FreePolicy",
@@ -451,8 +351,8 @@ __all__ = [
     "UniformPolicy",
     "allocation_pass_at_k",
     "concat_arm_counts",
-    "fit_preference",
-    "fit_static",
+    "corner_counts",
     "mean_pass",
+    "policy_pass_at_k",
     "preference_counts",
 ]

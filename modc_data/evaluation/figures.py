@@ -1,6 +1,6 @@
 """PNG figures of an ``EvaluationResult``: pass@k curves with CI bands, and mode-collapse histograms.
 
-What goes in: the result of ``report.evaluate`` and an output folder. What comes out: one
+What goes in: the result of ``estimates.evaluate`` and an output folder. What comes out: one
 ``passk_<key>_<split>.png`` per (key, split) and one ``collapse_<key>_<split>.png`` per (key, split)
 with detected modes. Uses matplotlib's object API on the Agg canvas (no pyplot global state, no
 display needed).
@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from modc_data.artifacts import write_atomic
-from modc_data.evaluation.report import ARMS, EvaluationResult, SplitEvaluation
+from modc_data.evaluation.comparisons import ARMS, EvaluationResult, SplitEvaluation
 from modc_data.schema import mode_slug
 
 _COLORS = {"standard": "#444444", "experts": "#1f77b4", "prefix": "#d62728"}

@@ -21,15 +21,10 @@ from modc_data.evaluation.bootstrap import (
     percentile_interval,
     resample_indices,
 )
+from modc_data.evaluation.comparisons import COLLAPSE_THRESHOLD, ArmSpec, is_collapsed
+from modc_data.evaluation.counts import count_table, problem_matrix
+from modc_data.evaluation.markdown import group_rows
 from modc_data.evaluation.passk import pass_at_k_curve, pass_at_k_modc
-from modc_data.evaluation.report import (
-    COLLAPSE_THRESHOLD,
-    ArmSpec,
-    count_table,
-    group_rows,
-    is_collapsed,
-    problem_matrix,
-)
 
 # (row label, model a, model b): the paired difference a - b answers one question each.
 COMPARISONS = (
@@ -89,7 +84,7 @@ def objective_rows(
             at = counts.filter(pl.col("split") == split)
             frames = {name: at.filter((pl.col("model") == m) & (pl.col("variant") == v))
                       for name, (m, v) in models.items()}
-            for name in ("obj:standard", "ce:standard"):  # one row per problem, as report.py
+            for name in ("obj:standard", "ce:standard"):  # one row per problem, as estimates.py
                 frames[name] = (frames[name].group_by("problem_id")
                                 .agg(pl.col("n", "c", "n_det", "n_collapse").sum())
                                 .with_columns(mode=pl.lit("")))

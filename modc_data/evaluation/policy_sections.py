@@ -21,7 +21,7 @@ Markdown (tables, validation choices, the verdict against the issue's bar) and t
 Nothing is fit on test: static and preference are fit on the validation split of the pair, and
 "chosen" per k is the best of free, uniform and standard on validation, replaced by static or
 preference only where its out-of-fold validation gain is significant
-(``allocation_report.select_policies``).
+(``allocation_selection.select_policies``).
 """
 
 from __future__ import annotations
@@ -33,14 +33,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from modc_data.evaluation.allocation_counts import arm_counts
 from modc_data.evaluation.allocation_report import (
-    PolicyEvaluation,
-    arm_counts,
-    evaluate_policies,
     policies_markdown,
     shipped_policy,
     write_policies_figure,
 )
+from modc_data.evaluation.allocation_scores import PolicyEvaluation, evaluate_policies
 from modc_data.schema import FREE_MODEL_SUFFIX
 
 TOLERANCE = 0.01  # "never loses": the paired CI's lower end may not fall below -TOLERANCE

@@ -34,8 +34,9 @@ from modc_data.evaluation.bootstrap import (
     percentile_interval,
     resample_indices,
 )
+from modc_data.evaluation.counts import count_table, problem_matrix
+from modc_data.evaluation.markdown import cell, group_rows
 from modc_data.evaluation.passk import pass_at_k_curve, pass_at_k_modc
-from modc_data.evaluation.report import cell, count_table, group_rows, problem_matrix
 
 
 @dataclass(frozen=True)

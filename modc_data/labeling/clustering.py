@@ -5,7 +5,7 @@ What it handles: fitting (scikit-learn ``KMeans``, or ``faiss`` when it is insta
 the rows and scoring the silhouette of a held-out slice (so a larger C is not rewarded for fitting
 its own points); assigning new rows (validation) to the nearest centre. Cluster ids are ordered
 by size, largest first, so the same data and seed always give the same ids.
-What it leaves out: where the features come from (``gradients.py``).
+What it leaves out: where the features come from (``gradients.py``, ``gradient_features.py``).
 """
 
 from __future__ import annotations

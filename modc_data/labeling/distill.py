@@ -3,44 +3,47 @@
 For every problem and teacher: take ``n`` solutions (sampled from a model teacher through an
 injected ``generate`` callable, read from a dataset teacher, or the problem's own worked solution
 for a reference teacher), verify each with ``task.score`` (or with a dataset's own verdict
-column, whose nulls are counted as unverifiable), keep the correct ones (at most ``keep_per_teacher`` per problem, exact repeats
-dropped) and label them ``teacher:<name>``. Then balance the teachers' shares:
-``none`` keeps all, ``downsample`` cuts every teacher to the smallest teacher's row count (per
-split, seeded), ``per_problem`` keeps only problems every teacher solved, one row per teacher.
+column, whose nulls are counted as unverifiable), keep the correct ones (at most
+``keep_per_teacher`` per problem, exact repeats dropped) and label them ``teacher:<name>``. Then
+balance the teachers' shares: ``none`` keeps all, ``downsample`` cuts every teacher to the
+smallest teacher's row count (per split, seeded), ``per_problem`` keeps only problems every
+teacher solved, one row per teacher.
 
 Nothing is dropped silently: the report counts, per teacher, samples, correct ones, rows kept and
 each rejection reason, plus the problems no teacher solved and the dataset rows that match no
-problem. Paths and I/O stay with the caller (``stages/``).
+problem.
+
+What it leaves out: where each teacher's candidate solutions come from (sampling, reading a
+dataset, a problem's worked solution: ``teacher_samples.py``), resolving and checking teachers
+(``teachers.py``); paths and I/O stay with the caller (``stages/``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import polars as pl
-from tqdm.auto import tqdm
 
-from modc_data.config import TeacherParams
-from modc_data.labeling.teachers import (
-    GenerateFn,
-    ResolvedTeacher,
-    check_teachers,
-    render_prompt,
-    teacher_mode,
+from modc_data.labeling.teacher_samples import (
+    VERDICT,
+    dataset_candidates,
+    derived_seed,
+    model_candidates,
+    problem_meta,
+    reference_candidates,
 )
-from modc_data.schema import empty_rows, make_rows, problem_id, row_id
+from modc_data.labeling.teachers import GenerateFn, ResolvedTeacher, check_teachers, teacher_mode
+from modc_data.params_sampling import TeacherParams
+from modc_data.schema import empty_rows, make_rows, row_id
 from modc_data.tasks import Task
 
 Balance = Literal["none", "downsample", "per_problem"]
 BALANCES = ("none", "downsample", "per_problem")
 PROBLEM_COLUMNS = ("problem_id", "split", "prompt", "answer", "meta")
-VERDICT = "\x00verdict"  # key of a dataset's own verdict among a candidate's source fields
 
 
 @dataclass
@@ -87,12 +90,6 @@ class DistillReport:
         return d
 
 
-def _derived_seed(*parts: Any) -> int:
-    """Stable 31-bit seed from parts (Python's hash() is salted per process, so not that)."""
-    h = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
-
-
 def _check_problems(problems: pl.DataFrame) -> None:
     missing = [c for c in PROBLEM_COLUMNS if c not in problems.columns]
     if missing:
@@ -102,99 +99,6 @@ def _check_problems(problems: pl.DataFrame) -> None:
         )
     if problems["problem_id"].n_unique() != problems.height:
         raise ValueError("distill: problems frame has duplicate problem_id values")
-
-
-def _problem_meta(problem: Mapping[str, Any]) -> dict[str, Any]:
-    """A problem's meta as a dict ({} when absent or not JSON)."""
-    meta = problem.get("meta")
-    if isinstance(meta, str) and meta:
-        try:
-            meta = json.loads(meta)
-        except json.JSONDecodeError:
-            meta = None
-    return dict(meta) if isinstance(meta, Mapping) else {}
-
-
-def _problem_text(problem: Mapping[str, Any]) -> str:
-    """Raw statement of a problem: meta['problem'] when recorded, else the prompt."""
-    statement = _problem_meta(problem).get("problem")
-    return statement if isinstance(statement, str) else str(problem["prompt"])
-
-
-def _model_candidates(
-    rt: ResolvedTeacher,
-    problems: list[dict[str, Any]],
-    generate_fn: GenerateFn,
-    n: int,
-    seed: int,
-    chunk_size: int,
-    progress: bool,
-):
-    """Yield (problem index, sample_idx, completion) for a model teacher, chunk by chunk.
-
-    The seed passed on is derived from (seed, teacher name): a teacher's samples do not change
-    when other teachers are added or reordered (generate_fn seeds each prompt from it).
-    """
-    t = rt.params
-    bar = tqdm(total=len(problems), desc=f"teacher {t.name}", unit="problem", disable=not progress)
-    for start in range(0, len(problems), chunk_size):
-        chunk = problems[start : start + chunk_size]
-        prompts = [render_prompt(t.prompt_template, p["prompt"], _problem_text(p)) for p in chunk]
-        out = generate_fn(t, prompts, n, _derived_seed(seed, t.name))
-        if len(out) != len(chunk) or any(len(s) != n for s in out):
-            raise RuntimeError(
-                f"teacher {t.name!r}: generate returned {[len(s) for s in out]} completions for "
-                f"{len(chunk)} prompts x n={n}"
-            )
-        for offset, samples in enumerate(out):
-            for k, text in enumerate(samples):
-                yield start + offset, k, text
-        bar.update(len(chunk))
-    bar.close()
-
-
-def _dataset_candidates(
-    rt: ResolvedTeacher, problems: list[dict[str, Any]], task_name: str, progress: bool
-):
-    """Yield (teacher name, problem index | None, sample_idx, completion) for a dataset teacher.
-
-    A dataset row belongs to the problem whose id is problem_id(task, statement) or whose
-    prompt equals the row's prompt column; ``None`` when it matches no problem.
-    """
-    t = rt.params
-    by_key: dict[str, int] = {}
-    for i, p in enumerate(problems):
-        by_key[p["problem_id"]] = i
-        by_key.setdefault(p["prompt"], i)
-    wanted = set(rt.teachers_in_dataset)
-    counters: dict[tuple[str, int], int] = defaultdict(int)
-    extra = ([t.verdict_column] if t.verdict_column else []) + list(t.meta_columns)
-    columns = list(dict.fromkeys([t.prompt_column, t.solution_column, t.teacher_column, *extra]))
-    cols = rt.dataset.select_columns(columns)
-    for row in tqdm(cols, desc=f"dataset {t.name}", unit="row", disable=not progress):
-        name = str(row[t.teacher_column])
-        if name not in wanted:
-            continue
-        text = str(row[t.prompt_column])
-        idx = by_key.get(problem_id(task_name, text.strip()), by_key.get(text))
-        if idx is None:
-            yield name, None, -1, "", None
-            continue
-        k = counters[(name, idx)]
-        counters[(name, idx)] += 1
-        source = {c: row[c] for c in t.meta_columns}
-        if t.verdict_column:
-            source[VERDICT] = row[t.verdict_column]
-        yield name, idx, k, str(row[t.solution_column]), source
-
-
-def _reference_candidates(problems: list[dict[str, Any]]):
-    """Yield (problem index, 0, solution) for every problem whose meta holds a worked
-    ``solution`` (e.g. GSM8K's); problems without one are skipped (counted by the caller)."""
-    for i, p in enumerate(problems):
-        solution = _problem_meta(p).get("solution")
-        if isinstance(solution, str) and solution.strip():
-            yield i, 0, solution
 
 
 def distill(
@@ -269,7 +173,7 @@ def distill(
             return
         seen_ids.add(rid)
         name = mode.removeprefix("teacher:")
-        template = _problem_meta(p).get("template_id")  # kept so validation checks its split
+        template = problem_meta(p).get("template_id")  # kept so validation checks its split
         if template is not None:
             source["template_id"] = template
         kept[(mode, idx)].append(
@@ -301,14 +205,14 @@ def distill(
             mode = teacher_mode(rt.name)
             stats = report.teachers.setdefault(mode, TeacherStats("model", rt.location))
             assert generate_fn is not None
-            for idx, k, text in _model_candidates(
+            for idx, k, text in model_candidates(
                 rt, plist, generate_fn, n, seed, chunk_size, progress
             ):
                 consider(mode, stats, idx, k, text, rt)
         elif rt.params.kind == "reference":
             mode = teacher_mode(rt.name)
             stats = report.teachers.setdefault(mode, TeacherStats("reference", rt.location))
-            for idx, k, text in _reference_candidates(plist):
+            for idx, k, text in reference_candidates(plist):
                 consider(mode, stats, idx, k, text, rt)
             if stats.samples < len(plist):
                 report.warnings.append(
@@ -318,7 +222,7 @@ def distill(
         else:
             for name in rt.teachers_in_dataset:
                 report.teachers.setdefault(teacher_mode(name), TeacherStats("dataset", rt.location))
-            for name, idx, k, text, source in _dataset_candidates(rt, plist, task.name, progress):
+            for name, idx, k, text, source in dataset_candidates(rt, plist, task.name, progress):
                 if idx is None:
                     report.unmatched_dataset_rows += 1
                     continue
@@ -379,7 +283,7 @@ def _balance(
         target = min(len(by_split_mode[(split, m)]) for m in modes)
         for m in modes:
             rows = by_split_mode[(split, m)]
-            rng = random.Random(_derived_seed(seed, "downsample", split, m))
+            rng = random.Random(derived_seed(seed, "downsample", split, m))
             chosen = rng.sample(rows, target)
             out.extend(chosen)
             report.teachers[m].dropped_by_balance += len(rows) - target

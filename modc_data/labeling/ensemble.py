@@ -7,10 +7,10 @@ several checkpoints (TRAK: independently trained models; LESS: the checkpoints o
 combining them after projection. This module does that over the existing single-reference
 pieces:
 
-- ``featurize_references``: one resumable feature store per reference (``gradients.featurize``,
-  the same projection seed for all, so features of different references live in one space),
-  optionally over a subset of the parameters (``restrict_params``: a regex over parameter names,
-  e.g. the first transformer layer);
+- ``featurize_references``: one resumable feature store per reference
+  (``gradient_features.featurize``, the same projection seed for all, so features of different
+  references live in one space), optionally over a subset of the parameters (``restrict_params``:
+  a regex over parameter names, e.g. the first transformer layer);
 - ``combine``: each reference's rows L2-normalised, then concatenated and scaled by
   ``1/sqrt(R)`` (``concat``: the squared distance of two combined rows is the mean of the
   references' squared distances, so every reference counts the same) or averaged (``mean``,
@@ -39,7 +39,8 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from modc_data.labeling.clustering import cluster_features, normalize_rows
-from modc_data.labeling.gradients import featurize, gradient_params, model_hash
+from modc_data.labeling.gradient_features import featurize
+from modc_data.labeling.gradients import gradient_params, model_hash
 
 Combine = Literal["concat", "mean"]
 
@@ -47,7 +48,8 @@ Combine = Literal["concat", "mean"]
 @contextmanager
 def restrict_params(model, pattern: str | None) -> Iterator[list[str]]:
     """Within the block, only the gradient parameters whose names match ``pattern``
-    (``re.search``) require grad, so ``gradients.featurize`` takes gradients over those alone.
+    (``re.search``) require grad, so ``gradient_features.featurize`` takes gradients over those
+    alone.
 
     Yields the names kept. ``None`` or ``""``: all of them (nothing changes). Raises ValueError
     naming the pattern and a few parameter names when it matches none. ``requires_grad`` is

@@ -1,9 +1,10 @@
 """Gradient-cluster mode labels: rows without a usable mode label get ``cluster:<i>`` modes.
 
 Pipeline: per-example gradient of log p(completion | prompt) under a reference model
-(``gradients.py``) -> Rademacher projection into a resumable feature store (``projection.py``) ->
-k-means on the train rows (``clustering.py``); validation (and any other non-train) rows are
-assigned to the nearest train centre, so every split has the same modes.
+(``gradients.py``) -> Rademacher projection into a resumable feature store
+(``gradient_features.py``, ``projection.py``) -> k-means on the train rows (``clustering.py``);
+validation (and any other non-train) rows are assigned to the nearest train centre, so every
+split has the same modes.
 
 What it leaves out: loading the reference model and reading/writing files (the stage does that).
 """
@@ -20,10 +21,10 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import adjusted_rand_score
 
-from modc_data.config import GradientClusterParams
 from modc_data.labeling.cluster_agreement import agreement_table
 from modc_data.labeling.clustering import assign_to_centers, cluster_features
-from modc_data.labeling.gradients import featurize
+from modc_data.labeling.gradient_features import featurize
+from modc_data.params_blocks import GradientClusterParams
 from modc_data.schema import ROW_SCHEMA, check_schema
 
 LABEL_SOURCE = "gradient_cluster"
@@ -85,8 +86,8 @@ def label_by_gradient_clusters(
     a report dict with ``n_clusters``, ``silhouette`` (C -> score), ``cluster_sizes`` per split
     and, where true modes are known, ``agreement`` per split (``ari``, ``contingency``).
     ``shard=(rank, world)``, ``barrier``: called in each of ``world`` processes, every rank
-    computes its share of the features (``gradients.featurize``); rank 0 clusters and returns
-    the rows, the others return (None, {}) once the features are merged.
+    computes its share of the features (``gradient_features.featurize``); rank 0 clusters and
+    returns the rows, the others return (None, {}) once the features are merged.
     """
     check_schema(rows, "label_by_gradient_clusters: rows")
     if true_mode_column is not None and true_mode_column not in rows.columns:

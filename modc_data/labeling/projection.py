@@ -14,7 +14,8 @@ What it handles:
   ``rows_done`` is written only after the rows it counts are flushed, so an interrupted run
   resumes where it stopped.
 
-What it leaves out: computing gradients (``gradients.py``) and clustering (``clustering.py``).
+What it leaves out: computing gradients (``gradients.py``), streaming them through the projection
+(``gradient_features.py``) and clustering (``clustering.py``).
 TRAK projects on the GPU with a custom kernel; this is a plain-torch, hand-written equivalent.
 """
 

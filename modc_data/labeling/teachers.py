@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modc_data.config import OpenAIParams, TeacherParams, VLLMParams
 from modc_data.errors import InputError
+from modc_data.params_sampling import OpenAIParams, TeacherParams, VLLMParams
 
 # generate(teacher, prompts, n, seed) -> n completions per prompt, in prompt order.
 GenerateFn = Callable[[TeacherParams, list[str], int, int], list[list[str]]]

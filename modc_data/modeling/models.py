@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from modc_data.config import PretrainedModelParams, ScratchModelParams
 from modc_data.modeling.tokenizer import add_mode_tokens
+from modc_data.params_training import PretrainedModelParams, ScratchModelParams
 
 
 def build_scratch_model(

@@ -1,7 +1,8 @@
 """Publishing: Hub-layout dataset and model repos with cards, to a local folder or the Hub.
 
 ``publish_all`` is the entry point (stages/publish.py, ``modc publish``); see ``layout`` (what a
-repo holds), ``cards`` (README metadata and text) and ``targets`` (where it goes).
+repo holds), ``cards`` and ``model_card`` (README metadata and text) and ``targets`` (where it
+goes).
 """
 
 from modc_data.publish.layout import PublishError, StagedRepo

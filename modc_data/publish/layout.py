@@ -27,7 +27,7 @@ import polars as pl
 from modc_data.errors import ModcError
 from modc_data.modeling.format import completion_text
 from modc_data.modeling.modc_json import MODC_FILE, ModcInfo, read_modc, write_modc
-from modc_data.publish import cards
+from modc_data.publish import cards, model_card
 from modc_data.schema import check_schema
 
 RepoType = Literal["dataset", "model"]
@@ -374,7 +374,7 @@ def build_model_repo(
         shutil.copyfile(f, out / "figures" / f.name)
         fig_rel.append(f"figures/{f.name}")
     ranks = [c.get("r") for c in adapter_cfgs]
-    card = cards.model_card(
+    card = model_card.model_card(
         repo_id=repo_id, info=info, summary_key=summary_key, summary_entry=summary_entry,
         dataset_repo_id=dataset_repo_id, license=license,
         library_name="peft" if ranks else "transformers",

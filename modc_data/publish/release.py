@@ -18,9 +18,8 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from modc_data.config import PublishParams
+from modc_data.params_blocks import PublishParams
 from modc_data.publish import cards
-from modc_data.publish.cards import VARIANT_ARM
 from modc_data.publish.layout import (
     PublishError,
     StagedRepo,
@@ -32,6 +31,7 @@ from modc_data.publish.layout import (
     read_summary,
     read_validation_report,
 )
+from modc_data.publish.model_card import VARIANT_ARM
 from modc_data.publish.targets import PublishOutcome, Target, get_target
 
 

@@ -192,7 +192,7 @@ def rl_checkpoint(start: Path, out: Path, problems: list[dict[str, Any]], task: 
                   ) -> dict[str, Any]:
     """RL ``start`` into ``out``: one model, or every expert of an experts group (the steps split
     between them as ``train_experts`` splits SFT steps). Returns the ``rl`` record(s)."""
-    from modc_data.modeling.train import split_steps
+    from modc_data.modeling.experts import split_steps
 
     info = read_modc(start)
     if info.variant != "experts":

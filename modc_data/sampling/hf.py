@@ -1,34 +1,21 @@
-"""transformers ``generate`` as a sampling backend: many prompts x n samples, batched, seeded.
+"""transformers as a sampling backend: many prompts x n samples, batched, seeded.
 
-How samples stay reproducible whatever the batching: every (prompt, sample) row draws its
-randomness from its own stream, ``torch.rand(n, max_new_tokens)`` of a generator seeded with the
-prompt's seed, and turns the uniform of step t into a token by inverse-CDF sampling. So rows can be
-sorted by length and packed into batches of any size (left padding, attention mask, KV cache on)
-and sample j of a prompt still reads the same numbers. transformers' own ``do_sample`` draws all
-rows from one global RNG (``torch.multinomial``), whose output depends on the batch; hence this
-hand-written sampler, run as a logits processor that leaves a single finite score per row, with
-``do_sample=False`` so that ``generate`` picks exactly that token (stopping at eos, padding finished
-rows, caching, all stay transformers').
+``hf_generate`` sorts (prompt, sample) rows by prompt length, packs them into left-padded
+batches and decodes each with one of two decoders, fed the per-row uniforms of
+``sampling.seeded`` so that sample j of a prompt does not depend on the batching: ``compact``
+(default; the hand-written KV-cache loop of ``sampling.compact``, which drops finished rows) or
+``generate`` (transformers' own loop, static cache, with the seeded sampler as a logits processor
+and ``do_sample=False``), which stays selectable for models the hand loop does not suit.
+``HFBackend`` loads checkpoints, settles ``auto`` dtype/decoder/threads by measuring, and runs it.
 
-Two decoders run the batches. ``compact`` (default) is a hand-written KV-cache loop: transformers'
-``generate`` keeps every finished row in the batch until the longest one ends, so with traces of
-~65 tokens and a 96-token cap about a third of the work decodes padding; this loop drops finished
-rows from the batch and the ``DynamicCache`` (``Cache.reorder_cache``, the public hook beam search
-uses) whenever an eighth of them have finished. No library does that on CPU (vLLM's continuous
-batching is GPU-only). It feeds the same uniforms, so its samples equal ``generate``'s in float32
-(tests check it); measured 1.1-1.4x ``generate``'s samples/s on 2 cores (more where trace
-lengths vary more; ``benchmarks/sampling_throughput.py --checkpoint``). ``generate`` (transformers'
-own loop, static cache) stays selectable for models the hand loop does not suit.
-
-What it leaves out: beam search; other samplers' knobs (top-k, penalties: the model's own
-generation_config penalties are switched off so only the requested settings apply). Float
-differences between batch shapes could in principle flip a token whose CDF boundary lies within
-~1e-7 of its uniform; in practice samples are identical across batch sizes (tests check it).
+What it leaves out: the sampling rule and its reproducibility argument (``sampling.seeded``), the
+hand-written decoding loop (``sampling.compact``); beam search; other samplers' knobs (top-k,
+penalties: the model's own generation_config penalties are switched off so only the requested
+settings apply).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,11 +23,13 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 from modc_data import autotune
 from modc_data.modeling.format import encode_prompt
 from modc_data.sampling.base import Completion, check_request
+from modc_data.sampling.compact import decode_compact, first_token_probs
+from modc_data.sampling.seeded import SeededSampler, row_uniforms
 
 DECODERS = ("compact", "generate")
 DTYPES = ("auto", "float32", "bfloat16")
@@ -48,123 +37,6 @@ _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # Rows of the timing batch ``auto`` decodes per candidate: enough for the batch's real per-row
 # cost, small enough that measuring four candidates stays within a few seconds.
 _TUNE_ROWS = 128
-
-
-class _SeededSampler(LogitsProcessor):
-    """Temperature + top-p sampling from per-row uniforms ``u`` (rows, max_new_tokens).
-
-    Returns scores that are 0 at the sampled token and -inf elsewhere, so greedy selection in
-    ``generate`` takes it.
-    """
-
-    def __init__(self, uniforms: torch.Tensor, prompt_len: int, temperature: float, top_p: float):
-        self.u = uniforms
-        self.prompt_len = prompt_len
-        self.temperature = temperature
-        self.top_p = top_p
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        step = input_ids.shape[1] - self.prompt_len
-        u = self.u[:, step].to(scores.device)
-        token = _pick(scores, u, self.temperature, self.top_p).unsqueeze(-1)
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(-1, token, 0.0)
-
-
-def _pick(scores: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """(rows,) token ids: inverse-CDF sampling of softmax(scores / T), nucleus-truncated, with one
-    uniform per row; ``temperature == 0`` is argmax."""
-    if temperature == 0:
-        return scores.argmax(-1)
-    probs = torch.softmax(scores.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        # Nucleus: keep the smallest prefix (by descending prob) whose mass reaches top_p.
-        probs, order = probs.sort(dim=-1, descending=True)
-        before = probs.cumsum(-1) - probs  # mass strictly before each token
-        probs = probs.masked_fill(before >= top_p, 0.0)
-    else:
-        order = None
-    cdf = probs.cumsum(-1)
-    # right=True: a token with zero probability (flat cdf) is never chosen.
-    pick = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True)
-    pick = pick.clamp_(max=probs.shape[-1] - 1)
-    token = order.gather(-1, pick) if order is not None else pick
-    return token.squeeze(-1)
-
-
-# Finished rows are dropped from the batch once they are this share of it: compacting costs a
-# copy of the KV cache, so doing it every step is slower (measured: 1/8 beats 0 and 1/4).
-_COMPACT_SHARE = 0.125
-
-
-def cache_kwarg(model) -> str:
-    """The forward argument that takes a ``Cache`` object: ``cache`` or ``past_key_values``.
-
-    transformers has renamed ``past_key_values`` to ``cache`` on model ``forward`` (5.24 warns a
-    FutureWarning for the old name, which goes away in 5.40); older releases we support (5.16+)
-    know only ``past_key_values``. Read from the signature of the transformers model (for a
-    peft model, its base model: peft passes unknown keyword arguments through unchanged).
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def _decode_compact(
-    model,
-    input_ids: torch.Tensor,
-    attention: torch.Tensor,
-    uniforms: torch.Tensor | None,
-    *,
-    temperature: float,
-    top_p: float,
-    eos: Sequence[int],
-    max_new_tokens: int,
-    pad: int,
-) -> torch.Tensor:
-    """(rows, max_new_tokens) generated ids, ``pad`` after each row's eos (see module docstring).
-
-    Hand-written KV-cache decoding that evicts finished rows; ``input_ids`` is left-padded and
-    ``attention`` marks real tokens. ``uniforms`` (rows, max_new_tokens) drive sampling; None is
-    greedy.
-    """
-    from transformers import DynamicCache
-
-    device = input_ids.device
-    rows_total = input_ids.shape[0]
-    cache = DynamicCache(config=model.config)
-    with_cache = {cache_kwarg(model): cache, "use_cache": True}
-    position = (attention.cumsum(-1) - 1).clamp(min=0)
-    logits = model(
-        input_ids=input_ids, attention_mask=attention, position_ids=position, logits_to_keep=1,
-        **with_cache,
-    ).logits[:, -1]
-    out = torch.full((rows_total, max_new_tokens), pad, dtype=torch.long, device=device)
-    rows = torch.arange(rows_total, device=device)  # batch row -> output row
-    alive = torch.ones(rows_total, dtype=torch.bool, device=device)
-    next_pos = position[:, -1] + 1
-    eos_t = torch.tensor(list(eos), dtype=torch.long, device=device)
-    if uniforms is not None:
-        uniforms = uniforms.to(device)
-    for t in range(max_new_tokens):
-        u = uniforms[rows, t] if uniforms is not None else None
-        token = _pick(logits, u, temperature, top_p)  # greedy (temperature 0) ignores u
-        out[rows[alive], t] = token[alive]
-        if len(eos_t):
-            alive &= ~torch.isin(token, eos_t)
-        if t == max_new_tokens - 1 or not bool(alive.any()):
-            break
-        if int((~alive).sum()) >= _COMPACT_SHARE * len(rows):
-            keep = alive.nonzero().squeeze(1)
-            cache.reorder_cache(keep)
-            rows, attention, token, next_pos = rows[keep], attention[keep], token[keep], next_pos[keep]
-            alive = alive[keep]
-        attention = torch.cat([attention, attention.new_ones(len(rows), 1)], dim=1)
-        logits = model(
-            input_ids=token.unsqueeze(1), attention_mask=attention,
-            position_ids=next_pos.unsqueeze(1), **with_cache,
-        ).logits[:, -1]
-        next_pos = next_pos + 1
-    return out
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -176,22 +48,6 @@ def _eos_ids(model, tokenizer) -> list[int]:
             if i not in ids:
                 ids.append(int(i))
     return ids
-
-
-def _uniforms(batch: Sequence[tuple[int, int]], seeds: Sequence[int], n: int, steps: int):
-    """(len(batch), steps) uniforms; row (i, j) is row j of rand(n, steps) seeded with seeds[i].
-
-    Each prompt's stream comes from its own generator, so it does not depend on the batch; it is
-    drawn per batch (not for all prompts up front) to keep memory at batch size x steps.
-    """
-    out = torch.empty(len(batch), steps)
-    streams: dict[int, torch.Tensor] = {}
-    for b, (i, j) in enumerate(batch):
-        if i not in streams:
-            g = torch.Generator().manual_seed(int(seeds[i]))
-            streams[i] = torch.rand(n, steps, generator=g)
-        out[b] = streams[i][j]
-    return out
 
 
 @torch.inference_mode()
@@ -213,8 +69,8 @@ def hf_generate(
     """Sample ``n`` completions for each prompt (token ids) with a loaded causal LM.
 
     Rows (prompt i, sample j) are sorted by prompt length and packed ``batch_size`` rows per
-    batch. Sample j of prompt i depends only on ``seeds[i]``, j and the model (see the
-    module docstring). ``temperature == 0`` is greedy: one row per prompt, copied n times.
+    batch. Sample j of prompt i depends only on ``seeds[i]``, j and the model (see
+    ``sampling.seeded``). ``temperature == 0`` is greedy: one row per prompt, copied n times.
     ``decoder``: ``compact`` (hand loop that drops finished rows) or ``generate`` (transformers).
     ``generate_kwargs`` go to ``generate`` and select it (e.g. ``min_new_tokens``;
     ``cache_implementation`` overrides the default static KV cache).
@@ -255,9 +111,9 @@ def hf_generate(
             ids = prompt_ids[i]
             input_ids[b, longest - len(ids) :] = torch.as_tensor(list(ids), dtype=torch.long)
             attention[b, longest - len(ids) :] = 1
-        uniforms = None if greedy else _uniforms(batch, seeds, n, max_new_tokens)
+        uniforms = None if greedy else row_uniforms(batch, seeds, n, max_new_tokens)
         if decoder == "compact":
-            generated = _decode_compact(
+            generated = decode_compact(
                 model, input_ids.to(device), attention.to(device), uniforms,
                 temperature=temperature, top_p=top_p, eos=eos, max_new_tokens=max_new_tokens,
                 pad=pad,
@@ -282,48 +138,12 @@ def hf_generate(
     return [[texts[(i, j)] for j in range(n)] for i in range(len(prompt_ids))]
 
 
-@torch.inference_mode()
-def first_token_probs(
-    model, prompt_ids: Sequence[Sequence[int]], token_ids: Sequence[int], *,
-    temperature: float = 1.0, batch_size: int = 512,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's first-token distribution restricted to ``token_ids``, per prompt, exactly.
-
-    One forward pass per batch (left-padded with the positions ``_decode_compact`` uses), the
-    last position's logits divided by ``temperature``, softmaxed in float32 over the whole
-    vocabulary. Returns (q, mass): q (P, len(token_ids)) renormalised to sum to 1 per prompt,
-    and mass (P,) the probability of any of ``token_ids`` before renormalising (how surely the
-    model starts with one of them). top-p is not applied: q is the model's preference.
-    """
-    if temperature <= 0:
-        raise ValueError(f"first_token_probs: temperature must be > 0, got {temperature}")
-    device = next(model.parameters()).device
-    ids_t = torch.as_tensor(list(token_ids), dtype=torch.long, device=device)
-    qs, masses = [], []
-    for start in range(0, len(prompt_ids), batch_size):
-        batch = prompt_ids[start : start + batch_size]
-        longest = max(len(p) for p in batch)
-        input_ids = torch.zeros((len(batch), longest), dtype=torch.long)
-        attention = torch.zeros((len(batch), longest), dtype=torch.long)
-        for b, ids in enumerate(batch):
-            input_ids[b, longest - len(ids) :] = torch.as_tensor(list(ids), dtype=torch.long)
-            attention[b, longest - len(ids) :] = 1
-        position = (attention.cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                       position_ids=position.to(device), logits_to_keep=1).logits[:, -1]
-        probs = torch.softmax(logits.float() / temperature, dim=-1)[:, ids_t]
-        mass = probs.sum(-1)
-        qs.append(probs / mass.clamp(min=1e-30)[:, None])
-        masses.append(mass)
-    return torch.cat(qs).cpu(), torch.cat(masses).cpu()
-
-
 def _generate(model, input_ids, attention, uniforms, longest, *, temperature, top_p, eos,
               max_new_tokens, pad, extra) -> list[list[int]]:
     """transformers ``generate`` with the seeded sampler as a logits processor; generated ids."""
     processors = LogitsProcessorList()
     if uniforms is not None:
-        processors.append(_SeededSampler(uniforms, longest, temperature, top_p))
+        processors.append(SeededSampler(uniforms, longest, temperature, top_p))
     out = model.generate(
         input_ids=input_ids,
         attention_mask=attention,
@@ -348,7 +168,7 @@ class HFBackend:
     ``dtype``: weights' dtype while sampling. bf16 weights sampled 1.4x faster than float32 on
     one 2-core CPU and slower on others; 85-95% of samples are identical to float32's, the rest
     differ from the first token whose probabilities bf16 rounds differently. ``decoder``:
-    ``compact`` or ``generate`` (module docstring; identical samples in float32).
+    ``compact`` or ``generate`` (``sampling.compact``; identical samples in float32).
     ``auto`` (either): on the first ``generate`` call the candidates (float32 / bfloat16 where
     the hardware has native bf16; compact / generate) decode one batch of the real prompts each,
     timed by ``timer``, and the fastest is kept for every later call (``autotune.choose``; the
@@ -452,7 +272,7 @@ class HFBackend:
         setting = "sample.dtype+decoder"
         if self.dtype != "auto" and (self.decoder != "auto" or self.generate_kwargs):
             return autotune.fixed(setting, f"{self.dtype}/{self._decoder_name()}")
-        from modc_data.modeling.train import use_bf16
+        from modc_data.modeling.precision import use_bf16
 
         dtypes = [self.dtype]
         if self.dtype == "auto":  # bf16 only where the hardware has it natively

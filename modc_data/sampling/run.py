@@ -22,9 +22,9 @@ from pathlib import Path
 
 import polars as pl
 
-from modc_data.config import OpenAIParams, SampleParams
 from modc_data.modeling.load import resolve_mode_token
 from modc_data.modeling.modc_json import read_modc
+from modc_data.params_sampling import OpenAIParams, SampleParams
 from modc_data.sampling.base import SamplingBackend, sample_seed
 from modc_data.sampling.registry import get_backend
 from modc_data.schema import FREE_MODEL_SUFFIX

@@ -12,7 +12,7 @@ import polars as pl
 
 from modc_data import pipeline
 from modc_data.artifacts import write_json, write_parquet
-from modc_data.config import model_dir as job_model_dir
+from modc_data.experiment import model_dir as job_model_dir
 from modc_data.modeling.modc_json import read_modc
 from modc_data.sampling.run import make_backend, mode_preference, sample_model, select_problems
 from modc_data.tasks import task_from_params

@@ -38,9 +38,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modc_data.config import VLLM_LORA_RANKS, VLLMParams
 from modc_data.modeling.format import encode_prompt
 from modc_data.modeling.merge import ADAPTER_CONFIG, adapter_base, has_trained_rows, is_adapter
+from modc_data.params_sampling import VLLM_LORA_RANKS, VLLMParams
 from modc_data.sampling.base import Completion, check_request
 
 

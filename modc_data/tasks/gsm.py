@@ -122,7 +122,7 @@ def _record(task: GsmTask, question: str, solution: str, split: str, template: A
 
 
 def gsm_problems(cfg: Any, seed: int, templates: list[Any] | None = None) -> pl.DataFrame:
-    """problems.parquet for task ``gsm`` from ``GsmParams`` (config.py).
+    """problems.parquet for task ``gsm`` from ``GsmParams`` (params_blocks.py).
 
     test: the original problem of each test template; validation / train: ``cfg.variants``
     generated variants of each of their templates (seeded by (seed, template)), each with its

@@ -97,7 +97,7 @@ def problems_frame(
 
 
 def load_math_problems(source: Any, split_name: str, task: MathTask | None = None) -> pl.DataFrame:
-    """problems frame for one ``MathSourceParams`` (config.py): Hub id, local file/dir or a
+    """problems frame for one ``MathSourceParams`` (params_blocks.py): Hub id, local file/dir or a
     ``save_to_disk`` dir. A missing column fails before any row is read, naming it."""
     import datasets  # imported here: heavy, and only the generate stage needs it
 
@@ -139,7 +139,7 @@ def load_math_problems(source: Any, split_name: str, task: MathTask | None = Non
 
 
 def math_problems(cfg: Any, seed: int) -> pl.DataFrame:
-    """problems.parquet for task ``math`` from ``MathDataParams`` (config.py).
+    """problems.parquet for task ``math`` from ``MathDataParams`` (params_blocks.py).
 
     train: the train source minus ``cfg.validation`` problems held out as ``validation`` (a
     seeded choice by hash, so it does not depend on the source's row order); test: the test
