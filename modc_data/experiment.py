@@ -2,7 +2,8 @@
 
 ``ExperimentQueries`` is mixed into ``config.Params``: the datasets its stages write, every model
 it makes (train jobs and RL jobs), an arm's jobs, tags and model keys, which models are compared
-with each other, and the extra splits a model samples for allocation policies. Also where a job
+with each other, which groups are replicates of one group under other training seeds, and the
+extra splits a model samples for allocation policies. Also where a job
 writes its model (``model_dir``) and the splits each task generates (``TASK_SPLITS``). Nothing
 here reads files or validates params: the fields are in the block modules, the load-time checks
 in ``modc_data.params_checks``, reading a params file in ``modc_data.config``.
@@ -105,3 +106,33 @@ class ExperimentQueries:
     def tags_of(self, arm: str) -> list[str]:
         """The tags of ``arm``'s tagged jobs (RL jobs included), sorted."""
         return sorted({j.tag for j in self.models.values() if j.arm == arm and j.tag})
+
+    def replicates(self) -> dict[str, dict[int, str | None]]:
+        """arm -> {training seed: tag (None: the untagged group)} for every arm whose untagged
+        group has replicates: tagged groups whose jobs each set ``seed`` and otherwise equal the
+        untagged job of the same variant (same variants, steps, objective ...). Arms without
+        replicates are left out, so a single-seed profile gives {}."""
+        out: dict[str, dict[int, str | None]] = {}
+        for arm in self.arms:
+            jobs = {k: j for k, j in self.train_jobs.items() if j.arm == arm}
+            base = {j.variant: j for j in jobs.values() if j.tag is None}
+            if "standard" not in base or len(base) < 2:
+                continue
+            seeds = {j.seed for j in base.values()}
+            if len(seeds) != 1:
+                continue
+            found: dict[int, str | None] = {}
+            for tag in sorted({j.tag for j in jobs.values() if j.tag}):
+                group = {j.variant: j for j in jobs.values() if j.tag == tag}
+                same = set(group) == set(base) and all(
+                    group[v].seed is not None
+                    and group[v].model_dump(exclude={"seed", "tag"}) == base[v].model_dump(exclude={"seed", "tag"})
+                    for v in group)
+                seed_of = {j.seed for j in group.values()}
+                if same and len(seed_of) == 1:
+                    found[seed_of.pop()] = tag
+            if found:
+                base_seed = seeds.pop()
+                found[self.train.seed if base_seed is None else base_seed] = None
+                out[arm] = dict(sorted(found.items()))
+        return out

@@ -49,6 +49,13 @@ class ParamsChecks:
                 elif f"{arm.standard_from}-standard" not in self.train_jobs:
                     errs.append(f"arms.{key}.standard_from: arm {arm.standard_from!r} has no "
                                 f"standard model (add train_jobs.{arm.standard_from}-standard)")
+        seen: dict[str, str] = {}  # a job's settings but its tag, with its seed -> job key
+        for key, job in sorted(self.train_jobs.items()):
+            same = job.model_dump_json(exclude={"seed", "tag"}) + f" seed {self.train.seed if job.seed is None else job.seed}"
+            if job.seed is not None and same in seen:
+                errs.append(f"train_jobs.{key}.seed: {job.seed} is also the training seed of "
+                            f"{seen[same]}, which is the same job; a replicate needs a seed of its own")
+            seen.setdefault(same, key)
         for key, job in self.train_jobs.items():
             steps = job.steps or self.train.steps
             if job.shared_steps is not None and job.shared_steps >= steps:

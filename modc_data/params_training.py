@@ -66,6 +66,11 @@ class TrainJobParams(Block):
         "'<arm>-<tag>-<variant>' and the tagged jobs of an arm are evaluated as their own group, "
         "and against the untagged models",
     )
+    seed: int | None = Field(
+        None, description="override train.seed (initialisation, data order): a replicate of the "
+        "arm's untagged job trained with another seed, under a tag of its own (e.g. 'seed1'); "
+        "evaluation pools a group's replicates",
+    )
     free_share: float | None = Field(
         None, ge=0, le=1, description="prefix: share of rows trained with the mode token as the "
         "first *target* token (after the prompt) instead of in the prompt, so the model can also "
@@ -100,8 +105,8 @@ class TrainJobParams(Block):
         return group_key(self.label_source, self.mix, self.tag)
 
     def train_params(self, train: TrainParams) -> TrainParams:
-        """``train`` with this job's overrides (lr, objective, pass_at_n) applied."""
-        fields = ("lr", "objective", "pass_at_n")
+        """``train`` with this job's overrides (lr, objective, pass_at_n, seed) applied."""
+        fields = ("lr", "objective", "pass_at_n", "seed")
         update = {f: getattr(self, f) for f in fields if getattr(self, f) is not None}
         return train.model_copy(update=update)
 

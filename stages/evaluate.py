@@ -19,6 +19,7 @@ from modc_data.evaluation.objective_sections import objective_section
 from modc_data.evaluation.passk import default_ks
 from modc_data.evaluation.policy_sections import policy_sections
 from modc_data.evaluation.quality_sections import diversity_section, majority_section
+from modc_data.evaluation.replicates import replicate_rows, replicate_section, replicate_sets
 from modc_data.evaluation.report import results_markdown, write_reports
 from modc_data.evaluation.rl_sections import RLJob, rl_section
 from modc_data.experiment import model_dir
@@ -150,6 +151,12 @@ def main(params, argv):
     majority, majority_rows = majority_section(samples, task=task.name, ks=ks,
                                                n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed)
     results += "\n" + diversity + "\n" + majority
+    sets = replicate_sets(params.replicates(), specs)
+    replicate_groups = {g.key for rs in sets for g in rs.groups if g.tag is not None}
+    replicates = replicate_rows(samples, sets, ks, n_resamples=cfg.bootstrap, ci=cfg.ci,
+                                seed=cfg.seed, min_k=cfg.verdict_min_k)
+    if replicates:
+        results += "\n" + replicate_section(replicates, cfg.ci)
     objectives = {}  # how each tagged group's standard model was trained (its modc.json)
     for spec in specs.values():
         if spec.tag is not None:
@@ -158,8 +165,9 @@ def main(params, argv):
             objectives[spec.key] = f"objective {t.get('objective', 'ce')}" + (
                 f", N = {n.get('N')}, CE warm-up {n.get('warmup_steps')} steps"
                 if t.get("objective") == "pass_at_n" else "")
+    # tagged groups on another objective; replicates (another training seed) are pooled above
     objective, objective_rows = objective_section(
-        samples, specs, ks, n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed,
+        samples, {k: v for k, v in specs.items() if v.key not in replicate_groups}, ks, n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed,
         collapse_mode=cfg.collapse_mode, objectives=objectives)
     if objective:
         results += "\n" + objective
@@ -182,7 +190,8 @@ def main(params, argv):
         results += "\n" + section
     write_reports(result, out, results_md=results, details_extra={
         "diversity": diversity_rows, "majority": majority_rows, "policies": policy_rows,
-        "objectives": objective_rows, "rl": rl_rows})
+        "objectives": objective_rows, "rl": rl_rows,
+        **({"replicates": replicates} if replicates else {})})
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ WHOLE_PARAMS_READERS = {
     "models": {"train_jobs", "rl_jobs"},
     "policy_splits": {"sample", "arms", "train_jobs"},
     "sample_stage": {"sample", "arms", "task", "<task>", "train_jobs"},
+    "replicates": {"arms", "train_jobs", "train"},
     "model_dump": {"<all>"},
 }
 

@@ -98,6 +98,14 @@ def test_repro_builds_every_artifact(smoke_repo):
     assert "search_algorithm/skewed+grpo vs search_algorithm/skewed" in results
     assert list((art / "hub" / "models").rglob("modc-countdown-search_algorithm-skewed-grpo-prefix/modc.json"))
     assert "## RL after SFT" in results
+    # replicates: the skewed group again with training seeds 1 and 2, each its own train and
+    # sample stages, pooled with seed 0 in "Across training seeds" (two-level bootstrap)
+    for tag, seed in (("seed1", 1), ("seed2", 2)):
+        info = json.loads((art / "models" / f"search_algorithm-skewed-{tag}-prefix" / "modc.json").read_text())
+        assert info["params"]["train"]["seed"] == seed and info["free_sampling"]
+    assert "## Across training seeds" in results and "| **pooled** |" in results
+    assert {r["variant"] for r in details["replicates"]} == {"experts", "prefix"}
+    assert all(r["seeds"] == [0, 1, 2] and len(r["per_seed"]) == 3 for r in details["replicates"])
     assert "### search_algorithm-skewed-grpo-prefix from search_algorithm-skewed-prefix" in results
     assert {r["job"] for r in details["rl"] if "modc" not in r} == {
         "search_algorithm-skewed-grpo-standard", "search_algorithm-skewed-grpo-prefix"}
