@@ -159,10 +159,14 @@ def _power(args: argparse.Namespace) -> int:
 
     path = Path(args.details)
     try:
-        keys = json.loads(path.read_text())["keys"]
+        details = json.loads(path.read_text())
+        keys = details["keys"]
     except (json.JSONDecodeError, KeyError, TypeError):
         raise InputError(f"{path}: not an evaluate stage's details.json (no 'keys'); run "
                          "the evaluate stage, or pass --details") from None
+    # the seed-to-seed spread measured by replicates (an "Across training seeds" row), per k
+    measured = {(g, r["split"], r["variant"]): (dict(zip(r["k"], r["sd_seed"], strict=True)), len(r["seeds"]))
+                for r in details.get("replicates") or [] for g in r["groups"]}
     shown = 0
     for group, splits in keys.items():
         if args.group and group != args.group:
@@ -172,19 +176,23 @@ def _power(args: argparse.Namespace) -> int:
                 continue
             for variant, sds in (ev.get("diff_sd") or {}).items():
                 ks = default_ks_of(ev["n"], len(sds))
+                seed_sd, seeds_seen = ({}, 0) if args.seed_sd is not None else \
+                    measured.get((group, split, variant), ({}, 0))
+                given = args.seed_sd or 0.0
+                said = (f"seed sd as measured over {seeds_seen} seeds" if seeds_seen
+                        else f"seed sd {given:g}")
                 print(f"## {group} / {split} / {variant} − standard: {ev['n_problems']} problems "
-                      f"now; target half-width {args.half_width:g} ({args.ci:.0%} CI), seed "
-                      f"sd {args.seed_sd:g}")
+                      f"now; target half-width {args.half_width:g} ({args.ci:.0%} CI), {said}")
                 print("| k | sd over problems | half-width now | detectable now (80% power) | "
                       + " | ".join(f"problems for {s} seed{'s' * (s > 1)}" for s in args.seeds)
                       + " |")
                 print("|---|---|---|---|" + "---|" * len(args.seeds))
                 for k, sd in zip(ks, sds, strict=True):
-                    need = [problems_needed(sd, args.half_width, s, args.seed_sd, args.ci)
-                            for s in args.seeds]
+                    ssd = seed_sd.get(k, given)
+                    need = [problems_needed(sd, args.half_width, s, ssd, args.ci) for s in args.seeds]
                     print(f"| {k} | {sd:.3f} | "
-                          f"{half_width(sd, ev['n_problems'], 1, args.seed_sd, args.ci):.3f} | "
-                          f"{detectable_difference(sd, ev['n_problems'], 1, args.seed_sd, args.ci):.3f} | "
+                          f"{half_width(sd, ev['n_problems'], 1, ssd, args.ci):.3f} | "
+                          f"{detectable_difference(sd, ev['n_problems'], 1, ssd, args.ci):.3f} | "
                           + " | ".join("unreachable" if n is None else f"{n:,}" for n in need)
                           + " |")
                 print()
@@ -192,9 +200,9 @@ def _power(args: argparse.Namespace) -> int:
     if not shown:
         raise InputError(f"{path}: no ModC comparison matches --group {args.group!r} --split "
                          f"{args.split!r} (groups there: {sorted(keys)})")
-    if args.seed_sd == 0:
+    if not args.seed_sd and not measured:
         print("Seed sd 0: one training seed says nothing of seed-to-seed spread; these are lower "
-              "bounds. Measure it with replicates and pass --seed-sd.")
+              "bounds. Measure it with replicates (train_jobs.<job>.seed) or pass --seed-sd.")
     return 0
 
 
@@ -274,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--split", help="e.g. test_adversarial")
     w.add_argument("--half-width", type=float, default=0.02, help="target CI half-width")
     w.add_argument("--seeds", type=int, nargs="+", default=[1, 3], help="seed counts to size for")
-    w.add_argument("--seed-sd", type=float, default=0.0,
-                   help="sd of the mean difference between training seeds (from replicates)")
+    w.add_argument("--seed-sd", type=float, default=None,
+                   help="sd of the mean difference between training seeds; default: as measured by "
+                   "the replicates in --details ('Across training seeds'), else 0")
     w.add_argument("--ci", type=float, default=0.95)
     w.set_defaults(func=_power)
     return p

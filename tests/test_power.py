@@ -78,3 +78,28 @@ def test_modc_power_reads_an_evaluation(tmp_path, capsys):
     md = (tmp_path / "results.md").read_text()
     assert "Smallest difference detectable (prefix − standard" in md
     assert main(["power", "--details", str(tmp_path / "details.json"), "--group", "nope"]) == 2
+
+
+def test_modc_power_uses_the_seed_spread_its_replicates_measured(tmp_path, capsys):
+    from modc_data.evaluation.estimates import evaluate
+    from modc_data.evaluation.report import write_reports
+    from tests.test_evaluation import SPEC, _planted
+
+    samples, problems, _ = _planted()
+    write_reports(evaluate(samples, problems, SPEC, bootstrap=100, seed=0), tmp_path)
+    path = tmp_path / "details.json"
+    details = json.loads(path.read_text())
+    ev = details["keys"]["search_algorithm/balanced"]["test_adversarial"]
+    ks = [1, 2, 4, 8, 16]
+    details["replicates"] = [{"groups": ["search_algorithm/balanced", "search_algorithm/balanced+seed1"],
+                              "split": "test_adversarial", "variant": "prefix", "seeds": [0, 1, 2],
+                              "k": ks, "sd_seed": [0.0, 0.01, 0.02, 0.03, 0.04]}]
+    path.write_text(json.dumps(details))
+    assert main(["power", "--details", str(path), "--split", "test_adversarial", "--half-width",
+                 "0.05", "--seeds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "seed sd as measured over 3 seeds" in out and "lower bounds" not in out
+    sd = ev["diff_sd"]["prefix"][-1]
+    need = problems_needed(sd, 0.05, 3, 0.04)
+    assert f"| 16 | {sd:.3f} | {half_width(sd, ev['n_problems'], 1, 0.04):.3f} |" in out
+    assert ("unreachable" if need is None else f"{need:,}") in out.split("| 16 |")[-1]
