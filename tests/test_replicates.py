@@ -110,3 +110,11 @@ def test_no_gain_does_not_hold_pooled():
     sets = [ReplicateSet("a", (0, 1, 2), tuple(specs))]
     (row,) = replicate_rows(samples, sets, [1, 8, 16], n_resamples=200, min_k=8)
     assert row["claims"]["prefix above standard at every k ≥ 8"].endswith("not pooled")
+
+
+def test_a_claim_without_its_budgets_is_not_tested():
+    samples, specs = _samples(effect=0.0, seeds=2, n=2)
+    (row,) = replicate_rows(samples, [ReplicateSet("a", (0, 1), tuple(specs))], [1, 2, 4, 8],
+                            n_resamples=50, min_k=8)
+    assert row["k"] == [1, 2]
+    assert row["claims"]["prefix above standard at every k ≥ 8"].startswith("not tested")

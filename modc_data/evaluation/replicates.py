@@ -87,7 +87,7 @@ def _problems(counts: pl.DataFrame, rs: ReplicateSet, variants: Sequence[str]) -
 
 
 def _round(a) -> list[float]:
-    return [round(float(x), 6) for x in np.atleast_1d(a)]
+    return [round(float(x), 6) + 0.0 for x in np.atleast_1d(a)]  # + 0.0: no -0.0
 
 
 def replicate_rows(
@@ -143,7 +143,7 @@ def _above(iv, ks: Sequence[int], min_k: int) -> bool:
 
 
 def _not_below(iv, ks: Sequence[int]) -> bool:
-    return all(float(h) >= 0 for h in np.atleast_1d(iv.high))
+    return all(round(float(h), 6) >= 0 for h in np.atleast_1d(iv.high))
 
 
 def across(pooled_holds: bool, per_seed: Sequence[bool]) -> str:
@@ -156,8 +156,11 @@ def across(pooled_holds: bool, per_seed: Sequence[bool]) -> str:
 
 def claims(variant: str, ks: Sequence[int], per_seed, pooled, min_k: int) -> dict[str, str]:
     """The claims of one variant, each across seeds."""
-    out = {f"{variant} above standard at every k ≥ {min_k}": across(
-        _above(pooled, ks, min_k), [_above(iv, ks, min_k) for iv in per_seed])}
+    above = f"{variant} above standard at every k ≥ {min_k}"
+    if not any(k >= min_k for k in ks):
+        out = {above: f"not tested: no k ≥ {min_k} was sampled (raise sample.n)"}
+    else:
+        out = {above: across(_above(pooled, ks, min_k), [_above(iv, ks, min_k) for iv in per_seed])}
     if variant == "experts":
         out["experts not below standard at any k"] = across(
             _not_below(pooled, ks), [_not_below(iv, ks) for iv in per_seed])
