@@ -128,6 +128,10 @@ def test_closure_follows_function_level_and_package_imports():
 
 
 # --------------------------------------------------------------------------- params
+# Library functions that do a stage's whole work with its params: their module is scanned too.
+STAGE_BODIES = {"build": ROOT / "modc_data" / "evaluation" / "build.py"}
+
+
 def params_read(script: Path) -> set[str]:
     """Dotted params keys a stage script reads: ``params.a.b`` -> ``a.b``; helpers mapped."""
     keys, inner = set(), set()
@@ -146,10 +150,11 @@ def params_read(script: Path) -> set[str]:
                 else:
                     keys.add(".".join(chain[:2]))
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in WHOLE_PARAMS_READERS and any(
-                isinstance(a, ast.Name) and a.id == "params" for a in node.args
-            ):
+            passes = any(isinstance(a, ast.Name) and a.id == "params" for a in node.args)
+            if node.func.id in WHOLE_PARAMS_READERS and passes:
                 keys.update(WHOLE_PARAMS_READERS[node.func.id])
+            elif node.func.id in STAGE_BODIES and passes and STAGE_BODIES[node.func.id] != script:
+                keys.update(params_read(STAGE_BODIES[node.func.id]))
     return keys
 
 
@@ -175,6 +180,12 @@ def test_params_scan_sees_nested_and_helper_reads(tmp_path):
                       "    task_from_params(params)\n    params.model_key('a', 'b')\n")
     assert params_read(script) == {"countdown.budget", "task", "<task>", "arms", "train_jobs",
                                    "rl_jobs"}
+
+
+def test_params_scan_follows_a_stage_into_its_library_body():
+    # stages/evaluate.py hands params to evaluation.build.build: what that module reads counts
+    assert {"evaluate", "sample.splits", "arms", "train", "train_jobs", "rl_jobs"} <= \
+        params_read(ROOT / "stages" / "evaluate.py")
 
 
 # --------------------------------------------------------------------------- profiles

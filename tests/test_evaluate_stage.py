@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from modc_data import pipeline
+from modc_data.evaluation import build
 from modc_data.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def test_labels_only_results(tmp_path, monkeypatch):
         {"problems": 3, "teachers": {"teacher:a": {"samples": 5, "correct": 2, "pass_rate": 0.4,
                                                    "kept": 2, "rejected_unverifiable": 1}}}))
     stage = _stage("evaluate")
-    assert stage.arm_specs(params) == {}
+    assert build.arm_specs(params, tmp_path) == {}
     stage.main(params, [])
     out = tmp_path / "eval"
     results = (out / "results.md").read_text()
@@ -47,7 +48,7 @@ def test_labels_only_results(tmp_path, monkeypatch):
 def test_a_tagged_rl_modc_model_without_its_own_standard_is_compared_with_the_rl_standard():
     """profiles/rl.yaml's binding-kept prefix model (tag `bind`, no standard of its own) is
     evaluated against the standard model RL'd by the same method at the same RL compute."""
-    evaluate = _stage("evaluate")
+    evaluate = build
     params = load_profile(ROOT / "profiles" / "rl.yaml", pipeline=True)
     assert evaluate.rl_standard(params, "search_algorithm-skewed-bind-prefix") == \
         "search_algorithm-skewed-grpo-standard"
