@@ -56,7 +56,7 @@ class CountdownParams(Block):
     heldout_targets: list[int] = Field(default_factory=list, description="targets only in test")
     problems: SplitSizes = SplitSizes()
     adversarial_per_side: int = Field(
-        150, gt=0, description="test_adversarial problems per side (only-DFS / only-BFS)"
+        125, gt=0, description="test_adversarial problems per side (only-DFS / only-BFS)"
     )
     validation_adversarial_per_side: int | None = Field(
         None, gt=0, description="validation_adversarial problems per side; unset: half of "
@@ -200,7 +200,7 @@ class GradientClusterParams(Block):
     """Modes found without labels: k-means on projected per-example gradients under a reference model."""
 
     reference_arm: str = Field(
-        "search_algorithm-balanced", description="arm whose own standard model gives the gradients"
+        "search_algorithm-skewed", description="arm whose own standard model gives the gradients"
     )
     rows_source: str = Field(
         "search_algorithm", description="label source of the rows clustered (the reference arm's)"
@@ -213,7 +213,7 @@ class GradientClusterParams(Block):
     n_init: int = Field(10, gt=0)  # k-means restarts
     chunk_size: int = Field(32, gt=0, description="examples per vmap call")
     max_examples: int | None = Field(
-        None, gt=0, description="train rows labeled (seeded sample); the rest are left out"
+        2000, gt=0, description="train rows labeled (seeded sample); the rest are left out"
     )
     seed: int = 0  # seed of projection and k-means
     method: Literal["auto", "vmap", "loop"] = Field(
@@ -255,7 +255,7 @@ class PublishParams(Block):
     private: bool = False  # hub target: create the repos private
     license: str = "apache-2.0"  # licence named in the cards
     dataset_mix: str = Field(
-        "balanced",
+        "skewed",
         description="mix of the config the dataset card's loading example uses (every arm's "
         "dataset is published, as config '<label_source>-<mix>')",
     )

@@ -142,7 +142,7 @@ class SampleParams(Block):
     n: int = Field(64, gt=0, description="samples per (problem, model, mode)")
     temperature: float = Field(1.0, ge=0)  # sampling temperature (0: greedy)
     top_p: float = Field(1.0, gt=0, le=1)  # nucleus sampling mass (1: the full distribution; no top-k cut)
-    max_new_tokens: int = Field(100, gt=0)  # longest completion sampled
+    max_new_tokens: int = Field(96, gt=0)  # longest completion sampled
     batch_size: int = Field(512, gt=0, description="sequences per generate call")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="hf: weights while sampling; auto = whichever times faster here"
@@ -247,16 +247,16 @@ class DistillParams(Block):
     )
     teachers: list[TeacherParams] = Field(default_factory=list)
     pool_problems: int = Field(2000, gt=0, description="training problems distilled")
-    n: int = Field(4, gt=0, description="samples per (problem, teacher)")
+    n: int = Field(2, gt=0, description="samples per (problem, teacher)")
     keep_per_teacher: int = Field(1, gt=0)  # verified solutions kept per (problem, teacher)
     balance: Literal["none", "downsample", "per_problem"] = "downsample"  # downsample: teachers to equal row counts; per_problem: equal per problem; none: keep what each solved
-    validation_problems: int = Field(200, gt=0)  # problems held out as the validation split
+    validation_problems: int = Field(300, gt=0)  # problems held out as the validation split
     temperature: float = Field(1.0, ge=0)  # model teachers' sampling temperature
     top_p: float = Field(1.0, gt=0, le=1)  # model teachers' nucleus sampling mass
-    max_new_tokens: int = Field(1024, gt=0, description="tokens per teacher solution")
+    max_new_tokens: int = Field(96, gt=0, description="tokens per teacher solution")
     max_completion_chars: int | None = Field(
         None, gt=0, description="solutions longer than this are rejected (counted as too long): "
         "bounds the cost of training and gradient features on long transcripts",
     )
-    batch_size: int = Field(64, gt=0, description="sequences per generate call (hf backend)")
+    batch_size: int = Field(512, gt=0, description="sequences per generate call (hf backend)")
     seed: int = 0  # seed of sampling and selection

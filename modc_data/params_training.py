@@ -201,8 +201,8 @@ class ModelParams(Block):
 class TrainParams(Block):
     """Training settings shared by every train job (a job may override steps, lr, objective)."""
 
-    steps: int = Field(600, gt=0, description="optimizer steps of the standard model")
-    batch_size: int = Field(64, gt=0)  # rows per optimizer step
+    steps: int = Field(1200, gt=0, description="optimizer steps of the standard model")
+    batch_size: int = Field(32, gt=0)  # rows per optimizer step
     micro_batches: int = Field(
         2, ge=1, description="length-sorted slices of each batch (same gradient, less padding)"
     )
