@@ -126,7 +126,7 @@ class ExperimentQueries:
                 group = {j.variant: j for j in jobs.values() if j.tag == tag}
                 same = set(group) == set(base) and all(
                     group[v].seed is not None
-                    and group[v].model_dump(exclude={"seed", "tag"}) == base[v].model_dump(exclude={"seed", "tag"})
+                    and group[v].settings() == base[v].settings()
                     for v in group)
                 seed_of = {j.seed for j in group.values()}
                 if same and len(seed_of) == 1:

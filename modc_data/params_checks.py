@@ -51,7 +51,7 @@ class ParamsChecks:
                                 f"standard model (add train_jobs.{arm.standard_from}-standard)")
         seen: dict[str, str] = {}  # a job's settings but its tag, with its seed -> job key
         for key, job in sorted(self.train_jobs.items()):
-            same = job.model_dump_json(exclude={"seed", "tag"}) + f" seed {self.train.seed if job.seed is None else job.seed}"
+            same = job.settings() + f" seed {self.train.seed if job.seed is None else job.seed}"
             if job.seed is not None and same in seen:
                 errs.append(f"train_jobs.{key}.seed: {job.seed} is also the training seed of "
                             f"{seen[same]}, which is the same job; a replicate needs a seed of its own")

@@ -104,6 +104,10 @@ class TrainJobParams(Block):
         """Its group's key in results and summary.json (``schema.group_key``)."""
         return group_key(self.label_source, self.mix, self.tag)
 
+    def settings(self) -> str:
+        """Everything but ``seed`` and ``tag``: equal for a job and its replicates."""
+        return self.model_dump_json(exclude={"seed", "tag"})
+
     def train_params(self, train: TrainParams) -> TrainParams:
         """``train`` with this job's overrides (lr, objective, pass_at_n, seed) applied."""
         fields = ("lr", "objective", "pass_at_n", "seed")

@@ -106,11 +106,10 @@ def replicate_rows(
             pids = _problems(at, rs, variants)
             if not pids or not variants:
                 continue
-            m = len(rs.groups[0].modes)
             n_min = min(int(at.filter(pl.col("model") == g.model_of(v))
                             .group_by("problem_id", "mode").agg(pl.col("n").sum())["n"].min())
                         for g in rs.groups for v in ("standard", *variants))
-            budgets = [k for k in ks if -(-k // m) <= n_min and k <= n_min]
+            budgets = [k for k in ks if k <= n_min]  # a ModC model's share per mode is less
             idx = resample_indices(len(pids), n_resamples, seed)
             std = np.stack([_values(at, g, "standard", pids, budgets) for g in rs.groups])
             for v in variants:
@@ -142,7 +141,7 @@ def _above(iv, ks: Sequence[int], min_k: int) -> bool:
     return bool(at) and all(float(np.atleast_1d(iv.low)[i]) > 0 for i in at)
 
 
-def _not_below(iv, ks: Sequence[int]) -> bool:
+def _not_below(iv) -> bool:
     return all(round(float(h), 6) >= 0 for h in np.atleast_1d(iv.high))
 
 
@@ -163,7 +162,7 @@ def claims(variant: str, ks: Sequence[int], per_seed, pooled, min_k: int) -> dic
         out = {above: across(_above(pooled, ks, min_k), [_above(iv, ks, min_k) for iv in per_seed])}
     if variant == "experts":
         out["experts not below standard at any k"] = across(
-            _not_below(pooled, ks), [_not_below(iv, ks) for iv in per_seed])
+            _not_below(pooled), [_not_below(iv) for iv in per_seed])
     return out
 
 
