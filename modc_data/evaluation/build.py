@@ -26,6 +26,10 @@ from modc_data.evaluation.objective_sections import objective_section
 from modc_data.evaluation.passk import default_ks
 from modc_data.evaluation.policy_sections import policy_sections
 from modc_data.evaluation.quality_sections import diversity_section, majority_section
+from modc_data.evaluation.replicate_policies import (
+    replicate_policy_rows,
+    replicate_policy_section,
+)
 from modc_data.evaluation.replicates import replicate_rows, replicate_section, replicate_sets
 from modc_data.evaluation.report import results_markdown, write_reports
 from modc_data.evaluation.rl_sections import RLJob, rl_section
@@ -186,18 +190,28 @@ def build(params, artifacts: Path) -> None:
         results += "\n" + rl
     results += "\n" + label_sections(artifacts)
     pol = params.sample.policies
-    policy_rows = []
+    policy_rows, replicate_policies = [], []
     if pol.arms:
         policy_arms = {a: (params.model_key(a, "prefix"), params.model_key(a, "standard"),
                            list(specs[a].modes)) for a in pol.arms}
-        q_files = {p: artifacts / "samples" / f"{p}.q.parquet" for p, _, _ in policy_arms.values()}
+        prefixes = {g.prefix for rs in sets for g in rs.groups if g.prefix} | {
+            p for p, _, _ in policy_arms.values()}
+        q_files = {p: artifacts / "samples" / f"{p}.q.parquet" for p in prefixes}
+        q_tables = {p: pl.read_parquet(f) for p, f in q_files.items() if f.exists()}
         section, policy_rows = policy_sections(
             every, policy_arms, pol.pairs, ks, figures_dir=out / "figures",
             n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed,
-            q_tables={p: pl.read_parquet(f) for p, f in q_files.items() if f.exists()},
+            q_tables={p: q_tables[p] for p, _, _ in policy_arms.values() if p in q_tables},
         )
+        # the policy arms' groups under other training seeds: the bar pooled over the seeds
+        replicate_policies = replicate_policy_rows(
+            every, [rs for rs in sets if rs.arm in pol.arms], pol.pairs, ks, q_tables=q_tables,
+            n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed)
         results += "\n" + section
+        if replicate_policies:
+            results += "\n" + replicate_policy_section(replicate_policies)
     write_reports(result, out, results_md=results, details_extra={
         "diversity": diversity_rows, "majority": majority_rows, "policies": policy_rows,
         "objectives": objective_rows, "rl": rl_rows,
-        **({"replicates": replicates} if replicates else {})})
+        **({"replicates": replicates} if replicates else {}),
+        **({"replicate_policies": replicate_policies} if replicate_policies else {})})

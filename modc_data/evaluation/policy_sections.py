@@ -175,6 +175,35 @@ def standard_nc(samples: pl.DataFrame, standard: str, split: str, pids: Sequence
             np.array([table[p][1] for p in pids], dtype=np.int64))
 
 
+def score_pair(
+    samples: pl.DataFrame, prefix: str, standard: str, modes: Sequence[str], test: str, val: str,
+    ks: Sequence[int], *, q_table: pl.DataFrame | None, n_resamples: int, ci: float, seed: int,
+) -> tuple[PolicyEvaluation, bool, pl.DataFrame | None, list[str]]:
+    """The policies of one prefix model (and its standard model) fit on ``val``, scored on
+    ``test``: (evaluation, whether the prefix model is its own free arm, the q table used, the
+    test problems in the evaluation's order)."""
+    own = prefix + FREE_MODEL_SUFFIX
+    free_splits = set(samples.filter(pl.col("model") == own)["split"].unique().to_list())
+    self_free = {test, val} <= free_splits
+    if q_table is not None and q_table.height == 0:
+        q_table = None
+    # the standard model is an arm of its own: the product publishes both models
+    how = {"free_model": own if self_free else None, "standard_model": standard,
+           "q_model": own if self_free else standard,
+           "q_table": q_table if self_free else None,
+           "q_column": "declared_mode" if self_free else "detected_mode"}
+    validation, val_pids = arm_counts(samples, val, prefix, modes, **how)
+    test_counts, test_pids = arm_counts(samples, test, prefix, modes, **how)
+    # the reference is always the standard model (with a free-sampling prefix model the free
+    # arm is that prefix model, not the standard one)
+    ev = evaluate_policies(
+        validation, test_counts, ks, *standard_nc(samples, standard, test, test_pids),
+        standard_validation=standard_nc(samples, standard, val, val_pids),
+        n_resamples=n_resamples, ci=ci, seed=seed,
+    )
+    return ev, self_free, q_table, list(test_pids)
+
+
 def policy_sections(
     samples: pl.DataFrame,
     arms: Mapping[str, tuple[str, str, Sequence[str]]],
@@ -221,26 +250,9 @@ def policy_sections(
                 continue
 
             own = prefix + FREE_MODEL_SUFFIX
-            free_splits = set(samples.filter(pl.col("model") == own)["split"].unique().to_list())
-            self_free = {test, val} <= free_splits
-            q_table = (q_tables or {}).get(prefix)
-            if q_table is not None and q_table.height == 0:
-                q_table = None
-            free_model = own if self_free else None
-            # the standard model is an arm of its own: the product publishes both models
-            how = {"free_model": free_model, "standard_model": standard,
-                   "q_model": own if self_free else standard,
-                   "q_table": q_table if self_free else None,
-                   "q_column": "declared_mode" if self_free else "detected_mode"}
-            validation, val_pids = arm_counts(samples, val, prefix, modes, **how)
-            test_counts, test_pids = arm_counts(samples, test, prefix, modes, **how)
-            # the reference is always the standard model (with a free-sampling prefix model the
-            # free arm is that prefix model, not the standard one)
-            ev = evaluate_policies(
-                validation, test_counts, ks, *standard_nc(samples, standard, test, test_pids),
-                standard_validation=standard_nc(samples, standard, val, val_pids),
-                n_resamples=n_resamples, ci=ci, seed=seed,
-            )
+            ev, self_free, q_table, _ = score_pair(
+                samples, prefix, standard, modes, test, val, ks, q_table=(q_tables or {}).get(prefix),
+                n_resamples=n_resamples, ci=ci, seed=seed)
             verdict = never_loses(ev)
             if self_free:
                 source = (f"`free` = the prefix model `{prefix}` sampled with no mode token; "

@@ -15,7 +15,7 @@ difference the design (P problems, S seeds, the measured spreads) detects with 8
 (``power.detectable_difference``).
 
 What it leaves out: the per-seed groups' own sections (each seed is a group of the main
-results), the allocation policies (fitted on the untagged group only), rendering of figures.
+results), the allocation bar across seeds (``replicate_policies``), rendering of figures.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from modc_data.evaluation.bootstrap import (
 )
 from modc_data.evaluation.comparisons import MODC_VARIANTS, ArmSpec
 from modc_data.evaluation.counts import count_table, problem_matrix
-from modc_data.evaluation.markdown import cell
+from modc_data.evaluation.markdown import diff_cells, k_header
 from modc_data.evaluation.passk import pass_at_k_curve, pass_at_k_modc
 from modc_data.evaluation.power import detectable_difference
 
@@ -184,14 +184,9 @@ def replicate_section(rows: Sequence[dict], ci: float = 0.95) -> str:
         ks = r["k"]
         lines += [f"### {r['arm']}: {r['variant']} − standard, `{r['split']}` "
                   f"({r['n_problems']} problems, seeds {', '.join(map(str, r['seeds']))})", "",
-                  "| seed | " + " | ".join(f"k={k}" for k in ks) + " |",
-                  "|---|" + "---|" * len(ks)]
-        for s in r["per_seed"]:
-            lines.append(f"| {s['seed']} | " + " | ".join(
-                cell(e, lo, hi, signed=True) for e, lo, hi in zip(s["estimate"], s["low"], s["high"], strict=True)) + " |")
-        p = r["pooled"]
-        lines.append("| **pooled** | " + " | ".join(
-            f"**{cell(e, lo, hi, signed=True)}**" for e, lo, hi in zip(p["estimate"], p["low"], p["high"], strict=True)) + " |")
+                  *k_header(["seed"], ks)]
+        lines += [f"| {s['seed']} | " + diff_cells(s) for s in r["per_seed"]]
+        lines.append("| **pooled** | " + diff_cells(r["pooled"], bold=True))
         lines.append("| detectable | " + " | ".join(f"±{d:.3f}" for d in r["detectable"]) + " |")
         lines.append("")
         lines += [f"- {claim}: **{verdict}**" for claim, verdict in r["claims"].items()]
