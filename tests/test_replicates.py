@@ -71,12 +71,17 @@ def _samples(effect: float, seeds: int, problems: int = 60, n: int = 32, seed_sd
     return pl.DataFrame(rows), specs
 
 
-def test_a_clear_gain_holds_pooled_and_each_seed_row_is_its_paired_bootstrap():
+def _clear_gain() -> tuple[pl.DataFrame, list[ArmSpec], list[ReplicateSet], list[dict]]:
     samples, specs = _samples(effect=0.15, seeds=3)
     sets = replicate_sets({"a": {0: None, 1: "seed1", 2: "seed2"}},
                           {("a" if s.tag is None else f"a-{s.tag}"): s for s in specs})
-    assert [rs.seeds for rs in sets] == [(0, 1, 2)]
     rows = replicate_rows(samples, sets, [1, 2, 4, 8, 16], n_resamples=200, seed=0, min_k=8)
+    return samples, specs, sets, rows
+
+
+def test_a_clear_gain_holds_pooled_and_each_seed_row_is_its_paired_bootstrap():
+    samples, specs, sets, rows = _clear_gain()
+    assert [rs.seeds for rs in sets] == [(0, 1, 2)]
     (row,) = rows
     assert row["variant"] == "prefix" and row["n_problems"] == 60 and row["k"] == [1, 2, 4, 8, 16]
     assert row["claims"]["prefix above standard at every k ≥ 8"] == \
@@ -96,6 +101,17 @@ def test_a_clear_gain_holds_pooled_and_each_seed_row_is_its_paired_bootstrap():
     assert row["per_seed"][1]["low"] == [round(float(x), 6) for x in iv.low]
     text = replicate_section(rows)
     assert "## Across training seeds" in text and "| **pooled** |" in text and "| detectable |" in text
+
+
+def test_the_figure_shows_each_seed_and_the_pooled_band_and_is_linked(tmp_path):
+    from matplotlib.image import imread
+
+    from modc_data.evaluation.figures import write_replicates_figures
+    rows = _clear_gain()[3]
+    figures = write_replicates_figures(rows, tmp_path)
+    assert figures == {("a", "test"): "replicates_a_test.png"}
+    assert imread(tmp_path / "replicates_a_test.png").shape[1] > 400
+    assert "![across seeds a test](figures/replicates_a_test.png)" in replicate_section(rows, 0.95, figures)
 
 
 def test_one_seed_pooled_is_that_seeds_paired_interval():

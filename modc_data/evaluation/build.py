@@ -20,7 +20,7 @@ import polars as pl
 from modc_data.artifacts import write_text
 from modc_data.evaluation.comparisons import ArmSpec
 from modc_data.evaluation.estimates import evaluate
-from modc_data.evaluation.figures import write_figures
+from modc_data.evaluation.figures import write_figures, write_replicates_figures
 from modc_data.evaluation.label_reports import distill_section, gradient_cluster_section
 from modc_data.evaluation.objective_sections import objective_section
 from modc_data.evaluation.passk import default_ks
@@ -169,7 +169,8 @@ def build(params, artifacts: Path) -> None:
     replicates = replicate_rows(samples, sets, ks, n_resamples=cfg.bootstrap, ci=cfg.ci,
                                 seed=cfg.seed, min_k=cfg.verdict_min_k)
     if replicates:
-        results += "\n" + replicate_section(replicates, cfg.ci)
+        figures = write_replicates_figures(replicates, out / "figures")
+        results += "\n" + replicate_section(replicates, cfg.ci, figures)
     objectives = {}  # how each tagged group's standard model was trained (its modc.json)
     for spec in specs.values():
         if spec.tag is not None:

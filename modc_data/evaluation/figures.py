@@ -2,7 +2,8 @@
 
 What goes in: the result of ``estimates.evaluate`` and an output folder. What comes out: one
 ``passk_<key>_<split>.png`` per (key, split) and one ``collapse_<key>_<split>.png`` per (key, split)
-with detected modes. Uses matplotlib's object API on the Agg canvas (no pyplot global state, no
+with detected modes; ``replicates_figure``: ModC − standard per training seed and pooled, one
+``replicates_<arm>_<split>.png`` per replicated arm and split. Uses matplotlib's object API on the Agg canvas (no pyplot global state, no
 display needed).
 """
 
@@ -96,3 +97,46 @@ def write_figures(result: EvaluationResult, out_dir: str | Path) -> list[Path]:
             if ev.shares:
                 paths.append(save_figure(collapse_figure(key, ev), out / f"collapse_{stem}.png"))
     return paths
+
+
+def replicates_figure(rows: list[dict]) -> Figure:
+    """ModC − standard at each k, one panel per ModC variant of one (arm, split): each seed's
+    difference with its paired CI (error bars), the pooled one as a line with its two-level
+    bootstrap band, and 0 dashed. ``rows``: ``replicates.replicate_rows`` of that arm and split."""
+    fig = Figure(figsize=(5.2 * len(rows), 4.0))
+    axes = fig.subplots(1, len(rows), squeeze=False)[0]
+    for ax, r in zip(axes, rows, strict=True):
+        k = np.asarray(r["k"], dtype=float)
+        n = len(r["per_seed"])
+        for i, s in enumerate(r["per_seed"]):
+            x = k * 2 ** ((i - (n - 1) / 2) * 0.06)  # seeds side by side on the log axis
+            est = np.asarray(s["estimate"])
+            ax.errorbar(x, est, yerr=[est - np.asarray(s["low"]), np.asarray(s["high"]) - est],
+                        fmt="o", ms=3, capsize=2, alpha=0.7, label=f"seed {s['seed']}")
+        p = r["pooled"]
+        ax.plot(k, p["estimate"], color="black", lw=2, label="pooled")
+        ax.fill_between(k, p["low"], p["high"], color="black", alpha=0.15, linewidth=0)
+        ax.axhline(0, color="grey", ls="--", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("k (samples per problem)")
+        ax.set_ylabel(f"{r['variant']} − standard (pass@k)")
+        ax.set_title(f"{r['variant']}: {len(r['seeds'])} seeds, {r['n_problems']} problems",
+                     fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"{rows[0]['arm']} — {rows[0]['split']}: across training seeds")
+    return fig
+
+
+def write_replicates_figures(rows: list[dict], out_dir: str | Path) -> dict[tuple[str, str], str]:
+    """One ``replicates_<arm>_<split>.png`` per (arm, split) of ``rows``; returns its file name
+    per (arm, split)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["arm"], r["split"]), []).append(r)
+    out = {}
+    for (arm, split), rs in groups.items():
+        name = f"replicates_{mode_slug(arm)}_{mode_slug(split)}.png"
+        save_figure(replicates_figure(rs), Path(out_dir) / name)
+        out[(arm, split)] = name
+    return out

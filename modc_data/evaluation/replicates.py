@@ -166,8 +166,11 @@ def claims(variant: str, ks: Sequence[int], per_seed, pooled, min_k: int) -> dic
     return out
 
 
-def replicate_section(rows: Sequence[dict], ci: float = 0.95) -> str:
-    """results.md's "Across training seeds" section ("" when no group has replicates)."""
+def replicate_section(rows: Sequence[dict], ci: float = 0.95,
+                      figures: Mapping[tuple[str, str], str] | None = None) -> str:
+    """results.md's "Across training seeds" section ("" when no group has replicates).
+    ``figures``: (arm, split) -> a figure's file name under ``figures/``, linked after the
+    tables of that arm and split."""
     if not rows:
         return ""
     lines = [
@@ -180,7 +183,7 @@ def replicate_section(rows: Sequence[dict], ci: float = 0.95) -> str:
         "difference this design (problems × seeds, the spreads measured here) finds with 80% power.",
         "",
     ]
-    for r in rows:
+    for i, r in enumerate(rows):
         ks = r["k"]
         lines += [f"### {r['arm']}: {r['variant']} − standard, `{r['split']}` "
                   f"({r['n_problems']} problems, seeds {', '.join(map(str, r['seeds']))})", "",
@@ -191,4 +194,9 @@ def replicate_section(rows: Sequence[dict], ci: float = 0.95) -> str:
         lines.append("")
         lines += [f"- {claim}: **{verdict}**" for claim, verdict in r["claims"].items()]
         lines.append("")
+        at = (r["arm"], r["split"])
+        last = i + 1 == len(rows) or (rows[i + 1]["arm"], rows[i + 1]["split"]) != at
+        name = (figures or {}).get(at)
+        if last and name:
+            lines += [f"![across seeds {r['arm']} {r['split']}](figures/{name})", ""]
     return "\n".join(lines)
