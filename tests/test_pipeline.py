@@ -106,10 +106,14 @@ def test_repro_builds_every_artifact(smoke_repo):
     assert "## Across training seeds" in results and "| **pooled** |" in results
     assert {r["variant"] for r in details["replicates"]} == {"experts", "prefix"}
     assert all(r["seeds"] == [0, 1, 2] and len(r["per_seed"]) == 3 for r in details["replicates"])
-    # each seed's own allocation policies (fit on its validation samples), the bar pooled
-    (pol,) = details["replicate_policies"]
-    assert pol["seeds"] == [0, 1, 2] and [s["seed"] for s in pol["per_seed"]] == [0, 1, 2]
-    assert set(pol["pooled"]["diff"]) == {"standard", "uniform"} and len(pol["claim"]) == 2
+    # each seed's own allocation policies (fit on its validation samples), the bar pooled: one
+    # row per policy pair
+    pols = details["replicate_policies"]
+    assert {(p["test"], p["validation"]) for p in pols} == {
+        ("test", "validation"), ("test_adversarial", "validation_adversarial")}
+    for pol in pols:
+        assert pol["seeds"] == [0, 1, 2] and [s["seed"] for s in pol["per_seed"]] == [0, 1, 2]
+        assert set(pol["pooled"]["diff"]) == {"standard", "uniform"} and len(pol["claim"]) == 2
     assert "### Allocation across training seeds" in results
     assert "### search_algorithm-skewed-grpo-prefix from search_algorithm-skewed-prefix" in results
     assert {r["job"] for r in details["rl"] if "modc" not in r} == {
