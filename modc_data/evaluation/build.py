@@ -202,7 +202,7 @@ def build(params, artifacts: Path) -> None:
         section, policy_rows = policy_sections(
             every, policy_arms, pol.pairs, ks, figures_dir=out / "figures",
             n_resamples=cfg.bootstrap, ci=cfg.ci, seed=cfg.seed,
-            q_tables={p: q_tables[p] for p, _, _ in policy_arms.values() if p in q_tables},
+            q_tables=q_tables,
         )
         # the policy arms' groups under other training seeds: the bar pooled over the seeds
         replicate_policies = replicate_policy_rows(

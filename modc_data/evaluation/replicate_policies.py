@@ -29,15 +29,11 @@ import polars as pl
 from modc_data.evaluation.bootstrap import hierarchical_diff_interval, resample_indices
 from modc_data.evaluation.markdown import diff_cells, k_header
 from modc_data.evaluation.policy_sections import TOLERANCE, never_loses, score_pair
-from modc_data.evaluation.replicates import ReplicateSet, across
+from modc_data.evaluation.replicates import ReplicateSet, across, rounded
 
 REFERENCES = ("standard", "uniform")
 CLAIM = "validated allocation never below the better of standard and uniform"
 CLAIM_BOTH = "validated allocation never below standard nor uniform"
-
-
-def _round(a) -> list[float]:
-    return [round(float(x), 6) + 0.0 for x in np.atleast_1d(a)]  # + 0.0: no -0.0
 
 
 def pooled_bar(chosen: np.ndarray, refs: Mapping[str, np.ndarray], ks: Sequence[int],
@@ -54,7 +50,7 @@ def pooled_bar(chosen: np.ndarray, refs: Mapping[str, np.ndarray], ks: Sequence[
     low_both = [min(float(np.atleast_1d(d.low)[j]) for d in diffs.values()) for j in range(len(ks))]
     worst = int(np.argmin(low_better))
     return {
-        "diff": {r: {"estimate": _round(d.estimate), "low": _round(d.low), "high": _round(d.high)}
+        "diff": {r: {"estimate": rounded(d.estimate), "low": rounded(d.low), "high": rounded(d.high)}
                  for r, d in diffs.items()},
         "better": better,
         "holds": min(low_better) >= -tol,
@@ -108,8 +104,8 @@ def replicate_policy_rows(
                 c = ev.policies["chosen"]
                 per_seed.append({
                     "seed": s, "chosen": {str(k): ev.chosen[k] for k in budgets},
-                    "diff": {r: {"estimate": _round(d["diff"]), "low": _round(d["ci_low"]),
-                                 "high": _round(d["ci_high"])}
+                    "diff": {r: {"estimate": rounded(d["diff"]), "low": rounded(d["ci_low"]),
+                                 "high": rounded(d["ci_high"])}
                              for r, d in (("standard", c.vs_standard), ("uniform", c.vs_uniform))
                              if d is not None},
                     "holds": bool(v["holds_vs_better"]), "holds_vs_both": bool(v["holds"]),

@@ -86,7 +86,7 @@ def _problems(counts: pl.DataFrame, rs: ReplicateSet, variants: Sequence[str]) -
     return sorted(common or ())
 
 
-def _round(a) -> list[float]:
+def rounded(a) -> list[float]:
     return [round(float(x), 6) + 0.0 for x in np.atleast_1d(a)]  # + 0.0: no -0.0
 
 
@@ -125,12 +125,12 @@ def replicate_rows(
                 rows.append({
                     "arm": rs.arm, "split": split, "variant": v, "seeds": list(rs.seeds),
                     "groups": [g.key for g in rs.groups], "n_problems": len(pids), "k": budgets,
-                    "per_seed": [{"seed": s, "estimate": _round(iv.estimate), "low": _round(iv.low),
-                                  "high": _round(iv.high)} for s, iv in zip(rs.seeds, per_seed, strict=True)],
-                    "pooled": {"estimate": _round(pooled.estimate), "low": _round(pooled.low),
-                               "high": _round(pooled.high)},
-                    "sd_problem": _round(sd_problem), "sd_seed": _round(sd_seed),
-                    "detectable": _round(detect),
+                    "per_seed": [{"seed": s, "estimate": rounded(iv.estimate), "low": rounded(iv.low),
+                                  "high": rounded(iv.high)} for s, iv in zip(rs.seeds, per_seed, strict=True)],
+                    "pooled": {"estimate": rounded(pooled.estimate), "low": rounded(pooled.low),
+                               "high": rounded(pooled.high)},
+                    "sd_problem": rounded(sd_problem), "sd_seed": rounded(sd_seed),
+                    "detectable": rounded(detect),
                     "claims": claims(v, budgets, per_seed, pooled, min_k),
                 })
     return rows
